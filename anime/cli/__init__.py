@@ -1,0 +1,9 @@
+"""`anime`: what people do by hand. Each concern registers its own commands."""
+
+from __future__ import annotations
+
+from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
+from anime.cli import production as _production  # noqa: F401  (import / export / status / demo)
+from anime.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,45 @@
+"""The root Typer app and the one place that turns known errors into clear messages."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+app = typer.Typer(
+    name="anime",
+    help="Tower Anime Production: productions, renders and quality gates.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(Exception):
+    """An error whose message is the whole story: shown without a traceback."""
+
+
+def clear_errors(fn: F) -> F:
+    """Known failures print one clear message on stderr and exit 1; bugs keep their traceback."""
+    from anime.production import ProductionFileError
+    from db.backup import BackupError
+    from db.engine import DatabaseConfigError
+
+    known = (UserError, ProductionFileError, DatabaseConfigError, BackupError, LookupError)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except known as exc:
+            message = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,96 @@
+"""`anime import | export | status | demo`: production files in and out, and where things stand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from anime.cli.app import app, clear_errors
+from anime.cli.db import require_current_schema
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "moonlit-courier" / "production.yaml"
+
+
+@app.command("import")
+@clear_errors
+def import_(
+    file: Path = typer.Argument(..., help="production YAML file"),
+    prune: bool = typer.Option(
+        False, "--prune", help="remove characters, episodes, scenes and cuts the file no longer has"
+    ),
+) -> None:
+    """Import or update a production (idempotent; all or nothing)."""
+    from anime.production import load_production
+    from db.engine import session_scope
+    from db.production_io import import_production
+
+    production = load_production(file)
+    require_current_schema()
+    with session_scope() as session:
+        report = import_production(session, production, prune=prune)
+    typer.echo(report.summary())
+
+
+@app.command("export")
+@clear_errors
+def export(
+    project: str = typer.Argument(..., help="project slug"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="file to write (default stdout)"
+    ),
+) -> None:
+    """Write a project as a production file that imports back to the same rows."""
+    from anime.production import dump_production
+    from db.engine import session_scope
+    from db.production_io import export_production
+
+    require_current_schema()
+    with session_scope() as session:
+        text = dump_production(export_production(session, project))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+@app.command("status")
+@clear_errors
+def status(project: str | None = typer.Argument(None, help="project slug (default: all)")) -> None:
+    """Projects, their episodes, jobs and phase gates."""
+    from db.engine import describe_database, session_scope
+    from db.queries import all_projects, get_project, project_status
+
+    require_current_schema()
+    with session_scope() as session:
+        projects = [get_project(session, project)] if project else all_projects(session)
+        statuses = [project_status(session, p) for p in projects]
+    typer.echo(f"database: {describe_database()}")
+    if not statuses:
+        typer.echo("no projects yet: `anime import FILE`")
+    for s in statuses:
+        typer.echo(
+            f"\n{s.name} [{s.slug}]  story bible v{s.story_bible_version}  "
+            f"{s.characters} characters, {s.references} reference images"
+        )
+        for e in s.episodes:
+            typer.echo(
+                f"  episode {e.number}: {e.title} - {e.scenes} scenes, {e.cuts} cuts, "
+                f"{e.frames} frames"
+            )
+            jobs = ", ".join(f"{n} {st}" for st, n in sorted(e.jobs_by_status.items()))
+            typer.echo(f"    jobs: {jobs or 'none yet'}")
+            for gate in e.gates:
+                typer.echo(f"    gate {gate}")
+
+
+@app.command("demo")
+@clear_errors
+def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> None:
+    """The main job: embedded database, migrations, the example production, its status."""
+    from db import migrate
+
+    migrate.upgrade()
+    import_(file, prune=False)
+    status(None)

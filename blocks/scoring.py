@@ -1,0 +1,84 @@
+"""Which scoring models to load, and where from. Edited in the Prefect UI."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from pydantic import Field
+
+# LAION's improved aesthetic predictor for CLIP ViT-L/14 (768-d) embeddings.
+AESTHETIC_HEAD_FILE = "sac+logos+ava1-l14-linearMSE.pth"
+AESTHETIC_HEAD_URL = (
+    "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/"
+    "sac%2Blogos%2Bava1-l14-linearMSE.pth"
+)
+# DINO ViT-B/16 backbone, as VBench's subject_consistency loads it through torch.hub.
+DINO_WEIGHTS_URL = (
+    "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
+)
+
+
+class ScoringModels(Block):
+    """Models behind the quality metrics.
+
+    Defaults are the usual public ones, fetched the way each library normally fetches them
+    when the machine has internet; a local path always works offline.
+    """
+
+    _block_type_name = "Scoring Models"
+    _block_type_slug = "anime-scoring-models"
+    _description = "Models for face similarity, aesthetics, style and temporal metrics."
+
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto picks CUDA when a GPU is present"
+    )
+    face_model: str = Field(
+        "buffalo_l", description="InsightFace model pack name (under face_root) or a folder path"
+    )
+    face_root: str | None = Field(
+        None, description="InsightFace root folder (default ~/.insightface)"
+    )
+    face_det_size: int = Field(640, ge=32, description="face detector input size (square)")
+    clip_model: str = Field("ViT-L-14", description="open_clip architecture")
+    clip_pretrained: str = Field(
+        "openai", description="open_clip pretrained tag, or a local checkpoint path"
+    )
+    clip_cache_dir: str | None = Field(
+        None,
+        description="where open_clip keeps downloaded weights (default: the Hugging Face cache)",
+    )
+    aesthetic_head: str | None = Field(
+        None,
+        description=(
+            "LAION improved-aesthetic-predictor weights (.pth) for the CLIP model; default "
+            f"~/.cache/tower-anime/models/{AESTHETIC_HEAD_FILE}"
+        ),
+    )
+    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    lpips_pnet_rand: bool = Field(
+        False,
+        description=(
+            "LPIPS with a randomly initialised backbone (no torchvision download): tests and "
+            "dry runs only, the distances then mean little"
+        ),
+    )
+    subject_backbone: Literal["clip", "dino"] = "clip"
+    dino_weights: str | None = Field(
+        None,
+        description=(
+            "DINO ViT-B/16 weights path, if used (default: torch hub cache, "
+            "checkpoints/dino_vitbase16_pretrain.pth)"
+        ),
+    )
+    dino_arch: str = Field(
+        "vit_base_patch16_224.dino", description="timm architecture the DINO weights fit"
+    )
+    batch_size: int = Field(16, ge=1)
+    half_precision: bool = Field(True, description="fp16 on CUDA; ignored on CPU")
+    allow_downloads: bool = Field(
+        True,
+        description=(
+            "fetch missing public weights when the download host answers; off: local files only"
+        ),
+    )

@@ -1,0 +1,129 @@
+"""Characters: attributes, variations, reference images and their face embeddings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Float, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy.dialects.postgresql import ARRAY, REAL
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+
+from db.models.base import Base, Timestamped, str_enum
+from db.models.enums import VariationKind
+from db.normalize import normalize_attribute_key, normalize_attribute_value
+
+if TYPE_CHECKING:
+    from db.models.project import Project
+
+
+class Character(Timestamped, Base):
+    __tablename__ = "characters"
+    __table_args__ = (UniqueConstraint("project_id", "slug"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    base_prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    # Calibrated from this character's references (see tasks/calibration); None = project default.
+    face_threshold: Mapped[float | None] = mapped_column(Float, default=None)
+
+    project: Mapped[Project] = relationship(back_populates="characters")
+    attributes: Mapped[list[CharacterAttribute]] = relationship(
+        back_populates="character", order_by="CharacterAttribute.key", cascade="all, delete-orphan"
+    )
+    variations: Mapped[list[CharacterVariation]] = relationship(
+        back_populates="character",
+        order_by="(CharacterVariation.kind, CharacterVariation.name)",
+        cascade="all, delete-orphan",
+    )
+    references: Mapped[list[CharacterReference]] = relationship(
+        back_populates="character", order_by="CharacterReference.id", cascade="all, delete-orphan"
+    )
+
+    def attribute_map(self) -> dict[str, str]:
+        return {a.key: a.value for a in self.attributes}
+
+
+class CharacterAttribute(Base):
+    __tablename__ = "character_attributes"
+    __table_args__ = (UniqueConstraint("character_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))
+    value: Mapped[str] = mapped_column(String(500))
+
+    character: Mapped[Character] = relationship(back_populates="attributes")
+
+    # Normalized on every write, whichever code path writes it.
+    @validates("key")
+    def _normalize_key(self, _: str, key: str) -> str:
+        return normalize_attribute_key(key)
+
+    @validates("value")
+    def _normalize_value(self, _: str, value: str) -> str:
+        return normalize_attribute_value(value)
+
+
+class CharacterVariation(Base):
+    """An outfit, expression or pose: a prompt delta on top of the character's base prompt."""
+
+    __tablename__ = "character_variations"
+    __table_args__ = (UniqueConstraint("character_id", "kind", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    kind: Mapped[VariationKind] = mapped_column(str_enum(VariationKind, "variation_kind"))
+    name: Mapped[str] = mapped_column(String(100))
+    prompt_delta: Mapped[str] = mapped_column(Text, default="")
+    reference_image: Mapped[str | None] = mapped_column(Text, default=None)
+
+    character: Mapped[Character] = relationship(back_populates="variations")
+
+
+class CharacterReference(Base):
+    """An approved image of the character; the face embeddings are computed from these."""
+
+    __tablename__ = "character_references"
+    __table_args__ = (UniqueConstraint("character_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(Text)
+    view: Mapped[str] = mapped_column(String(100), default="")
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Where it came from: "imported" from the production file, or "sheet" (an approved render).
+    source: Mapped[str] = mapped_column(String(32), default="imported")
+    source_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    character: Mapped[Character] = relationship(back_populates="references")
+    embeddings: Mapped[list[FaceEmbedding]] = relationship(
+        back_populates="reference", cascade="all, delete-orphan"
+    )
+
+
+class FaceEmbedding(Base):
+    __tablename__ = "face_embeddings"
+    __table_args__ = (UniqueConstraint("reference_id", "model_name", "face_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference_id: Mapped[int] = mapped_column(
+        ForeignKey("character_references.id", ondelete="CASCADE")
+    )
+    model_name: Mapped[str] = mapped_column(String(200))
+    face_index: Mapped[int] = mapped_column(default=0)
+    # Plain float4[] rather than pgvector: the Debian server the studio may point at has no
+    # pgvector, and a character has tens of references, not millions.
+    vector: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+    bbox: Mapped[list[Any] | None] = mapped_column(default=None)
+    det_score: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    reference: Mapped[CharacterReference] = relationship(back_populates="embeddings")

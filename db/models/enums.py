@@ -1,0 +1,55 @@
+"""The studio's vocabularies, shared by the database, the flows and the API."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Phase(enum.StrEnum):
+    CONCEPT = "concept"
+    GENERATION = "generation"
+    ANIMATION = "animation"
+    QUALITY = "quality"
+
+
+class VariationKind(enum.StrEnum):
+    OUTFIT = "outfit"
+    EXPRESSION = "expression"
+    POSE = "pose"
+
+
+class JobKind(enum.StrEnum):
+    CHARACTER_SHEET = "character_sheet"
+    KEYFRAME = "keyframe"
+    ANIMATION = "animation"
+    QUALITY_REVIEW = "quality_review"
+    REPRODUCTION = "reproduction"
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RENDERED = "rendered"  # output stored, not judged yet
+    PASSED = "passed"
+    FAILED = "failed"  # judged and below its gate
+    NEEDS_REVIEW = "needs_review"  # attempt budget spent: a person decides
+    ERROR = "error"  # render or infrastructure failure
+    CANCELLED = "cancelled"
+
+
+class Verdict(enum.StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    COULD_NOT_JUDGE = "could_not_judge"
+
+
+class GateDecision(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class GateScope(enum.StrEnum):
+    EPISODE = "episode"
+    CHARACTER = "character"
+    PROJECT = "project"

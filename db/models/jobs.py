@@ -1,0 +1,142 @@
+"""Generation jobs and everything needed to reproduce their outputs exactly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from db.models.base import Base, str_enum
+from db.models.enums import JobKind, JobStatus, Phase, Verdict
+
+if TYPE_CHECKING:
+    from db.models.quality import QualityScore
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("attempt >= 1", name="attempt_positive"),
+        # One row per (subject, phase, kind, attempt): a re-run finds its job instead of adding one.
+        UniqueConstraint(
+            "project_id",
+            "phase",
+            "kind",
+            "cut_id",
+            "character_id",
+            "attempt",
+            "parent_job_id",
+            name="uq_jobs_identity",
+            postgresql_nulls_not_distinct=True,
+        ),
+        Index("ix_jobs_cut_phase", "cut_id", "phase"),
+        Index("ix_jobs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    phase: Mapped[Phase] = mapped_column(str_enum(Phase, "phase"))
+    kind: Mapped[JobKind] = mapped_column(str_enum(JobKind, "job_kind"))
+    cut_id: Mapped[int | None] = mapped_column(ForeignKey("cuts.id", ondelete="CASCADE"))
+    character_id: Mapped[int | None] = mapped_column(
+        ForeignKey("characters.id", ondelete="CASCADE")
+    )
+    status: Mapped[JobStatus] = mapped_column(
+        str_enum(JobStatus, "job_status"), default=JobStatus.PENDING
+    )
+    attempt: Mapped[int] = mapped_column(default=1)
+    parent_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    story_bible_version: Mapped[int | None]
+    renderer: Mapped[str] = mapped_column(String(50), default="comfyui")
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    comfyui_prompt_id: Mapped[str | None] = mapped_column(String(64))
+    comfyui_server: Mapped[str | None] = mapped_column(String(300))
+    verdict: Mapped[Verdict | None] = mapped_column(str_enum(Verdict, "verdict"))
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    params: Mapped[GenerationParams | None] = relationship(
+        back_populates="job", cascade="all, delete-orphan", uselist=False
+    )
+    artifacts: Mapped[list[Artifact]] = relationship(
+        back_populates="job", order_by="Artifact.id", cascade="all, delete-orphan"
+    )
+    scores: Mapped[list[QualityScore]] = relationship(
+        back_populates="job", order_by="QualityScore.id", cascade="all, delete-orphan"
+    )
+    parent: Mapped[Job | None] = relationship(remote_side=[id])
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class GenerationParams(Base):
+    """Everything that went into one render, including the graph exactly as submitted."""
+
+    __tablename__ = "generation_params"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    template: Mapped[str | None] = mapped_column(String(100))
+    template_version: Mapped[str | None] = mapped_column(String(50))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    checkpoint: Mapped[str | None] = mapped_column(Text)
+    sampler: Mapped[str | None] = mapped_column(String(100))
+    scheduler: Mapped[str | None] = mapped_column(String(100))
+    steps: Mapped[int | None]
+    cfg: Mapped[float | None] = mapped_column(Float)
+    denoise: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    frames: Mapped[int | None]
+    fps: Mapped[float | None] = mapped_column(Float)
+    positive_prompt: Mapped[str] = mapped_column(Text, default="")
+    negative_prompt: Mapped[str] = mapped_column(Text, default="")
+    loras: Mapped[list[Any]] = mapped_column(default=list)
+    controlnets: Mapped[list[Any]] = mapped_column(default=list)
+    ipadapter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The complete graph as submitted, and the sha256 of its canonical JSON.
+    workflow: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    workflow_sha256: Mapped[str | None] = mapped_column(String(64))
+    # ComfyUI /system_stats (ComfyUI, Python, PyTorch, devices) or the local renderer's versions.
+    environment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    job: Mapped[Job] = relationship(back_populates="params")
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "uri"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32), default="image")  # image, animation, thumbnail
+    uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    mime: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    frames: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    job: Mapped[Job] = relationship(back_populates="artifacts")

@@ -1,0 +1,412 @@
+"""Production files <-> rows: idempotent import in one transaction, and export back.
+
+Rows are matched by slugs and numbers, so an edited file updates in place. Collections a file
+owns whole (attributes, variations, casting, imported references) are made to match it;
+episodes, scenes, cuts and characters missing from the file are kept (they may carry render
+history) and reported, unless ``prune`` is asked for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from anime.production import (
+    CastMember,
+    CharacterSpec,
+    CutSpec,
+    ProductionFile,
+    ReferenceSpec,
+    SceneSpec,
+)
+from db.models import (
+    Character,
+    CharacterAttribute,
+    CharacterReference,
+    CharacterVariation,
+    Cut,
+    CutCasting,
+    Episode,
+    Project,
+    Scene,
+    SceneCasting,
+    StoryBible,
+)
+
+
+@dataclass
+class ImportReport:
+    project: str
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    removed: Counter[str] = field(default_factory=Counter)
+    kept_absent: list[str] = field(default_factory=list)
+    story_bible_version: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.removed)
+
+    def summary(self) -> str:
+        if not self.changed:
+            return f"{self.project}: already up to date, nothing changed"
+
+        def fmt(counter: Counter[str]) -> str:
+            return ", ".join(f"{n} {kind}" for kind, n in sorted(counter.items())) or "nothing"
+
+        lines = [
+            f"{self.project}: created {fmt(self.created)}; updated {fmt(self.updated)}; "
+            f"removed {fmt(self.removed)}"
+        ]
+        if self.kept_absent:
+            lines.append("kept (not in the file; --prune removes): " + ", ".join(self.kept_absent))
+        return "\n".join(lines)
+
+
+def _assign(obj: Any, **values: Any) -> bool:
+    """Set only what differs, so an unchanged row is never written (updated_at stays put)."""
+    changed = False
+    for name, value in values.items():
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
+
+
+class _Importer:
+    def __init__(self, session: Session, prune: bool) -> None:
+        self.session = session
+        self.prune = prune
+
+    def run(self, production: ProductionFile) -> ImportReport:
+        spec = production.project
+        self.report = ImportReport(project=spec.slug)
+        project = self.session.scalar(select(Project).where(Project.slug == spec.slug))
+        if project is None:
+            project = Project(slug=spec.slug, name=spec.name)
+            self.session.add(project)
+            self.report.created["project"] += 1
+        fields = {"name": spec.name, "description": spec.description, "settings": spec.settings}
+        if _assign(project, **fields) and project.id is not None:
+            self.report.updated["project"] += 1
+        self.session.flush()
+        self._story_bible(project, production)
+        characters = self._characters(project, production.characters)
+        self._episodes(project, production, characters)
+        self.session.flush()
+        return self.report
+
+    def _story_bible(self, project: Project, production: ProductionFile) -> None:
+        wanted = production.story_bible.model_dump()
+        current = project.story_bible
+        if current is not None and current.content() == wanted:
+            self.report.story_bible_version = current.version
+            return
+        version = (current.version + 1) if current else 1
+        project.story_bibles.append(StoryBible(version=version, **wanted))
+        self.report.created["story bible version"] += 1
+        self.report.story_bible_version = version
+
+    def _characters(self, project: Project, specs: list[CharacterSpec]) -> dict[str, Character]:
+        existing = {c.slug: c for c in project.characters}
+        for spec in specs:
+            character = existing.get(spec.slug)
+            if character is None:
+                character = Character(slug=spec.slug, name=spec.name)
+                project.characters.append(character)
+                existing[spec.slug] = character
+                self.report.created["character"] += 1
+                is_new = True
+            else:
+                is_new = False
+            changed = _assign(
+                character,
+                name=spec.name,
+                description=spec.description,
+                base_prompt=spec.base_prompt,
+                negative_prompt=spec.negative_prompt,
+                face_threshold=spec.face_threshold,
+            )
+            changed |= self._attributes(character, spec.attributes)
+            changed |= self._variations(character, spec)
+            changed |= self._references(character, spec.references)
+            if changed and not is_new:
+                self.report.updated["character"] += 1
+        wanted = {s.slug for s in specs}
+        for slug, character in list(existing.items()):
+            if slug not in wanted:
+                self._absent("character", f"character {slug}", character, project.characters)
+        self.session.flush()
+        return existing
+
+    def _attributes(self, character: Character, attributes: dict[str, str]) -> bool:
+        current = {a.key: a for a in character.attributes}
+        changed = False
+        for key, value in attributes.items():
+            row = current.pop(key, None)
+            if row is None:
+                character.attributes.append(CharacterAttribute(key=key, value=value))
+                changed = True
+            else:
+                changed |= _assign(row, value=value)
+        for row in current.values():
+            character.attributes.remove(row)
+            changed = True
+        return changed
+
+    def _variations(self, character: Character, spec: CharacterSpec) -> bool:
+        current = {(v.kind.value, v.name): v for v in character.variations}
+        changed = False
+        for v in spec.variations:
+            row = current.pop((v.kind.value, v.name), None)
+            if row is None:
+                row = CharacterVariation(kind=v.kind, name=v.name)
+                character.variations.append(row)
+                changed = True
+            changed |= _assign(row, prompt_delta=v.prompt, reference_image=v.reference_image)
+        for row in current.values():
+            character.variations.remove(row)
+            changed = True
+        return changed
+
+    def _references(self, character: Character, refs: list[ReferenceSpec]) -> bool:
+        current = {r.path: r for r in character.references}
+        changed = False
+        for ref in refs:
+            row = current.pop(ref.path, None)
+            if row is None:
+                row = CharacterReference(path=ref.path)
+                character.references.append(row)
+                changed = True
+            changed |= _assign(row, view=ref.view, source=ref.source)
+        # Sheet references come from approved renders, not from the file: never dropped here.
+        for row in current.values():
+            if row.source == "imported":
+                character.references.remove(row)
+                changed = True
+        return changed
+
+    def _episodes(
+        self, project: Project, production: ProductionFile, characters: dict[str, Character]
+    ) -> None:
+        existing = {e.number: e for e in project.episodes}
+        for spec in production.episodes:
+            episode = existing.get(spec.number)
+            is_new = episode is None
+            if episode is None:
+                episode = Episode(number=spec.number)
+                project.episodes.append(episode)
+                self.report.created["episode"] += 1
+            if _assign(episode, title=spec.title, synopsis=spec.synopsis) and not is_new:
+                self.report.updated["episode"] += 1
+            self._scenes(episode, spec.scenes, characters)
+        wanted = {e.number for e in production.episodes}
+        for number, episode in existing.items():
+            if number not in wanted:
+                self._absent("episode", f"episode {number}", episode, project.episodes)
+
+    def _scenes(
+        self, episode: Episode, specs: list[SceneSpec], characters: dict[str, Character]
+    ) -> None:
+        existing = {s.number: s for s in episode.scenes}
+        for spec in specs:
+            scene = existing.get(spec.number)
+            is_new = scene is None
+            if scene is None:
+                scene = Scene(number=spec.number)
+                episode.scenes.append(scene)
+                self.report.created["scene"] += 1
+            changed = _assign(
+                scene,
+                title=spec.title,
+                description=spec.description,
+                location=spec.location,
+                time_of_day=spec.time_of_day,
+            )
+            changed |= self._scene_casting(scene, spec.cast, characters)
+            if changed and not is_new:
+                self.report.updated["scene"] += 1
+            self._cuts(scene, spec.cuts, characters)
+        wanted = {s.number for s in specs}
+        for number, scene in existing.items():
+            if number not in wanted:
+                self._absent(
+                    "scene", f"episode {episode.number} scene {number}", scene, episode.scenes
+                )
+
+    def _cuts(self, scene: Scene, specs: list[CutSpec], characters: dict[str, Character]) -> None:
+        existing = {c.number: c for c in scene.cuts}
+        for spec in specs:
+            cut = existing.get(spec.number)
+            is_new = cut is None
+            if cut is None:
+                cut = Cut(number=spec.number)
+                scene.cuts.append(cut)
+                self.report.created["cut"] += 1
+            changed = _assign(
+                cut,
+                description=spec.description,
+                dialogue=spec.dialogue,
+                camera=spec.camera,
+                frames=spec.frames,
+                fps=spec.fps,
+                template=spec.template,
+                overrides=spec.overrides,
+            )
+            changed |= self._cut_casting(cut, spec.cast, characters)
+            if changed and not is_new:
+                self.report.updated["cut"] += 1
+        wanted = {c.number for c in specs}
+        for number, cut in existing.items():
+            if number not in wanted:
+                label = f"episode {scene.episode.number} scene {scene.number} cut {number}"
+                self._absent("cut", label, cut, scene.cuts)
+
+    def _scene_casting(
+        self, scene: Scene, cast: list[CastMember], characters: dict[str, Character]
+    ) -> bool:
+        current = {row.character.slug: row for row in scene.casting}
+        changed = False
+        for member in cast:
+            row = current.pop(member.character, None)
+            if row is None:
+                row = SceneCasting(character=characters[member.character])
+                scene.casting.append(row)
+                changed = True
+            changed |= _assign(row, role=member.role)
+        for row in current.values():
+            scene.casting.remove(row)
+            changed = True
+        return changed
+
+    def _cut_casting(
+        self, cut: Cut, cast: list[CastMember], characters: dict[str, Character]
+    ) -> bool:
+        current = {row.character.slug: row for row in cut.casting}
+        changed = False
+        for member in cast:
+            row = current.pop(member.character, None)
+            if row is None:
+                row = CutCasting(character=characters[member.character])
+                cut.casting.append(row)
+                changed = True
+            changed |= _assign(row, variations=member.variations(), position=member.position)
+        for row in current.values():
+            cut.casting.remove(row)
+            changed = True
+        return changed
+
+    def _absent(self, kind: str, label: str, row: Any, collection: list[Any]) -> None:
+        if self.prune:
+            collection.remove(row)
+            self.report.removed[kind] += 1
+        else:
+            self.report.kept_absent.append(label)
+
+
+def import_production(
+    session: Session, production: ProductionFile, prune: bool = False
+) -> ImportReport:
+    """Write a validated production into the database; the caller's transaction commits it."""
+    return _Importer(session, prune).run(production)
+
+
+def export_production(session: Session, project_slug: str) -> ProductionFile:
+    project = session.scalar(
+        select(Project)
+        .where(Project.slug == project_slug)
+        .options(
+            selectinload(Project.characters).selectinload(Character.attributes),
+            selectinload(Project.characters).selectinload(Character.variations),
+            selectinload(Project.characters).selectinload(Character.references),
+            selectinload(Project.episodes)
+            .selectinload(Episode.scenes)
+            .selectinload(Scene.cuts)
+            .selectinload(Cut.casting),
+        )
+    )
+    if project is None:
+        raise LookupError(f"no project with slug {project_slug!r}")
+    bible = project.story_bible
+    return ProductionFile.model_validate(
+        {
+            "project": {
+                "slug": project.slug,
+                "name": project.name,
+                "description": project.description,
+                "settings": project.settings,
+            },
+            "story_bible": bible.content() if bible else {},
+            "characters": [_character_dict(c) for c in project.characters],
+            "episodes": [
+                {
+                    "number": e.number,
+                    "title": e.title,
+                    "synopsis": e.synopsis,
+                    "scenes": [_scene_dict(s) for s in e.scenes],
+                }
+                for e in project.episodes
+            ],
+        }
+    )
+
+
+def _character_dict(c: Character) -> dict[str, Any]:
+    return {
+        "slug": c.slug,
+        "name": c.name,
+        "description": c.description,
+        "base_prompt": c.base_prompt,
+        "negative_prompt": c.negative_prompt,
+        "face_threshold": c.face_threshold,
+        "attributes": c.attribute_map(),
+        "variations": [
+            {
+                "kind": v.kind.value,
+                "name": v.name,
+                "prompt": v.prompt_delta,
+                "reference_image": v.reference_image,
+            }
+            for v in c.variations
+        ],
+        "references": [{"path": r.path, "view": r.view, "source": r.source} for r in c.references],
+    }
+
+
+def _cast_dict(character: Character, role: str = "", position: str = "", variations=None) -> dict:
+    return {"character": character.slug, "role": role, "position": position, **(variations or {})}
+
+
+def _scene_dict(s: Scene) -> dict[str, Any]:
+    return {
+        "number": s.number,
+        "title": s.title,
+        "description": s.description,
+        "location": s.location,
+        "time_of_day": s.time_of_day,
+        "cast": [
+            _cast_dict(row.character, role=row.role)
+            for row in sorted(s.casting, key=lambda r: r.character.slug)
+        ],
+        "cuts": [
+            {
+                "number": c.number,
+                "description": c.description,
+                "dialogue": c.dialogue,
+                "camera": c.camera,
+                "frames": c.frames,
+                "fps": c.fps,
+                "template": c.template,
+                "overrides": c.overrides,
+                "cast": [
+                    _cast_dict(row.character, position=row.position, variations=row.variations)
+                    for row in sorted(c.casting, key=lambda r: r.character.slug)
+                ],
+            }
+            for c in s.cuts
+        ],
+    }
