@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (what CI runs).
+# Both create the virtual environment first. GPU hosts: `make install GPU=1`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+GPU ?= 0
+PIP := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
+
+.PHONY: install demo test test-embedded test-pg15 lint bench clean
+
+$(BIN)/anime: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[dev]'
+ifeq ($(GPU),1)
+	# insightface needs the CPU onnxruntime at install time; both wheels write the same
+	# package folder, so the GPU build goes in last, over it, and is the one that imports.
+	$(PIP) --force-reinstall --no-deps 'onnxruntime-gpu>=1.17'
+endif
+	touch $(BIN)/anime
+
+install: $(BIN)/anime
+
+demo: install
+	$(BIN)/anime demo
+
+# The whole suite on the embedded PostgreSQL, then every database test again on Debian's
+# PostgreSQL 15 (started for the run) through DATABASE_URL.
+test: install lint test-embedded test-pg15
+
+lint: install
+	$(BIN)/ruff check .
+
+test-embedded: install
+	env -u DATABASE_URL $(BIN)/pytest -q
+
+test-pg15: install
+	tests/with_debian_postgres.sh $(BIN)/pytest -q -m database
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from anime.cli import app
+
+app()
