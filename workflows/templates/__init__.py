@@ -1,0 +1,1 @@
+"""Template graphs and manifests (data; a package so wheels ship the files)."""
