@@ -42,7 +42,11 @@ class ScoringModels(Block):
     face_det_size: int = Field(640, ge=32, description="face detector input size (square)")
     clip_model: str = Field("ViT-L-14", description="open_clip architecture")
     clip_pretrained: str = Field(
-        "openai", description="open_clip pretrained tag, or a local checkpoint path"
+        "openai",
+        description=(
+            "open_clip pretrained tag, or a local checkpoint path (OpenAI weights from a file: "
+            "use clip_model ViT-L-14-quickgelu)"
+        ),
     )
     clip_cache_dir: str | None = Field(
         None,
