@@ -1,0 +1,404 @@
+"""Jobs as they happen: created, started, rendered, judged, failed; and phase gates.
+
+Every function writes in the caller's transaction. Flows call them through thin tasks, one
+short transaction per step, so what is in PostgreSQL always matches what has happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Artifact,
+    Cut,
+    Episode,
+    GateDecision,
+    GateScope,
+    GenerationParams,
+    Job,
+    JobKind,
+    JobStatus,
+    Phase,
+    PhaseGate,
+    QualityScore,
+    Scene,
+    Verdict,
+)
+
+PARAM_FIELDS = (
+    "template",
+    "template_version",
+    "seed",
+    "checkpoint",
+    "sampler",
+    "scheduler",
+    "steps",
+    "cfg",
+    "denoise",
+    "width",
+    "height",
+    "frames",
+    "fps",
+    "positive_prompt",
+    "negative_prompt",
+    "loras",
+    "controlnets",
+    "ipadapter",
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get_or_create_job(
+    session: Session,
+    *,
+    project_id: int,
+    phase: Phase,
+    kind: JobKind,
+    attempt: int,
+    cut_id: int | None = None,
+    character_id: int | None = None,
+    parent_job_id: int | None = None,
+    renderer: str = "comfyui",
+) -> tuple[Job, bool]:
+    """The job for this subject and attempt: found again on a re-run, created only once."""
+    query = select(Job).where(
+        Job.project_id == project_id,
+        Job.phase == phase,
+        Job.kind == kind,
+        Job.attempt == attempt,
+        Job.cut_id.is_(None) if cut_id is None else Job.cut_id == cut_id,
+        Job.character_id.is_(None) if character_id is None else Job.character_id == character_id,
+        Job.parent_job_id.is_(None)
+        if parent_job_id is None
+        else Job.parent_job_id == parent_job_id,
+    )
+    job = session.scalar(query.with_for_update())
+    if job is not None:
+        return job, False
+    job = Job(
+        project_id=project_id,
+        phase=phase,
+        kind=kind,
+        attempt=attempt,
+        cut_id=cut_id,
+        character_id=character_id,
+        parent_job_id=parent_job_id,
+        renderer=renderer,
+        status=JobStatus.PENDING,
+    )
+    session.add(job)
+    session.flush()
+    return job, True
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise LookupError(f"no job with id {job_id}")
+    return job
+
+
+def mark_running(
+    session: Session,
+    job_id: int,
+    *,
+    flow_run_id: str | None,
+    renderer: str,
+    story_bible_version: int | None,
+    prompt_id: str | None = None,
+    server: str | None = None,
+) -> Job:
+    job = get_job(session, job_id)
+    job.status = JobStatus.RUNNING
+    job.renderer = renderer
+    job.story_bible_version = story_bible_version
+    job.prefect_flow_run_id = flow_run_id
+    job.comfyui_prompt_id = prompt_id or job.comfyui_prompt_id
+    job.comfyui_server = server or job.comfyui_server
+    job.queued_at = job.queued_at or now()
+    job.started_at = job.started_at or now()
+    job.error = None
+    return job
+
+
+def record_render(
+    session: Session,
+    job_id: int,
+    *,
+    params: Mapping[str, Any],
+    workflow: dict[str, Any],
+    workflow_sha256: str,
+    environment: dict[str, Any],
+    outputs: Iterable[Mapping[str, Any]],
+    prompt_id: str | None = None,
+    server: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Job:
+    """Parameters, the exact workflow and the outputs of a finished render, in one go."""
+    job = get_job(session, job_id)
+    values = {name: params.get(name) for name in PARAM_FIELDS if params.get(name) is not None}
+    stored = job.params or GenerationParams(job_id=job.id)
+    for name, value in values.items():
+        setattr(stored, name, value)
+    stored.workflow = workflow
+    stored.workflow_sha256 = workflow_sha256
+    stored.environment = environment
+    stored.extra = extra or {}
+    job.params = stored
+    session.execute(delete(Artifact).where(Artifact.job_id == job.id))
+    for out in outputs:
+        session.add(
+            Artifact(
+                job_id=job.id,
+                kind=out.get("kind", "image"),
+                uri=out["path"],
+                sha256=out["sha256"],
+                mime=out["mime"],
+                size_bytes=out["size_bytes"],
+                width=out.get("width"),
+                height=out.get("height"),
+                frames=out.get("frames"),
+            )
+        )
+    job.comfyui_prompt_id = prompt_id or job.comfyui_prompt_id
+    job.comfyui_server = server or job.comfyui_server
+    job.status = JobStatus.RENDERED
+    job.finished_at = now()
+    return job
+
+
+def record_judgement(
+    session: Session,
+    job_id: int,
+    *,
+    verdict: Verdict,
+    explanation: str,
+    lines: Iterable[Any],
+    models: Mapping[str, str] | None = None,
+    details: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+) -> Job:
+    """Scores (one row per metric and subject) and the job's verdict, replacing earlier ones.
+
+    ``lines`` are gate lines with metric, subject, value, threshold, comparator, verdict, reason.
+    """
+    job = get_job(session, job_id)
+    session.execute(delete(QualityScore).where(QualityScore.job_id == job.id))
+    models = models or {}
+    details = details or {}
+    for line in lines:
+        subject = line.subject or ""
+        session.add(
+            QualityScore(
+                job_id=job.id,
+                metric=line.metric,
+                subject=subject,
+                value=line.value,
+                threshold=line.threshold,
+                comparator=line.comparator or ">=",
+                verdict=line.verdict or Verdict.COULD_NOT_JUDGE,
+                model=models.get(line.metric, ""),
+                reason=line.reason,
+                details=details.get((line.metric, subject), {}),
+            )
+        )
+    job.verdict = verdict
+    job.explanation = explanation
+    job.status = JobStatus.PASSED if verdict is Verdict.PASSED else JobStatus.FAILED
+    return job
+
+
+def record_error(session: Session, job_id: int, error: str) -> Job:
+    job = get_job(session, job_id)
+    job.status = JobStatus.ERROR
+    job.error = error
+    job.finished_at = now()
+    return job
+
+
+def flag_for_review(session: Session, job_id: int, note: str) -> Job:
+    """Flag the best attempt of a subject; only one attempt per cut and phase is flagged."""
+    job = get_job(session, job_id)
+    siblings = select(Job).where(
+        Job.id != job.id,
+        Job.phase == job.phase,
+        Job.kind == job.kind,
+        Job.status == JobStatus.NEEDS_REVIEW,
+        Job.parent_job_id.is_(None),
+        Job.cut_id == job.cut_id if job.cut_id else Job.character_id == job.character_id,
+    )
+    for other in session.scalars(siblings):
+        other.status = JobStatus.FAILED
+    job.status = JobStatus.NEEDS_REVIEW
+    kept = [line for line in job.explanation.splitlines() if not line.startswith("flagged for")]
+    job.explanation = "\n".join([note, *kept]).strip()
+    return job
+
+
+def cut_jobs(session: Session, cut_id: int, phase: Phase) -> list[Job]:
+    return list(
+        session.scalars(
+            select(Job)
+            .where(Job.cut_id == cut_id, Job.phase == phase, Job.parent_job_id.is_(None))
+            .order_by(Job.attempt)
+        )
+    )
+
+
+def episode_cut_ids(session: Session, episode_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(Cut.id)
+            .join(Scene)
+            .where(Scene.episode_id == episode_id)
+            .order_by(Scene.number, Cut.number)
+        )
+    )
+
+
+def find_episode(session: Session, project_slug: str, number: int) -> Episode:
+    from db.models import Project
+
+    episode = session.scalar(
+        select(Episode).join(Project).where(Project.slug == project_slug, Episode.number == number)
+    )
+    if episode is None:
+        raise LookupError(f"project {project_slug!r} has no episode {number}")
+    return episode
+
+
+def record_phase_gate(
+    session: Session,
+    *,
+    project_id: int,
+    scope: GateScope,
+    phase: Phase,
+    decision: GateDecision,
+    items_total: int,
+    items_passed: int,
+    pass_rate: float,
+    required_rate: float,
+    explanation: str,
+    details: dict[str, Any],
+    episode_id: int | None = None,
+    character_id: int | None = None,
+    flow_run_id: str | None = None,
+) -> PhaseGate:
+    gate = PhaseGate(
+        project_id=project_id,
+        scope=scope,
+        episode_id=episode_id,
+        character_id=character_id,
+        phase=phase,
+        decision=decision,
+        items_total=items_total,
+        items_passed=items_passed,
+        pass_rate=pass_rate,
+        required_rate=required_rate,
+        explanation=explanation,
+        details=details,
+        prefect_flow_run_id=flow_run_id,
+    )
+    session.add(gate)
+    session.flush()
+    return gate
+
+
+def count_jobs(session: Session, **filters: Any) -> int:
+    query = select(func.count()).select_from(Job)
+    for name, value in filters.items():
+        query = query.where(getattr(Job, name) == value)
+    return session.scalar(query) or 0
+
+
+def references_without_embedding(session: Session, project_id: int, model_name: str) -> list:
+    from db.models import Character, CharacterReference, FaceEmbedding
+
+    embedded = select(FaceEmbedding.reference_id).where(FaceEmbedding.model_name == model_name)
+    return list(
+        session.scalars(
+            select(CharacterReference)
+            .join(Character)
+            .where(Character.project_id == project_id, CharacterReference.id.not_in(embedded))
+            .order_by(CharacterReference.id)
+        )
+    )
+
+
+def store_face_embedding(
+    session: Session,
+    reference_id: int,
+    *,
+    model_name: str,
+    vector: list[float],
+    bbox: list[float] | None = None,
+    det_score: float | None = None,
+) -> None:
+    from db.models import FaceEmbedding
+
+    session.add(
+        FaceEmbedding(
+            reference_id=reference_id,
+            model_name=model_name,
+            vector=[float(v) for v in vector],
+            bbox=bbox,
+            det_score=det_score,
+        )
+    )
+
+
+def character_jobs(session: Session, character_id: int, phase: Phase) -> list[Job]:
+    return list(
+        session.scalars(
+            select(Job)
+            .where(
+                Job.character_id == character_id,
+                Job.phase == phase,
+                Job.cut_id.is_(None),
+                Job.parent_job_id.is_(None),
+            )
+            .order_by(Job.attempt)
+        )
+    )
+
+
+def approve_sheet(
+    session: Session, job_id: int, views: list[tuple[str, str, list[float] | None, str]]
+) -> int:
+    """Store an approved sheet's images as the character's references, with embeddings.
+
+    ``views``: (path, view name, embedding or None, face model name). Returns how many new
+    references were added (a re-run adds none).
+    """
+    from db.models import CharacterReference, FaceEmbedding
+
+    job = get_job(session, job_id)
+    existing = {
+        r.path
+        for r in session.scalars(
+            select(CharacterReference).where(CharacterReference.character_id == job.character_id)
+        )
+    }
+    added = 0
+    for path, view, vector, model_name in views:
+        if path in existing:
+            continue
+        ref = CharacterReference(
+            character_id=job.character_id,
+            path=path,
+            view=view,
+            source="sheet",
+            source_job_id=job.id,
+        )
+        if vector is not None:
+            ref.embeddings.append(FaceEmbedding(model_name=model_name, vector=vector))
+        session.add(ref)
+        added += 1
+    return added

@@ -1,0 +1,131 @@
+"""render_episode: an episode through its phases, each behind a phase gate.
+
+generation (keyframes) -> gate -> animation (animate approved keyframes) -> gate -> quality
+(episode review) -> gate. A closed gate ends the run in a clear, non-crashed state
+("GateClosed"), with the gate's explanation stored and shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Completed
+from pydantic import BaseModel, Field
+
+from db.models import GateDecision, GateScope, Phase
+from flows.limits import set_render_limit
+from flows.quality import quality_review
+from flows.scene import render_scene
+from tasks.gates import PhaseGateDecision, decide_phase_gate
+from tasks.planning import (
+    EpisodePlan,
+    RenderSettings,
+    phases_from,
+    plan_episode,
+    resolve_settings,
+)
+from tasks.production import record_phase_gate
+from tasks.references import embed_references
+from tasks.reports import CutOutcome, Progress, publish_phase_report
+
+
+class PhaseResult(BaseModel):
+    phase: Phase
+    decision: str
+    pass_rate: float | None
+    explanation: str
+    cuts: list[CutOutcome] = Field(default_factory=list)
+    progress_artifact_id: str | None = None
+
+
+class EpisodeReport(BaseModel):
+    project: str
+    episode: int
+    renderer: str
+    phases: list[PhaseResult] = Field(default_factory=list)
+    stopped_at: Phase | None = None  # the phase whose gate closed
+
+    def summary(self) -> str:
+        lines = [f"{self.project} episode {self.episode} ({self.renderer} renderer)"]
+        for p in self.phases:
+            rate = "n/a" if p.pass_rate is None else f"{p.pass_rate:.0%}"
+            lines.append(f"  {p.phase.value}: gate {p.decision} ({rate} of cuts passed)")
+        if self.stopped_at:
+            lines.append(f"  stopped: the {self.stopped_at.value} gate is closed")
+        return "\n".join(lines)
+
+
+async def render_phase(
+    plan: EpisodePlan, phase: Phase, settings: RenderSettings
+) -> tuple[list[CutOutcome], PhaseGateDecision, str | None]:
+    """Every cut of the episode through one phase, then that phase's gate."""
+    progress = Progress(plan.cut_count, f"{plan.label}: {phase.value}")
+    await progress.start()
+    per_scene = await asyncio.gather(
+        *(render_scene(scene, phase, settings, progress) for scene in plan.scenes)
+    )
+    cuts = [outcome for scene in per_scene for outcome in scene]
+    decision = decide_phase_gate([(o.label, o.verdict) for o in cuts], phase, settings.thresholds)
+    await record_phase_gate(
+        project_id=plan.project_id,
+        episode_id=plan.episode_id,
+        scope=GateScope.EPISODE,
+        phase=phase,
+        decision=decision,
+        flow_run_id=flow_run.get_id(),
+    )
+    await publish_phase_report(plan.label, phase.value, cuts, decision.explanation)
+    return cuts, decision, progress.artifact_id
+
+
+@flow(name="render-episode", flow_run_name="{project}-ep{episode}-{phase}", persist_result=False)
+async def render_episode(
+    project: str,
+    episode: int,
+    phase: Phase = Phase.GENERATION,
+    until: Phase = Phase.QUALITY,
+    renderer: Literal["auto", "animatic", "comfyui"] = "auto",
+    comfyui_servers: list[str] | None = None,
+    attempt_budget: int = 3,
+    thresholds_block: str | None = None,
+    scoring_block: str | None = None,
+):
+    """Render an episode from ``phase`` on; each next phase starts only when the gate opens."""
+    logger = get_run_logger()
+    plan = await plan_episode(project, episode)
+    settings = await resolve_settings(
+        renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block
+    )
+    set_render_limit(settings.max_parallel)
+    await embed_references(plan.project_id, settings.models)
+    report = EpisodeReport(project=project, episode=episode, renderer=settings.renderer)
+
+    for current in phases_from(Phase(phase), Phase(until)):
+        if current is Phase.QUALITY:
+            cuts: list[CutOutcome] = []
+            progress_id = None
+            decision = await quality_review(project, episode, settings.thresholds)
+        else:
+            cuts, decision, progress_id = await render_phase(plan, current, settings)
+        report.phases.append(
+            PhaseResult(
+                phase=current,
+                decision=decision.decision.value,
+                pass_rate=decision.pass_rate,
+                explanation=decision.explanation,
+                cuts=cuts,
+                progress_artifact_id=progress_id,
+            )
+        )
+        logger.info("%s gate %s\n%s", current.value, decision.decision.value, decision.explanation)
+        if decision.decision is not GateDecision.OPEN:
+            report.stopped_at = current
+            return Completed(
+                name="GateClosed",
+                message=f"{current.value} gate closed: {decision.explanation.splitlines()[0]}",
+                data=report,
+            )
+    return report

@@ -1,0 +1,46 @@
+"""quality_review: the episode as a whole: every cut needs an approved keyframe and animation."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from blocks.quality import QualityThresholds
+from db.models import GateScope, Phase
+from tasks.gates import PhaseGateDecision, decide_phase_gate
+from tasks.planning import plan_episode
+from tasks.production import episode_review_items, record_phase_gate
+from tasks.reports import CutOutcome, publish_phase_report
+
+
+@flow(name="quality-review", flow_run_name="{project}-ep{episode}-review", persist_result=False)
+async def quality_review(
+    project: str, episode: int, thresholds: QualityThresholds | None = None
+) -> PhaseGateDecision:
+    thresholds = thresholds or QualityThresholds()
+    plan = await plan_episode(project, episode)
+    items = await episode_review_items(plan.episode_id)
+    decision = decide_phase_gate([(i.label, i.verdict) for i in items], Phase.QUALITY, thresholds)
+    await record_phase_gate(
+        project_id=plan.project_id,
+        episode_id=plan.episode_id,
+        scope=GateScope.EPISODE,
+        phase=Phase.QUALITY,
+        decision=decision,
+        flow_run_id=flow_run.get_id(),
+    )
+    outcomes = [
+        CutOutcome(
+            cut_id=i.cut_id,
+            label=i.label,
+            phase="quality",
+            status="approved" if not i.reason else "needs_review",
+            verdict=i.verdict.value,
+            job_id=i.animation_job or i.keyframe_job,
+            output=i.output,
+            explanation=i.reason,
+        )
+        for i in items
+    ]
+    await publish_phase_report(plan.label, "quality", outcomes, decision.explanation)
+    return decision

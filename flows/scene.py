@@ -1,0 +1,30 @@
+"""render_scene: the cuts of one scene, concurrently (bounded by the run's render limit)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow
+
+from db.models import Phase
+from flows.cut import render_cut
+from tasks.planning import RenderSettings, ScenePlan
+from tasks.reports import CutOutcome, Progress
+
+
+@flow(
+    name="render-scene",
+    flow_run_name="{phase}-scene-{scene.number}",
+    persist_result=False,
+    validate_parameters=False,
+)
+async def render_scene(
+    scene: ScenePlan, phase: Phase, settings: RenderSettings, progress: Progress | None = None
+) -> list[CutOutcome]:
+    async def one(cut_id: int) -> CutOutcome:
+        outcome = await render_cut(cut_id, phase, settings)
+        if progress is not None:
+            await progress.advance()
+        return outcome
+
+    return list(await asyncio.gather(*(one(cut_id) for cut_id in scene.cut_ids)))

@@ -1,0 +1,116 @@
+"""What to render: an episode's scenes and cuts, the renderer, the blocks in force."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from blocks.quality import QualityThresholds
+from blocks.scoring import ScoringModels
+from db import jobs as db_jobs
+from db.models import Phase
+from tasks.production import in_session
+from tasks.storage import artifacts_root
+
+
+class RenderSettings(BaseModel):
+    """Everything a cut needs besides the cut itself; the same for every cut of a run."""
+
+    renderer: Literal["animatic", "comfyui"]
+    comfyui_servers: list[str] = Field(default_factory=list)
+    attempt_budget: int = Field(3, ge=1, le=20)
+    max_parallel: int = Field(2, ge=1)
+    artifacts_dir: str
+    thresholds: QualityThresholds
+    models: ScoringModels
+
+
+class ScenePlan(BaseModel):
+    scene_id: int
+    number: int
+    cut_ids: list[int]
+
+
+class EpisodePlan(BaseModel):
+    project_id: int
+    project_slug: str
+    episode_id: int
+    episode_number: int
+    title: str
+    scenes: list[ScenePlan]
+
+    @property
+    def label(self) -> str:
+        return f"{self.project_slug} episode {self.episode_number}"
+
+    @property
+    def cut_count(self) -> int:
+        return sum(len(s.cut_ids) for s in self.scenes)
+
+
+def read_episode_plan(session, project: str, episode: int) -> EpisodePlan:
+    row = db_jobs.find_episode(session, project, episode)
+    return EpisodePlan(
+        project_id=row.project_id,
+        project_slug=project,
+        episode_id=row.id,
+        episode_number=row.number,
+        title=row.title,
+        scenes=[
+            ScenePlan(scene_id=s.id, number=s.number, cut_ids=[c.id for c in s.cuts])
+            for s in row.scenes
+        ],
+    )
+
+
+@task(name="plan-episode", cache_policy=NO_CACHE)
+async def plan_episode(project: str, episode: int) -> EpisodePlan:
+    return await in_session(read_episode_plan, project, episode)
+
+
+async def _load(block_cls, name: str | None):
+    # No name: the defaults of SPEC.md, so a machine with no configured blocks still runs.
+    return block_cls() if name is None else await block_cls.aload(name)
+
+
+@task(name="resolve-settings", cache_policy=NO_CACHE)
+async def resolve_settings(
+    renderer: Literal["auto", "animatic", "comfyui"],
+    comfyui_servers: list[str],
+    attempt_budget: int,
+    thresholds_block: str | None,
+    scoring_block: str | None,
+) -> RenderSettings:
+    """Load the named blocks and decide the renderer: ComfyUI when servers are configured."""
+    if renderer == "comfyui" and not comfyui_servers:
+        raise ValueError("renderer 'comfyui' needs at least one ComfyUI server block name")
+    chosen = renderer if renderer != "auto" else ("comfyui" if comfyui_servers else "animatic")
+    slots = 0
+    if chosen == "comfyui":
+        from blocks.comfyui import ComfyUIServer
+
+        for name in comfyui_servers:
+            slots += (await ComfyUIServer.aload(name)).slots
+    return RenderSettings(
+        renderer=chosen,
+        comfyui_servers=comfyui_servers if chosen == "comfyui" else [],
+        attempt_budget=attempt_budget,
+        # One ahead of the slots, so a cut is scored while the next one renders.
+        max_parallel=(slots + 1) if chosen == "comfyui" else max(1, os.cpu_count() or 1),
+        artifacts_dir=str(artifacts_root()),
+        thresholds=await _load(QualityThresholds, thresholds_block),
+        models=await _load(ScoringModels, scoring_block),
+    )
+
+
+PHASE_ORDER = [Phase.GENERATION, Phase.ANIMATION, Phase.QUALITY]
+
+
+def phases_from(start: Phase, until: Phase) -> list[Phase]:
+    if start not in PHASE_ORDER or until not in PHASE_ORDER:
+        raise ValueError("episode phases are generation, animation and quality")
+    return PHASE_ORDER[PHASE_ORDER.index(start) : PHASE_ORDER.index(until) + 1]

@@ -1,0 +1,220 @@
+"""Thin Prefect tasks over db/: each is one short transaction, run off the event loop.
+
+Flows are async (async subflows cost ~0.1 s against ~1 s for sync ones), so database work
+goes to a worker thread and never blocks the other cuts rendering meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from db import briefs as db_briefs
+from db import jobs as db_jobs
+from db.engine import session_scope
+from db.models import GateDecision, GateScope, JobKind, JobStatus, Phase, Verdict
+
+T = TypeVar("T")
+
+
+async def in_session(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn(session, ...)`` in one transaction on a worker thread."""
+
+    def run() -> T:
+        with session_scope() as session:
+            return fn(session, *args, **kwargs)
+
+    return await anyio.to_thread.run_sync(run)
+
+
+class AttemptState(BaseModel):
+    job_id: int
+    attempt: int
+    status: JobStatus
+    verdict: Verdict | None = None
+    outputs: list[str] = Field(default_factory=list)
+    passed_metrics: int = 0
+    margin: float = 0.0  # sum of how far each measured metric cleared (or missed) its threshold
+
+
+class CutState(BaseModel):
+    cut_id: int
+    phase: Phase
+    attempts: list[AttemptState] = Field(default_factory=list)
+    approved_keyframe: str | None = None  # animation phase: the image to animate
+
+    @property
+    def passed(self) -> AttemptState | None:
+        return next((a for a in self.attempts if a.status is JobStatus.PASSED), None)
+
+    def attempt(self, number: int) -> AttemptState | None:
+        return next((a for a in self.attempts if a.attempt == number), None)
+
+
+def _attempt_state(job) -> AttemptState:
+    margin = 0.0
+    passed = 0
+    for score in job.scores:
+        if score.value is None or score.threshold is None:
+            continue
+        sign = -1.0 if score.comparator == "<=" else 1.0
+        margin += sign * (score.value - score.threshold)
+        passed += score.verdict is Verdict.PASSED
+    return AttemptState(
+        job_id=job.id,
+        attempt=job.attempt,
+        status=job.status,
+        verdict=job.verdict,
+        outputs=[a.uri for a in job.artifacts],
+        passed_metrics=passed,
+        margin=margin,
+    )
+
+
+def read_cut_state(session, cut_id: int, phase: Phase) -> CutState:
+    state = CutState(
+        cut_id=cut_id,
+        phase=phase,
+        attempts=[_attempt_state(j) for j in db_jobs.cut_jobs(session, cut_id, phase)],
+    )
+    if phase is Phase.ANIMATION:
+        keyframes = db_jobs.cut_jobs(session, cut_id, Phase.GENERATION)
+        approved = next((j for j in keyframes if j.status is JobStatus.PASSED), None)
+        if approved and approved.artifacts:
+            state.approved_keyframe = approved.artifacts[0].uri
+    return state
+
+
+@task(name="load-cut-brief", cache_policy=NO_CACHE)
+async def load_cut_brief(cut_id: int) -> db_briefs.CutBrief:
+    return await in_session(db_briefs.load_cut_brief, cut_id)
+
+
+@task(name="read-cut-state", cache_policy=NO_CACHE)
+async def cut_state(cut_id: int, phase: Phase) -> CutState:
+    return await in_session(read_cut_state, cut_id, phase)
+
+
+@task(name="open-attempt", cache_policy=NO_CACHE)
+async def open_attempt(
+    brief: db_briefs.CutBrief,
+    phase: Phase,
+    attempt: int,
+    renderer: str,
+    flow_run_id: str | None,
+) -> int:
+    """The job row of this attempt (found again on a re-run), marked running for this run."""
+    kind = JobKind.KEYFRAME if phase is Phase.GENERATION else JobKind.ANIMATION
+
+    def run(session) -> int:
+        job, _ = db_jobs.get_or_create_job(
+            session,
+            project_id=brief.project_id,
+            phase=phase,
+            kind=kind,
+            attempt=attempt,
+            cut_id=brief.cut_id,
+            renderer=renderer,
+        )
+        db_jobs.mark_running(
+            session,
+            job.id,
+            flow_run_id=flow_run_id,
+            renderer=renderer,
+            story_bible_version=brief.style.version,
+        )
+        return job.id
+
+    return await in_session(run)
+
+
+@task(name="flag-for-review", cache_policy=NO_CACHE)
+async def flag_for_review(job_id: int, note: str) -> None:
+    await in_session(db_jobs.flag_for_review, job_id, note)
+
+
+@task(name="record-error", cache_policy=NO_CACHE)
+async def record_error(job_id: int, error: str) -> None:
+    await in_session(db_jobs.record_error, job_id, error)
+
+
+@task(name="record-phase-gate", cache_policy=NO_CACHE)
+async def record_phase_gate(
+    *,
+    project_id: int,
+    episode_id: int | None,
+    character_id: int | None = None,
+    scope: GateScope,
+    phase: Phase,
+    decision: Any,
+    flow_run_id: str | None,
+) -> int:
+    """Store a PhaseGateDecision (tasks.gates) and return the gate's id."""
+
+    def run(session) -> int:
+        gate = db_jobs.record_phase_gate(
+            session,
+            project_id=project_id,
+            scope=scope,
+            phase=phase,
+            decision=GateDecision(decision.decision),
+            items_total=decision.total,
+            items_passed=decision.passed,
+            pass_rate=decision.pass_rate or 0.0,
+            required_rate=decision.required_rate,
+            explanation=decision.explanation,
+            details={"items": [i.model_dump(mode="json") for i in decision.items]},
+            episode_id=episode_id,
+            character_id=character_id,
+            flow_run_id=flow_run_id,
+        )
+        return gate.id
+
+    return await in_session(run)
+
+
+class ReviewItem(BaseModel):
+    cut_id: int
+    label: str
+    verdict: Verdict
+    keyframe_job: int | None = None
+    animation_job: int | None = None
+    output: str | None = None
+    reason: str = ""
+
+
+def read_review_items(session, episode_id: int) -> list[ReviewItem]:
+    """Each cut of the episode passes review when its keyframe and its animation both passed."""
+    from db.briefs import load_cut_brief as brief_of
+
+    items = []
+    for cut_id in db_jobs.episode_cut_ids(session, episode_id):
+        label = brief_of(session, cut_id).label
+        found: dict[Phase, Any] = {}
+        for phase in (Phase.GENERATION, Phase.ANIMATION):
+            jobs = db_jobs.cut_jobs(session, cut_id, phase)
+            found[phase] = next((j for j in jobs if j.status is JobStatus.PASSED), None)
+        keyframe, animation = found[Phase.GENERATION], found[Phase.ANIMATION]
+        missing = [p.value for p, j in found.items() if j is None]
+        items.append(
+            ReviewItem(
+                cut_id=cut_id,
+                label=label,
+                verdict=Verdict.FAILED if missing else Verdict.PASSED,
+                keyframe_job=keyframe.id if keyframe else None,
+                animation_job=animation.id if animation else None,
+                output=animation.artifacts[0].uri if animation and animation.artifacts else None,
+                reason=f"no approved {' or '.join(missing)}" if missing else "",
+            )
+        )
+    return items
+
+
+@task(name="episode-review-items", cache_policy=NO_CACHE)
+async def episode_review_items(episode_id: int) -> list[ReviewItem]:
+    return await in_session(read_review_items, episode_id)

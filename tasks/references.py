@@ -1,0 +1,54 @@
+"""Face embeddings of the characters' reference images, computed once per face model."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from blocks.scoring import ScoringModels
+from db import jobs as db_jobs
+from tasks.production import in_session
+
+
+def embed_project_references(session, project_id: int, models: ScoringModels) -> str:
+    """Embed every reference image of the project that has no embedding for this model yet."""
+    from tasks.faces import main_face
+    from tasks.faces_embedder import FaceModelUnavailable, load_face_embedder, to_rgb_array
+
+    try:
+        embedder = load_face_embedder(models)
+    except FaceModelUnavailable as exc:
+        return f"reference faces not embedded: {exc}"
+    pending = db_jobs.references_without_embedding(session, project_id, embedder.name)
+    stored, faceless = 0, []
+    for ref in pending:
+        face = main_face(embedder.detect_and_embed(to_rgb_array(ref.path)))
+        if face is None:
+            faceless.append(ref.path)
+            continue
+        db_jobs.store_face_embedding(
+            session,
+            ref.id,
+            model_name=embedder.name,
+            vector=face.embedding.tolist(),
+            bbox=list(face.bbox),
+            det_score=face.det_score,
+        )
+        stored += 1
+    message = f"embedded {stored} reference image(s) with {embedder.name}"
+    if faceless:
+        message += f"; no face found in {len(faceless)}: {', '.join(faceless)}"
+    return message
+
+
+@task(name="embed-references", cache_policy=NO_CACHE)
+async def embed_references(project_id: int, models: ScoringModels) -> str:
+    def run(session) -> str:
+        return embed_project_references(session, project_id, models)
+
+    message = await in_session(run)
+    get_run_logger().info(message)
+    return message
+
+
+__all__ = ["embed_project_references", "embed_references"]

@@ -1,0 +1,124 @@
+"""What a person sees of a run in the Prefect UI: a cuts table, a report with thumbnails,
+and a progress bar."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from pathlib import Path
+from uuid import UUID
+
+from PIL import Image
+from prefect import task
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+THUMB = (160, 90)
+
+
+class CutOutcome(BaseModel):
+    cut_id: int
+    label: str
+    phase: str
+    status: str  # approved | needs_review | not_ready | error
+    verdict: str  # passed | failed | could_not_judge
+    job_id: int | None = None
+    attempts: int = 0
+    skipped: bool = False  # already approved before this run
+    output: str | None = None
+    explanation: str = ""
+    scores: dict[str, float | None] = Field(default_factory=dict)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+
+
+def thumbnail_data_uri(path: str | None) -> str | None:
+    """A small inline JPEG so the report shows pictures without a file server."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            thumb = im.convert("RGB")
+            thumb.thumbnail(THUMB)
+            buf = io.BytesIO()
+            thumb.save(buf, format="JPEG", quality=70)
+    except OSError:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@task(name="publish-phase-report", cache_policy=NO_CACHE)
+async def publish_phase_report(
+    title: str, phase: str, outcomes: list[CutOutcome], gate_explanation: str
+) -> None:
+    key = _slug(f"{title}-{phase}")
+    metrics = sorted({m for o in outcomes for m in o.scores})
+    rows = [
+        {
+            "cut": o.label,
+            "status": o.status,
+            "verdict": o.verdict,
+            "attempts": o.attempts,
+            "job": o.job_id,
+            **{m: (None if o.scores.get(m) is None else round(o.scores[m], 4)) for m in metrics},
+        }
+        for o in outcomes
+    ]
+    await acreate_table_artifact(
+        table=rows, key=f"{key}-cuts", description=f"{title}: {phase} cuts"
+    )
+    lines = [f"# {title}: {phase}", "", "## Gate", "", "```", gate_explanation, "```", ""]
+    lines += [
+        "## Cuts",
+        "",
+        "| cut | picture | status | verdict | attempts |",
+        "|---|---|---|---|---|",
+    ]
+    for o in outcomes:
+        uri = thumbnail_data_uri(o.output)
+        picture = f"![{o.label}]({uri})" if uri else (o.output or "none")
+        lines.append(f"| {o.label} | {picture} | {o.status} | {o.verdict} | {o.attempts} |")
+    flagged = [o for o in outcomes if o.status == "needs_review"]
+    if flagged:
+        lines += ["", "## Needs review", ""]
+        for o in flagged:
+            lines += [f"### {o.label} (job {o.job_id})", "", "```", o.explanation, "```", ""]
+    await acreate_markdown_artifact(
+        markdown="\n".join(lines), key=f"{key}-report", description=f"{title}: {phase} report"
+    )
+
+
+class Progress:
+    """A progress artifact updated at most every ``interval`` seconds (and at the end)."""
+
+    def __init__(self, total: int, description: str, interval: float = 2.0) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.description = description
+        self.interval = interval
+        self._id: UUID | None = None
+        self._last = 0.0
+
+    @property
+    def artifact_id(self) -> str | None:
+        return str(self._id) if self._id else None
+
+    async def start(self) -> None:
+        self._id = await acreate_progress_artifact(progress=0.0, description=self.description)
+
+    async def advance(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self._id and (self.done == self.total or now - self._last >= self.interval):
+            self._last = now
+            await aupdate_progress_artifact(self._id, 100.0 * self.done / self.total)

@@ -1,0 +1,251 @@
+"""Reproduce a stored job: render its stored workflow again, compare outputs and environments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from db import jobs as db_jobs
+from db.models import JobKind, JobStatus
+from tasks.animatic import load_frames, render_animatic
+from tasks.outputs import RenderResult
+from tasks.production import in_session
+
+# What must match for an exact reproduction, as reported by ComfyUI's /system_stats or the
+# animatic's own environment; anything else that differs is reported but not decisive.
+ENVIRONMENT_KEYS = (
+    ("system", "comfyui_version"),
+    ("system", "pytorch_version"),
+    ("system", "python_version"),
+    ("devices",),
+    ("animatic_version",),
+    ("pillow",),
+    ("numpy",),
+    ("device",),
+)
+
+
+class StoredJob(BaseModel):
+    job_id: int
+    project_id: int
+    phase: str
+    renderer: str
+    cut_id: int | None
+    character_id: int | None
+    workflow: dict[str, Any]
+    workflow_sha256: str | None
+    environment: dict[str, Any]
+    outputs: list[dict[str, Any]]
+    server: str | None
+    prompt_id: str | None
+
+
+class Comparison(BaseModel):
+    identical: bool
+    original_sha256: str
+    new_sha256: str
+    mean_abs_diff: float | None = None  # 0-255 per channel, when not byte-identical
+    max_abs_diff: int | None = None
+    note: str = ""
+
+
+class ReproductionReport(BaseModel):
+    original_job_id: int
+    reproduction_job_id: int
+    renderer: str
+    identical: bool
+    comparisons: list[Comparison]
+    environment_differences: dict[str, tuple[Any, Any]] = Field(default_factory=dict)
+    workflow_sha256: str | None
+
+    def summary(self) -> str:
+        verdict = "identical output" if self.identical else "output differs"
+        lines = [
+            f"job {self.original_job_id} reproduced as job {self.reproduction_job_id} "
+            f"({self.renderer}): {verdict}"
+        ]
+        for c in self.comparisons:
+            if not c.identical:
+                lines.append(
+                    f"  {c.original_sha256[:12]} vs {c.new_sha256[:12]}: mean |diff| "
+                    f"{c.mean_abs_diff} max {c.max_abs_diff} {c.note}".rstrip()
+                )
+        for key, (before, now) in self.environment_differences.items():
+            lines.append(f"  environment {key}: {before!r} then, {now!r} now")
+        return "\n".join(lines)
+
+
+def read_stored_job(session, job_id: int) -> StoredJob:
+    job = db_jobs.get_job(session, job_id)
+    if job.params is None or not job.params.workflow:
+        raise LookupError(f"job {job_id} has no stored workflow to reproduce (status {job.status})")
+    return StoredJob(
+        job_id=job.id,
+        project_id=job.project_id,
+        phase=job.phase.value,
+        renderer=job.renderer,
+        cut_id=job.cut_id,
+        character_id=job.character_id,
+        workflow=job.params.workflow,
+        workflow_sha256=job.params.workflow_sha256,
+        environment=job.params.environment,
+        outputs=[
+            {"path": a.uri, "sha256": a.sha256, "kind": a.kind, "mime": a.mime}
+            for a in job.artifacts
+        ],
+        server=job.comfyui_server,
+        prompt_id=job.comfyui_prompt_id,
+    )
+
+
+def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
+
+
+def environment_differences(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple]:
+    out = {}
+    for path in ENVIRONMENT_KEYS:
+        a, b = _dig(before, path), _dig(now, path)
+        if a != b and (a is not None or b is not None):
+            out[".".join(path)] = (a, b)
+    return out
+
+
+def compare_outputs(original: dict[str, Any], new_path: str, new_sha: str) -> Comparison:
+    if original["sha256"] == new_sha:
+        return Comparison(identical=True, original_sha256=original["sha256"], new_sha256=new_sha)
+    try:
+        a, b = load_frames(original["path"]), load_frames(new_path)
+    except (OSError, FileNotFoundError) as exc:
+        return Comparison(
+            identical=False,
+            original_sha256=original["sha256"],
+            new_sha256=new_sha,
+            note=f"pixels not compared: {exc}",
+        )
+    if a.shape != b.shape:
+        return Comparison(
+            identical=False,
+            original_sha256=original["sha256"],
+            new_sha256=new_sha,
+            note=f"shapes differ: {a.shape} vs {b.shape}",
+        )
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return Comparison(
+        identical=False,
+        original_sha256=original["sha256"],
+        new_sha256=new_sha,
+        mean_abs_diff=round(float(diff.mean()), 4),
+        max_abs_diff=int(diff.max()),
+        note="same pixels, different encoding" if diff.max() == 0 else "",
+    )
+
+
+@task(name="load-stored-job", cache_policy=NO_CACHE)
+async def load_stored_job(job_id: int) -> StoredJob:
+    return await in_session(read_stored_job, job_id)
+
+
+@task(name="open-reproduction", cache_policy=NO_CACHE)
+async def open_reproduction(stored: StoredJob, flow_run_id: str | None) -> tuple[int, int]:
+    """A new job linked to the original; returns (job id, its attempt number)."""
+
+    def run(session) -> tuple[int, int]:
+        attempt = 1 + db_jobs.count_jobs(session, parent_job_id=stored.job_id)
+        original = db_jobs.get_job(session, stored.job_id)
+        job, _ = db_jobs.get_or_create_job(
+            session,
+            project_id=stored.project_id,
+            phase=original.phase,
+            kind=JobKind.REPRODUCTION,
+            attempt=attempt,
+            cut_id=stored.cut_id,
+            character_id=stored.character_id,
+            parent_job_id=stored.job_id,
+            renderer=stored.renderer,
+        )
+        db_jobs.mark_running(
+            session,
+            job.id,
+            flow_run_id=flow_run_id,
+            renderer=stored.renderer,
+            story_bible_version=original.story_bible_version,
+        )
+        return job.id, attempt
+
+    return await in_session(run)
+
+
+@task(name="rerender-stored-workflow", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+async def rerender(stored: StoredJob, job_id: int, attempt: int, out_dir: str) -> RenderResult:
+    name = f"reproduction-of-{stored.job_id}-{attempt:02d}"
+    if stored.renderer == "animatic":
+        return await anyio.to_thread.run_sync(render_animatic, stored.workflow, Path(out_dir), name)
+    from tasks.comfyui_render import render_graph
+
+    return await render_graph(
+        stored.workflow,
+        job_id=job_id,
+        attempt=attempt,
+        out_dir=Path(out_dir),
+        server_names=[stored.server] if stored.server else [],
+    )
+
+
+@task(name="record-reproduction", cache_policy=NO_CACHE)
+async def record_reproduction(
+    stored: StoredJob, job_id: int, attempt: int, result: RenderResult
+) -> ReproductionReport:
+    comparisons = [
+        compare_outputs(original, new.path, new.sha256)
+        for original, new in zip(stored.outputs, result.outputs, strict=False)
+    ]
+    if len(stored.outputs) != len(result.outputs):
+        comparisons.append(
+            Comparison(
+                identical=False,
+                original_sha256="",
+                new_sha256="",
+                note=f"{len(stored.outputs)} output(s) then, {len(result.outputs)} now",
+            )
+        )
+    identical = bool(comparisons) and all(c.identical for c in comparisons)
+    report = ReproductionReport(
+        original_job_id=stored.job_id,
+        reproduction_job_id=job_id,
+        renderer=stored.renderer,
+        identical=identical,
+        comparisons=comparisons,
+        environment_differences=environment_differences(stored.environment, result.environment),
+        workflow_sha256=stored.workflow_sha256,
+    )
+
+    def run(session) -> None:
+        db_jobs.record_render(
+            session,
+            job_id,
+            params=result.params,
+            workflow=stored.workflow,
+            workflow_sha256=stored.workflow_sha256 or result.workflow_sha256,
+            environment=result.environment,
+            outputs=[o.model_dump() for o in result.outputs],
+            prompt_id=result.prompt_id,
+            server=result.server,
+            extra={"reproduction": report.model_dump(mode="json")},
+        )
+        job = db_jobs.get_job(session, job_id)
+        job.status = JobStatus.PASSED if identical else JobStatus.FAILED
+        job.explanation = report.summary()
+
+    await in_session(run)
+    return report
