@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from anime.story_spec import StorySpec, story_section_problems
 from db.models.enums import VariationKind
 from db.normalize import normalize_attribute_key, normalize_attribute_value, slugify
 
@@ -145,6 +146,13 @@ class EpisodeSpec(_Strict):
     number: int = Field(ge=1)
     title: str = Field(min_length=1, max_length=300)
     synopsis: str = ""
+    # The story version adapted: "story@branch" (pins the branch head at first import),
+    # "story@commit" or a commit id; story_branch is the line compared with in `anime status`
+    # (default: the branch named, else the story's default); story_scenes narrows it to scene or
+    # chapter slugs (default: the whole story).
+    story_commit: str | None = None
+    story_branch: str | None = None
+    story_scenes: list[Slug] = Field(default_factory=list)
     scenes: list[SceneSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -158,6 +166,7 @@ class ProductionFile(_Strict):
     project: ProjectSpec
     story_bible: StoryBibleSpec = Field(default_factory=StoryBibleSpec)
     characters: list[CharacterSpec] = Field(default_factory=list)
+    stories: list[StorySpec] = Field(default_factory=list)
     episodes: list[EpisodeSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -303,7 +312,7 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
             check_cast(scene.cast, f"episodes[{e}].scenes[{s}]")
             for c, cut in enumerate(scene.cuts):
                 check_cast(cut.cast, f"episodes[{e}].scenes[{s}].cuts[{c}]")
-    return problems
+    return problems + story_section_problems(production)
 
 
 def _resolve_paths(production: ProductionFile, base_dir: Path) -> list[tuple[str, str]]:

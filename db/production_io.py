@@ -36,6 +36,7 @@ from db.models import (
     SceneCasting,
     StoryBible,
 )
+from db.story_io import episode_story_fields, export_stories, import_stories, link_episodes
 
 
 @dataclass
@@ -96,8 +97,11 @@ class _Importer:
         self.session.flush()
         self._story_bible(project, production)
         characters = self._characters(project, production.characters)
+        episodes_before = {e.number for e in project.episodes}
         self._episodes(project, production, characters)
         self.session.flush()
+        import_stories(self.session, project, production, self.report)
+        link_episodes(self.session, project, production, self.report, episodes_before)
         return self.report
 
     def _story_bible(self, project: Project, production: ProductionFile) -> None:
@@ -342,11 +346,13 @@ def export_production(session: Session, project_slug: str) -> ProductionFile:
             },
             "story_bible": bible.content() if bible else {},
             "characters": [_character_dict(c) for c in project.characters],
+            "stories": export_stories(session, project),
             "episodes": [
                 {
                     "number": e.number,
                     "title": e.title,
                     "synopsis": e.synopsis,
+                    **episode_story_fields(session, e),
                     "scenes": [_scene_dict(s) for s in e.scenes],
                 }
                 for e in project.episodes

@@ -17,6 +17,7 @@ from db.models import (
     Project,
     Scene,
 )
+from db.story import StoryDrift, project_story_status
 
 
 @dataclass
@@ -28,6 +29,8 @@ class EpisodeStatus:
     frames: int
     jobs_by_status: dict[str, int] = field(default_factory=dict)
     gates: list[str] = field(default_factory=list)
+    # The story version adapted, against the head of the branch it follows.
+    story: StoryDrift | None = None
 
 
 @dataclass
@@ -87,11 +90,15 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
     ):
         jobs_per_episode.setdefault(episode_id, {})[status.value] = count
     gates: dict[int, list[str]] = {}
-    for gate in session.scalars(
+    latest = (
         select(PhaseGate)
         .where(PhaseGate.project_id == project.id, PhaseGate.episode_id.is_not(None))
-        .order_by(PhaseGate.decided_at)
-    ):
+        .distinct(PhaseGate.episode_id, PhaseGate.phase)
+        .order_by(
+            PhaseGate.episode_id, PhaseGate.phase, PhaseGate.decided_at.desc(), PhaseGate.id.desc()
+        )
+    )
+    for gate in sorted(session.scalars(latest), key=lambda g: (g.decided_at, g.id)):
         gates.setdefault(gate.episode_id, []).append(
             f"{gate.phase.value}: {gate.decision.value} ({gate.pass_rate:.0%} of "
             f"{gate.items_total}, needs {gate.required_rate:.0%})"
@@ -104,6 +111,7 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
             .group_by(Job.status)
         )
     )
+    story_drift = project_story_status(session, project)
     bible = project.story_bible
     return ProjectStatus(
         slug=project.slug,
@@ -120,6 +128,7 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
                 frames=int(row.frames),
                 jobs_by_status=jobs_per_episode.get(episode_id, {}),
                 gates=gates.get(episode_id, []),
+                story=story_drift.get(episode_id),
             )
             for episode_id, row in shape.items()
         ],
@@ -129,3 +138,47 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
 
 def all_projects(session: Session) -> list[Project]:
     return list(session.scalars(select(Project).order_by(Project.slug)))
+
+
+@dataclass
+class PendingEpisode:
+    project: str
+    episode: int
+    phase: str
+    cuts_pending: int
+
+
+def pending_episodes(session: Session) -> list[PendingEpisode]:
+    """Episodes with cuts still to render: not every cut has a passed keyframe, or (once the
+    generation gate has opened) a passed animation. Cuts flagged for review wait for a person
+    and do not count as pending."""
+    from db.models import GateDecision, JobStatus, Phase
+
+    settled = {JobStatus.PASSED, JobStatus.NEEDS_REVIEW}
+    out: list[PendingEpisode] = []
+    for project in all_projects(session):
+        for episode in project.episodes:
+            cut_ids = [c.id for s in episode.scenes for c in s.cuts]
+            if not cut_ids:
+                continue
+            done: dict[Phase, set[int]] = {Phase.GENERATION: set(), Phase.ANIMATION: set()}
+            for cut_id, phase in session.execute(
+                select(Job.cut_id, Job.phase).where(
+                    Job.cut_id.in_(cut_ids), Job.status.in_(settled), Job.parent_job_id.is_(None)
+                )
+            ):
+                done.setdefault(phase, set()).add(cut_id)
+            generation_open = (
+                session.scalar(
+                    select(PhaseGate.decision)
+                    .where(PhaseGate.episode_id == episode.id, PhaseGate.phase == Phase.GENERATION)
+                    .order_by(PhaseGate.decided_at.desc(), PhaseGate.id.desc())
+                    .limit(1)
+                )
+                == GateDecision.OPEN
+            )
+            phase = Phase.ANIMATION if generation_open else Phase.GENERATION
+            missing = len(set(cut_ids) - done[phase])
+            if missing:
+                out.append(PendingEpisode(project.slug, episode.number, phase.value, missing))
+    return out

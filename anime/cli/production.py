@@ -83,14 +83,23 @@ def status(project: str | None = typer.Argument(None, help="project slug (defaul
             typer.echo(f"    jobs: {jobs or 'none yet'}")
             for gate in e.gates:
                 typer.echo(f"    gate {gate}")
+            if e.story is not None:
+                typer.echo(f"    {e.story.describe()}")
 
 
 @app.command("demo")
 @clear_errors
 def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> None:
-    """The main job: embedded database, migrations, the example production, its status."""
+    """The main job: migrate, import the example production, render its first episode."""
+    from anime.cli.render import run_episode
+    from anime.production import load_production
     from db import migrate
+    from db.models import Phase
 
     migrate.upgrade()
     import_(file, prune=False)
-    status(None)
+    production = load_production(file)
+    episode = production.episodes[0].number
+    typer.echo(f"\nrendering {production.project.slug} episode {episode} ...")
+    run_episode(production.project.slug, episode, Phase.GENERATION, Phase.QUALITY, "auto", [], 3)
+    status(production.project.slug)

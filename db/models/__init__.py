@@ -21,10 +21,21 @@ from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
+from db.models.story import (
+    BranchMoveKind,
+    Story,
+    StoryAdaptation,
+    StoryBranch,
+    StoryBranchMove,
+    StoryCommit,
+    StoryCommitParent,
+    StorySnapshot,
+)
 
 __all__ = [
     "Artifact",
     "Base",
+    "BranchMoveKind",
     "Character",
     "CharacterAttribute",
     "CharacterReference",
@@ -45,7 +56,14 @@ __all__ = [
     "QualityScore",
     "Scene",
     "SceneCasting",
+    "Story",
+    "StoryAdaptation",
     "StoryBible",
+    "StoryBranch",
+    "StoryBranchMove",
+    "StoryCommit",
+    "StoryCommitParent",
+    "StorySnapshot",
     "VariationKind",
     "Verdict",
 ]

@@ -12,6 +12,7 @@ from db.models.base import Base, Timestamped
 if TYPE_CHECKING:
     from db.models.character import Character
     from db.models.project import Project
+    from db.models.story import StoryCommit
 
 
 class Episode(Timestamped, Base):
@@ -23,8 +24,13 @@ class Episode(Timestamped, Base):
     number: Mapped[int]
     title: Mapped[str] = mapped_column(String(300))
     synopsis: Mapped[str] = mapped_column(Text, default="")
+    # The story version this episode adapts (see db/story.py: adaptation_status).
+    story_commit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("story_commits.id", ondelete="SET NULL"), default=None, index=True
+    )
 
     project: Mapped[Project] = relationship(back_populates="episodes")
+    story_commit: Mapped[StoryCommit | None] = relationship()
     scenes: Mapped[list[Scene]] = relationship(
         back_populates="episode", order_by="Scene.number", cascade="all, delete-orphan"
     )

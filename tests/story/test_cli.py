@@ -1,0 +1,124 @@
+"""`anime story ...` as people use it: check out, edit the file, commit, branch, merge."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from anime.cli import app
+from anime.production import parse_production
+from db.engine import session_scope
+from db.production_io import import_production
+
+
+def anime(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(app, list(args), env={"ANIME_AUTHOR": "mina"})
+    if ok:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code == 1, result.output
+    return result.output
+
+
+@pytest.fixture
+def story(db, draft_file):
+    with session_scope() as session:
+        import_production(
+            session, parse_production({"project": {"slug": "moonlit-courier", "name": "MC"}})
+        )
+    out = anime(
+        "story", "create", "moonlit-courier/moonlit", "--title", "Moonlit", "-f", str(draft_file)
+    )
+    assert out.startswith("created moonlit-courier/moonlit on main at ")
+    return "moonlit"
+
+
+def heads() -> str:
+    return anime("story", "branch", "moonlit")
+
+
+def test_checkout_edit_commit_and_the_stale_parent_check(story, tmp_path):
+    checked_out = tmp_path / "work.md"
+    anime("story", "checkout", story, "-o", str(checked_out))
+    text = checked_out.read_text()
+    assert "branch: main" in text and "parent: " in text
+    checked_out.write_text(text.replace("sealed envelope", "unmarked envelope"))
+    assert "main: committed" in anime("story", "commit", story, str(checked_out), "-m", "Unmarked")
+
+    # The same file again: its parent is no longer main's head.
+    before = heads()
+    out = anime("story", "commit", story, str(checked_out), "-m", "Again", ok=False)
+    assert "error: branch main of moonlit has moved on" in out
+    assert heads() == before
+
+    log = anime("story", "log", story)
+    assert [line.split("  ")[-1] for line in log.splitlines()] == ["Unmarked", "Start the story"]
+    assert "(main)" in log.splitlines()[0]
+
+    # The old version, readable, as it was.
+    old = anime("story", "checkout", story, "main~1")
+    assert "Aki takes the sealed envelope." in old
+    outline = anime("story", "checkout", story, "--format", "outline")
+    assert "  night-delivery: The Night Delivery" in outline
+    assert "    dispatch: Dispatch (10 words)" in outline
+
+    diff = anime("story", "diff", story, "main~1", "main")
+    assert "~ scene dispatch (chapter night-delivery) changed: text" in diff
+    assert "-Rain on the office windows. Aki takes the sealed envelope." in diff
+    assert "+Rain on the office windows. Aki takes the unmarked envelope." in diff
+
+
+def test_branch_merge_conflict_then_clean_merge(story):
+    anime("story", "branch", story, "alt-ending")
+    anime("story", "commit", story, "--text", "rooftop=Ren is gone.", "-m", "main roof")
+    anime(
+        "story",
+        "commit",
+        story,
+        "-b",
+        "alt-ending",
+        "--text",
+        "rooftop=Ren smiles.",
+        "--add-scene",
+        "the-address/betrayal=Betrayal",
+        "-m",
+        "alt roof",
+    )
+    before = heads()
+    out = anime("story", "merge", story, "alt-ending", ok=False)
+    assert "conflicts (1); nothing was written" in out
+    assert "scene rooftop: text changed differently on main and alt-ending" in out
+    assert heads() == before
+
+    # Resolve on the branch (take main's rooftop), then the merge goes through.
+    anime("story", "commit", story, "-b", "alt-ending", "--text", "rooftop=Ren is gone.", "-m", "x")
+    merged = anime("story", "merge", story, "alt-ending")
+    assert merged.startswith("main: merged alt-ending as ")
+    show = anime("story", "show", story, "main", "--stat")
+    assert "parents: " in show and "+ scene betrayal (chapter the-address) added" in show
+    full = anime("story", "log", story, "--full").splitlines()
+    assert "[merge " in full[0] and len(full) == 5
+    assert len(anime("story", "log", story).splitlines()) == 3  # first parents only
+
+
+def test_fast_forward_shows_in_the_moves(story):
+    anime("story", "branch", story, "polish")
+    anime("story", "commit", story, "-b", "polish", "--notes", "dispatch=Tighter.", "-m", "p")
+    assert "main: fast-forward" in anime("story", "merge", story, "polish")
+    moves = anime("story", "moves", story).splitlines()
+    assert "fast_forward" in moves[0] and "create" in moves[-1]
+
+
+def test_bad_input_gets_one_clear_line(story, tmp_path):
+    out = anime("story", "log", "nope", ok=False)
+    assert out.strip() == "error: no story 'nope' in any project (`anime story list` shows them)"
+    out = anime("story", "commit", story, "--remove", "nowhere", "-m", "x", ok=False)
+    assert "remove nowhere: no chapter or scene 'nowhere'" in out
+    bad = tmp_path / "bad.md"
+    bad.write_text("# A {#a}\n## B {#Bad Slug}\ntext\n")
+    out = anime("story", "commit", story, str(bad), "--parent", "main", "-m", "x", ok=False)
+    assert "bad.md: line 2 (chapters[0].scenes[0].slug)" in out
+    out = anime(
+        "story", "commit", story, "--text", "dispatch=x", "-m", "x", "--parent", "abc", ok=False
+    )
+    assert "no branch or commit 'abc' (a commit prefix needs 4+ digits)" in out
