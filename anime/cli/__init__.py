@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
 from anime.cli import production as _production  # noqa: F401  (import / export / status / demo)
+from anime.cli import render as _render  # noqa: F401  (render)
+from anime.cli import story as _story  # noqa: F401  (registers `anime story ...`)
 from anime.cli.app import app
 
 __all__ = ["app"]

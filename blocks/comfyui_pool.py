@@ -1,0 +1,245 @@
+"""Several ComfyUI servers, each with its slots enforced by a Prefect global concurrency limit.
+
+A slot is a lease on the server's limit (`comfyui:<host:port>`, limit = `slots`), taken with
+`prefect.concurrency.asyncio.concurrency(..., strict=True)`: every process and machine that
+renders sees the same count, and a limit that was never created is an error instead of a
+silent free-for-all. Create the limits at start-up with `ensure_concurrency_limits`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
+from prefect.exceptions import ObjectNotFound
+
+from blocks.comfyui_errors import (
+    ComfyUIConcurrencyLimitMissing,
+    ComfyUIPoolBusy,
+    ComfyUITransientError,
+    ComfyUIUnavailable,
+)
+from blocks.comfyui_models import ProgressEvent, RenderResult
+
+if TYPE_CHECKING:
+    from blocks.comfyui import ComfyUIServer
+
+logger = logging.getLogger("blocks.comfyui.pool")
+
+
+async def ensure_concurrency_limits(servers: Sequence[ComfyUIServer]) -> dict[str, int]:
+    """Create or update one global concurrency limit per server (limit = its slots).
+    Run it when a worker or deployment starts; idempotent."""
+    wanted: dict[str, int] = {}
+    for server in servers:
+        name = server.concurrency_limit
+        if name in wanted and wanted[name] != server.slots:
+            raise ValueError(
+                f"two ComfyUI server blocks share the concurrency limit {name!r} with different "
+                f"slots ({wanted[name]} and {server.slots}); give them the same slots"
+            )
+        wanted[name] = server.slots
+    async with get_client() as client:
+        for name, slots in wanted.items():
+            await client.upsert_global_concurrency_limit_by_name(name, slots)
+            logger.info("concurrency limit %s = %d slot(s)", name, slots)
+    return wanted
+
+
+_choice_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _choice_lock() -> asyncio.Lock:
+    """One lock per event loop: pools in one process choose and acquire one at a time."""
+    loop = asyncio.get_running_loop()
+    lock = _choice_locks.get(loop)
+    if lock is None:
+        lock = _choice_locks[loop] = asyncio.Lock()
+    return lock
+
+
+def _missing(name: str) -> ComfyUIConcurrencyLimitMissing:
+    return ComfyUIConcurrencyLimitMissing(
+        f"the Prefect global concurrency limit {name!r} does not exist: run "
+        "ensure_concurrency_limits(servers) at start-up (slots are never skipped)"
+    )
+
+
+class ComfyUIPool:
+    """Chooses a server with a free slot (least busy first) and holds the slot while the
+    caller renders on it.
+
+    `lease_duration_s`: how long a crashed holder keeps its slot before Prefect frees it.
+    `acquire_timeout_s`: give up with `ComfyUIPoolBusy` after that long (None: wait).
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[ComfyUIServer],
+        *,
+        lease_duration_s: float = 60.0,
+        retry_interval_s: float = 0.5,
+        acquire_timeout_s: float | None = None,
+        health_check: bool = True,
+        down_for_s: float = 30.0,
+    ) -> None:
+        if not servers:
+            raise ValueError("a ComfyUI pool needs at least one server")
+        self.servers = list(servers)
+        self.lease_duration_s = lease_duration_s
+        self.retry_interval_s = retry_interval_s
+        self.acquire_timeout_s = acquire_timeout_s
+        self.health_check = health_check
+        self.down_for_s = down_for_s
+        self._held: dict[str, int] = {s.concurrency_limit: 0 for s in self.servers}
+        self._down_until: dict[str, float] = {}
+
+    @classmethod
+    async def load(cls, block_names: Sequence[str], **options: Any) -> ComfyUIPool:
+        from blocks.comfyui import ComfyUIServer
+
+        servers = [await ComfyUIServer.aload(name) for name in block_names]
+        return cls(servers, **options)
+
+    async def ensure_limits(self) -> dict[str, int]:
+        return await ensure_concurrency_limits(self.servers)
+
+    async def locate(self, prompt_id: str) -> ComfyUIServer | None:
+        """The server that already has this prompt (queued, running or finished), if any:
+        a retry must go back there instead of rendering again somewhere else."""
+
+        async def where(server: ComfyUIServer) -> ComfyUIServer | None:
+            try:
+                state = await server.lookup(prompt_id)
+            except ComfyUITransientError:
+                return None
+            return server if state.phase != "absent" else None
+
+        found = await asyncio.gather(*(where(s) for s in self.servers))
+        return next((s for s in found if s is not None), None)
+
+    async def _free_slots(self, servers: Sequence[ComfyUIServer]) -> dict[str, float]:
+        """Free slots per limit, as a fraction of the limit (1.0 = idle, 0 = full)."""
+        free: dict[str, float] = {}
+        async with get_client() as client:
+            for server in servers:
+                name = server.concurrency_limit
+                try:
+                    limit = await client.read_global_concurrency_limit_by_name(name)
+                except ObjectNotFound:
+                    raise _missing(name) from None
+                open_slots = limit.limit - limit.active_slots
+                free[name] = open_slots / limit.limit if limit.limit and open_slots > 0 else 0.0
+        return free
+
+    async def _try_acquire(self, server: ComfyUIServer, stack: contextlib.AsyncExitStack) -> bool:
+        name = server.concurrency_limit
+        slot = concurrency(
+            name,
+            occupy=1,
+            max_retries=0,
+            lease_duration=self.lease_duration_s,
+            strict=True,
+        )
+        try:
+            await stack.enter_async_context(slot)
+        except ConcurrencySlotAcquisitionError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423:
+                return False  # another process took the last slot first
+            if "must be created" in str(exc):
+                raise _missing(name) from None
+            raise
+        return True
+
+    async def _acquire_one(
+        self, candidates: Sequence[ComfyUIServer], stack: contextlib.AsyncExitStack
+    ) -> ComfyUIServer | None:
+        # Only servers whose limit shows a free slot are tried: a refused try costs an
+        # error line in Prefect's log, so contention is resolved by waiting, not by trying.
+        async with _choice_lock():
+            free = await self._free_slots(candidates)
+            order = {s.concurrency_limit: i for i, s in enumerate(candidates)}
+            ranked = sorted(
+                (s for s in candidates if free[s.concurrency_limit] > 0),
+                key=lambda s: (
+                    -free[s.concurrency_limit],
+                    self._held[s.concurrency_limit],
+                    order[s.concurrency_limit],
+                ),
+            )
+            for server in ranked:
+                if self._down_until.get(server.concurrency_limit, 0.0) > time.monotonic():
+                    continue
+                if await self._try_acquire(server, stack):
+                    return server
+        return None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, prefer: ComfyUIServer | None = None) -> AsyncIterator[ComfyUIServer]:
+        """Hold one slot of the least busy server (or of `prefer`) for the block's duration."""
+        loop = asyncio.get_running_loop()
+        deadline = None if self.acquire_timeout_s is None else loop.time() + self.acquire_timeout_s
+        candidates = [prefer] if prefer is not None else self.servers
+        while True:
+            now = time.monotonic()
+            if all(self._down_until.get(s.concurrency_limit, 0.0) > now for s in candidates):
+                raise ComfyUIUnavailable(
+                    "every ComfyUI server this render may use failed its health check: "
+                    + ", ".join(s.base_url for s in candidates)
+                )
+            stack = contextlib.AsyncExitStack()
+            server = await self._acquire_one(candidates, stack)
+            if server is not None:
+                name = server.concurrency_limit
+                async with stack:
+                    report = await server.health() if self.health_check else None
+                    if report is None or report.ok:
+                        self._held[name] += 1
+                        try:
+                            yield server
+                        finally:
+                            self._held[name] -= 1
+                        return
+                    logger.warning(
+                        "ComfyUI %s is unhealthy (%s); trying another",
+                        server.base_url,
+                        report.error,
+                    )
+                    self._down_until[name] = time.monotonic() + self.down_for_s
+                continue
+            if deadline is not None and loop.time() >= deadline:
+                raise ComfyUIPoolBusy(
+                    f"no ComfyUI slot free within {self.acquire_timeout_s:g} s "
+                    f"({', '.join(s.concurrency_limit for s in candidates)})"
+                )
+            await asyncio.sleep(self.retry_interval_s * (0.5 + random.random()))
+
+    async def render(
+        self,
+        graph: dict[str, Any],
+        prompt_id: str,
+        *,
+        on_event: Callable[[ProgressEvent], Any] | None = None,
+        extra_data: dict[str, Any] | None = None,
+    ) -> tuple[ComfyUIServer, RenderResult]:
+        """Render on the server that already has `prompt_id`, else on the least busy one."""
+        home = await self.locate(prompt_id)
+        async with self.slot(prefer=home) as server:
+            result = await server.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
+        return server, result
+
+    async def cancel(self, prompt_id: str) -> str:
+        home = await self.locate(prompt_id)
+        return "unknown" if home is None else await home.cancel(prompt_id)

@@ -1,0 +1,189 @@
+"""The ComfyUI pieces inside Prefect: block registration, slots as global concurrency limits,
+task retries on transient errors only, and progress artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+from prefect.cli.block import _register_blocks_in_module
+from prefect.client.orchestration import get_client
+
+import blocks.comfyui
+from blocks.comfyui import (
+    ComfyUIConcurrencyLimitMissing,
+    ComfyUIPool,
+    ComfyUIServer,
+    ComfyUIUnavailable,
+    ComfyUIValidationError,
+    ensure_concurrency_limits,
+    prompt_id_for,
+)
+from tasks.comfyui import (
+    RenderProgress,
+    Throttle,
+    _artifact_key,
+    render_on,
+    render_prompt,
+)
+from tests.comfyui.helpers import basic_graph, block_for
+from tests.comfyui_server import ComfyUITestServer
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+async def test_block_registers_and_its_token_stays_secret() -> None:
+    registered = await _register_blocks_in_module(blocks.comfyui)
+    assert ComfyUIServer in registered
+    name = f"gpu-{uuid.uuid4().hex[:8]}"
+    await ComfyUIServer(base_url="http://gpu-1:8188/", auth_token="tok-123", slots=2).asave(name)
+
+    loaded = await ComfyUIServer.aload(name)
+    assert loaded.base_url == "http://gpu-1:8188" and loaded.slots == 2
+    assert loaded.auth_token is not None and loaded.auth_token.get_secret_value() == "tok-123"
+    assert loaded.concurrency_limit == "comfyui:gpu-1:8188"
+    async with get_client() as client:
+        document = await client.read_block_document_by_name(
+            name, block_type_slug="anime-comfyui-server", include_secrets=False
+        )
+    assert "tok-123" not in str(document.data)
+    with pytest.raises(ValueError, match="http"):
+        ComfyUIServer(base_url="gpu-1:8188")
+
+
+async def test_two_servers_with_one_slot_never_run_two_prompts_at_once(tmp_path: Path) -> None:
+    with (
+        ComfyUITestServer(tmp_path / "a", render_time_s=0.2) as a,
+        ComfyUITestServer(tmp_path / "b", render_time_s=0.2) as b,
+    ):
+        servers = [block_for(a, slots=1), block_for(b, slots=1)]
+        assert await ensure_concurrency_limits(servers) == {
+            servers[0].concurrency_limit: 1,
+            servers[1].concurrency_limit: 1,
+        }
+        # Two pools stand for two worker processes: only Prefect's limits are shared.
+        pools = [ComfyUIPool(servers, retry_interval_s=0.05) for _ in range(2)]
+        jobs = [
+            pools[i % 2].render(basic_graph(color=i), prompt_id_for("pool-job", i))
+            for i in range(4)
+        ]
+        rendered = await asyncio.gather(*jobs)
+
+        assert all(result.status == "success" for _, result in rendered)
+        assert {server.base_url for server, _ in rendered} == {a.url, b.url}
+        assert a.stats.max_in_flight == 1 and b.stats.max_in_flight == 1
+        assert a.stats.prompts_executed + b.stats.prompts_executed == 4
+
+        # The same burst without the pool piles up on one server: the check above can fail.
+        direct = [servers[0].render(basic_graph(color=10 + i), f"direct-{i}") for i in range(2)]
+        await asyncio.gather(*direct)
+        assert a.stats.max_in_flight == 2
+
+
+async def test_a_missing_concurrency_limit_is_an_error_not_a_free_pass(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c") as comfy:
+        server = block_for(comfy, concurrency_limit_name=f"comfyui:never-{uuid.uuid4().hex}")
+        pool = ComfyUIPool([server])
+        with pytest.raises(ComfyUIConcurrencyLimitMissing, match="ensure_concurrency_limits"):
+            await pool.render(basic_graph(), "no-limit")
+        with pytest.raises(ComfyUIConcurrencyLimitMissing):
+            async with pool.slot(prefer=server):
+                pass
+        assert comfy.stats.prompts_posted == 0
+
+
+async def test_render_task_retries_a_lost_prompt_and_succeeds(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.4) as comfy:
+        comfy.faults.restart_at_tick = 3
+        comfy.faults.restart_downtime_s = 0.2
+        server = block_for(comfy)
+        quick_retries = render_prompt.with_options(retries=5, retry_delay_seconds=0.3)
+
+        @flow
+        async def render_cut() -> Any:
+            return await quick_retries(
+                server, basic_graph(), prompt_id_for("cut-1", 1), tmp_path / "out", label="cut-1"
+            )
+
+        outcome = await render_cut()
+        assert outcome.result.status == "success" and outcome.files[0].path.is_file()
+        assert outcome.environment is not None and outcome.environment.comfyui_version
+        stats = comfy.stats
+        assert (stats.restarts, stats.prompts_accepted, stats.prompts_completed) == (1, 2, 1)
+
+
+async def test_render_task_does_not_retry_a_validation_error(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c") as comfy:
+        graph = basic_graph()
+        graph["1"]["inputs"]["height"] = 0
+        retrying = render_prompt.with_options(retries=3, retry_delay_seconds=0)
+
+        @flow
+        async def render_cut() -> Any:
+            return await retrying(block_for(comfy), graph, "bad-cut", tmp_path / "out")
+
+        with pytest.raises(ComfyUIValidationError, match="node 1 \\(EmptyImage\\) input 'height'"):
+            await render_cut()
+        assert comfy.stats.prompts_posted == 1
+
+
+async def test_progress_reaches_the_run_as_a_throttled_artifact(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="prefect.flow_runs")
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.3, progress_steps=10) as comfy:
+        prompt_id = prompt_id_for("progress-job", 1)
+        published: list[float] = []
+
+        @flow
+        async def render_cut() -> None:
+            progress = RenderProgress(prompt_id, "cut-7", total_nodes=3)
+            await render_on(block_for(comfy), basic_graph(), prompt_id, tmp_path, progress=progress)
+            published.extend(progress.published)
+
+        await render_cut()
+
+    assert published[-1] == 100.0 and published == sorted(published)
+    assert 2 <= len(published) <= 12  # 30 progress ticks, published at most every 10 points
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cut-7:")]
+    assert len(lines) == len(published) and lines[-1] == "cut-7: 100% (success)"
+    # Raw filter: Prefect 3.8.8's client sends null run filters its own server refuses.
+    key = _artifact_key(prompt_id)
+    async with get_client() as client:
+        answer = await client._client.post(
+            "/artifacts/filter",
+            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 5},
+        )
+    [artifact] = answer.json()
+    assert artifact["type"] == "progress" and float(artifact["data"]) == 100.0
+
+
+def test_throttle_publishes_on_big_steps_or_after_a_pause() -> None:
+    now = [0.0]
+    throttle = Throttle(min_interval_s=1.5, min_step=10.0, clock=lambda: now[0])
+    assert throttle.due(1.0)  # first value always
+    assert not throttle.due(5.0)  # small step, too soon
+    assert throttle.due(12.0)  # a 10-point jump
+    now[0] = 2.0
+    assert throttle.due(13.0)  # small step, but 1.5 s passed
+    assert not throttle.due(13.0)  # nothing new
+    assert throttle.due(13.0, final=True)  # the end always shows
+
+
+async def test_pool_skips_a_dead_server_and_fails_when_all_are_dead(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "gone") as gone:
+        dead = block_for(gone, connect_timeout_s=0.3)
+    with ComfyUITestServer(tmp_path / "alive") as alive:
+        healthy = block_for(alive)
+        await ensure_concurrency_limits([dead, healthy])
+        pool = ComfyUIPool([dead, healthy], retry_interval_s=0.05)
+        for i in range(2):
+            server, result = await pool.render(basic_graph(color=i), f"survivor-{i}")
+            assert server.base_url == alive.url and result.status == "success"
+    with pytest.raises(ComfyUIUnavailable, match="failed its health check"):
+        await ComfyUIPool([dead], retry_interval_s=0.05).render(basic_graph(), "nowhere")
