@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from db.models import GateDecision, GateScope, Phase, Verdict
 from tasks import sheets
 from tasks.gates import decide_phase_gate
+from tasks.notify import notify_phase_gate, notify_review
 from tasks.planning import resolve_settings
 from tasks.production import flag_for_review, record_error, record_phase_gate
 from tasks.render import store_render
@@ -79,9 +80,7 @@ async def character_sheet(
                 raise
             await store_render(job_id, result)
             paths = [o.path for o in result.outputs]
-        judgement = await sheets.judge_sheet(
-            job_id, paths, views, settings.thresholds, settings.models
-        )
+        judgement = await sheets.judge_sheet(job_id, paths, views, settings)
         judged[attempt] = (job_id, judgement, paths)
         logger.info("%s sheet attempt %d: %s", character, attempt, judgement.verdict)
         if judgement.verdict == Verdict.PASSED.value:
@@ -113,6 +112,7 @@ async def character_sheet(
             f"best is attempt {best_attempt}"
         )
         await flag_for_review(job_id, note)
+        await notify_review(brief.project_id, f"{character} sheet", "concept", note, job_id)
         report = report.model_copy(
             update=dict(
                 status="needs_review",
@@ -134,6 +134,7 @@ async def character_sheet(
         decision=decision,
         flow_run_id=flow_run.get_id(),
     )
+    await notify_phase_gate(brief.project_id, f"{project} character {character}", decision)
     logger.info("%s", report.explanation)
     if decision.decision is not GateDecision.OPEN:
         return Completed(name="GateClosed", message=report.explanation.splitlines()[0], data=report)

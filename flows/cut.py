@@ -18,6 +18,7 @@ from db.briefs import CutBrief
 from db.models import JobStatus, Phase, Verdict
 from flows.limits import render_slot
 from tasks import production
+from tasks.notify import notify_review
 from tasks.planning import RenderSettings
 from tasks.prompts import build_cut_prompt
 from tasks.render import CutRender, Judgement, judge, render, store_render
@@ -128,7 +129,7 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
             )
             job = _attempt_job(brief, phase, attempt, job_id, settings, state.approved_keyframe)
             output = await _render_and_store(job)
-        verdict = await judge(job_id, output, brief, phase, settings.thresholds, settings.models)
+        verdict = await judge(job_id, output, brief, phase, settings)
         judgements[job_id] = verdict
         logger.info("%s attempt %d: %s", brief.label, attempt, verdict.verdict)
         if verdict.verdict == Verdict.PASSED.value:
@@ -164,6 +165,7 @@ async def _flag_best(
         f"best is attempt {best.attempt} (job {best.job_id})"
     )
     await production.flag_for_review(best.job_id, note)
+    await notify_review(brief.project_id, brief.label, phase.value, note, best.job_id)
     get_run_logger().warning("%s %s", brief.label, note)
     latest = judgements.get(best.job_id)
     return outcome.model_copy(

@@ -20,6 +20,7 @@ from flows.limits import set_render_limit
 from flows.quality import quality_review
 from flows.scene import render_scene
 from tasks.gates import PhaseGateDecision, decide_phase_gate
+from tasks.notify import notify_phase_gate
 from tasks.planning import (
     EpisodePlan,
     RenderSettings,
@@ -107,7 +108,7 @@ async def render_episode(
         if current is Phase.QUALITY:
             cuts: list[CutOutcome] = []
             progress_id = None
-            decision = await quality_review(project, episode, settings.thresholds)
+            decision = await quality_review(project, episode, thresholds_block)
         else:
             cuts, decision, progress_id = await render_phase(plan, current, settings)
         report.phases.append(
@@ -121,6 +122,7 @@ async def render_episode(
             )
         )
         logger.info("%s gate %s\n%s", current.value, decision.decision.value, decision.explanation)
+        await notify_phase_gate(plan.project_id, plan.label, decision)
         if decision.decision is not GateDecision.OPEN:
             report.stopped_at = current
             return Completed(

@@ -8,16 +8,16 @@ from prefect.runtime import flow_run
 from blocks.quality import QualityThresholds
 from db.models import GateScope, Phase
 from tasks.gates import PhaseGateDecision, decide_phase_gate
-from tasks.planning import plan_episode
+from tasks.planning import load_block, plan_episode
 from tasks.production import episode_review_items, record_phase_gate
 from tasks.reports import CutOutcome, publish_phase_report
 
 
 @flow(name="quality-review", flow_run_name="{project}-ep{episode}-review", persist_result=False)
 async def quality_review(
-    project: str, episode: int, thresholds: QualityThresholds | None = None
+    project: str, episode: int, thresholds_block: str | None = None
 ) -> PhaseGateDecision:
-    thresholds = thresholds or QualityThresholds()
+    thresholds = await load_block(QualityThresholds, thresholds_block)
     plan = await plan_episode(project, episode)
     items = await episode_review_items(plan.episode_id)
     decision = decide_phase_gate([(i.label, i.verdict) for i in items], Phase.QUALITY, thresholds)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from functools import cached_property
+from typing import Any, Literal
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -18,15 +19,28 @@ from tasks.storage import artifacts_root
 
 
 class RenderSettings(BaseModel):
-    """Everything a cut needs besides the cut itself; the same for every cut of a run."""
+    """Everything a cut needs besides the cut itself; the same for every cut of a run.
+
+    The blocks travel as plain data: a Block instance as a subflow parameter makes Prefect
+    register an anonymous block document for every subflow run, about a second per cut.
+    """
 
     renderer: Literal["animatic", "comfyui"]
     comfyui_servers: list[str] = Field(default_factory=list)
     attempt_budget: int = Field(3, ge=1, le=20)
     max_parallel: int = Field(2, ge=1)
     artifacts_dir: str
-    thresholds: QualityThresholds
-    models: ScoringModels
+    sheet_template: str | None = None
+    thresholds_data: dict[str, Any] = Field(default_factory=dict)
+    models_data: dict[str, Any] = Field(default_factory=dict)
+
+    @cached_property
+    def thresholds(self) -> QualityThresholds:
+        return QualityThresholds.model_validate(self.thresholds_data)
+
+    @cached_property
+    def models(self) -> ScoringModels:
+        return ScoringModels.model_validate(self.models_data)
 
 
 class ScenePlan(BaseModel):
@@ -72,9 +86,13 @@ async def plan_episode(project: str, episode: int) -> EpisodePlan:
     return await in_session(read_episode_plan, project, episode)
 
 
-async def _load(block_cls, name: str | None):
+async def load_block(block_cls, name: str | None):
     # No name: the defaults of SPEC.md, so a machine with no configured blocks still runs.
     return block_cls() if name is None else await block_cls.aload(name)
+
+
+def _data(block: Any) -> dict[str, Any]:
+    return block.model_dump(mode="json", exclude={"block_type_slug"})
 
 
 @task(name="resolve-settings", cache_policy=NO_CACHE)
@@ -102,8 +120,8 @@ async def resolve_settings(
         # One ahead of the slots, so a cut is scored while the next one renders.
         max_parallel=(slots + 1) if chosen == "comfyui" else max(1, os.cpu_count() or 1),
         artifacts_dir=str(artifacts_root()),
-        thresholds=await _load(QualityThresholds, thresholds_block),
-        models=await _load(ScoringModels, scoring_block),
+        thresholds_data=_data(await load_block(QualityThresholds, thresholds_block)),
+        models_data=_data(await load_block(ScoringModels, scoring_block)),
     )
 
 

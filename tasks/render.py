@@ -16,13 +16,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
-from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
 from db import jobs as db_jobs
 from db.briefs import CutBrief
 from db.models import Phase
 from tasks.animatic import load_frames, panel_spec, render_animatic
+from tasks.comfyui import retry_transient_only
 from tasks.outputs import RenderResult
+from tasks.planning import RenderSettings
 from tasks.production import in_session
 from tasks.prompts import Prompt
 
@@ -76,28 +77,11 @@ def animatic_spec(job: CutRender) -> dict[str, Any]:
     )
 
 
-def _is_transient(exc: BaseException) -> bool:
-    try:
-        from blocks.comfyui import ComfyUITransientError
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, ComfyUITransientError)
-
-
-def retry_transient_only(task, task_run, state) -> bool:
-    """Retry connection losses, 5xx, timeouts and lost queues; never a validation error."""
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 - we only classify it
-        return _is_transient(exc)
-    return False
-
-
 @task(
     name="render",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=retry_transient_only,
+    retry_condition_fn=retry_transient_only,  # transient ComfyUI failures only
     cache_policy=NO_CACHE,
     task_run_name="render {job.brief.label} {job.phase.value} attempt {job.attempt}",
 )
@@ -150,16 +134,12 @@ def _score(phase: Phase, output: str, brief: CutBrief, models: ScoringModels, wa
 
 @task(name="judge", cache_policy=NO_CACHE, task_run_name="judge {brief.label} job {job_id}")
 async def judge(
-    job_id: int,
-    output: str,
-    brief: CutBrief,
-    phase: Phase,
-    thresholds: QualityThresholds,
-    models: ScoringModels,
+    job_id: int, output: str, brief: CutBrief, phase: Phase, settings: RenderSettings
 ) -> Judgement:
     """Score the output (off the event loop, so the next cut renders meanwhile), decide, store."""
     from tasks.judge import decide, required_metrics
 
+    thresholds, models = settings.thresholds, settings.models
     wanted = set(required_metrics(phase, brief, thresholds))
     results = await anyio.to_thread.run_sync(_score, phase, output, brief, models, wanted)
     decision = decide(results, phase, brief, thresholds)

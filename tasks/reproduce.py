@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from db import jobs as db_jobs
-from db.models import JobKind, JobStatus
+from db.models import JobKind, JobStatus, Phase
 from tasks.animatic import load_frames, render_animatic
 from tasks.outputs import RenderResult
 from tasks.production import in_session
@@ -20,9 +20,9 @@ from tasks.production import in_session
 # What must match for an exact reproduction, as reported by ComfyUI's /system_stats or the
 # animatic's own environment; anything else that differs is reported but not decisive.
 ENVIRONMENT_KEYS = (
-    ("system", "comfyui_version"),
-    ("system", "pytorch_version"),
-    ("system", "python_version"),
+    ("comfyui_version",),
+    ("pytorch_version",),
+    ("python_version",),
     ("devices",),
     ("animatic_version",),
     ("pillow",),
@@ -187,18 +187,23 @@ async def open_reproduction(stored: StoredJob, flow_run_id: str | None) -> tuple
 
 
 @task(name="rerender-stored-workflow", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-async def rerender(stored: StoredJob, job_id: int, attempt: int, out_dir: str) -> RenderResult:
+async def rerender(
+    stored: StoredJob, job_id: int, attempt: int, out_dir: str, server_names: list[str]
+) -> RenderResult:
     name = f"reproduction-of-{stored.job_id}-{attempt:02d}"
     if stored.renderer == "animatic":
         return await anyio.to_thread.run_sync(render_animatic, stored.workflow, Path(out_dir), name)
     from tasks.comfyui_render import render_graph
 
+    # Reproductions have their own job id, so the prompt id is new and the server renders
+    # the graph again instead of re-attaching to the original prompt.
     return await render_graph(
         stored.workflow,
         job_id=job_id,
         attempt=attempt,
         out_dir=Path(out_dir),
-        server_names=[stored.server] if stored.server else [],
+        server_names=server_names,
+        phase=Phase(stored.phase),
     )
 
 

@@ -19,6 +19,7 @@ from db import jobs as db_jobs
 from db.models import JobKind, JobStatus, Phase, Verdict
 from tasks.animatic import _cut_out, environment
 from tasks.outputs import RenderResult, canonical_sha256, describe_file
+from tasks.planning import RenderSettings
 from tasks.production import in_session
 from tasks.scores import MetricResult
 
@@ -198,14 +199,10 @@ def judge_sheet_outputs(
 
 @task(name="judge-sheet", cache_policy=NO_CACHE)
 async def judge_sheet(
-    job_id: int,
-    paths: list[str],
-    views: list[str],
-    thresholds: QualityThresholds,
-    models: ScoringModels,
+    job_id: int, paths: list[str], views: list[str], settings: RenderSettings
 ) -> SheetJudgement:
     judgement, results, decision = await anyio.to_thread.run_sync(
-        judge_sheet_outputs, paths, views, thresholds, models
+        judge_sheet_outputs, paths, views, settings.thresholds, settings.models
     )
     await in_session(
         db_jobs.record_judgement,

@@ -265,6 +265,11 @@ class ComfyUITestServer:
     def stats(self) -> ServerStats:
         return self._read(lambda state: state.stats)
 
+    @property
+    def in_flight(self) -> int:
+        """Prompts queued or running right now."""
+        return self._read(lambda state: state.queue_remaining())
+
     def history(self) -> dict[str, Any]:
         return self._read(lambda state: json.loads(json.dumps(state.history)))
 

@@ -1,0 +1,163 @@
+"""render_episode through the project's protocol-faithful ComfyUI test server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.settings import PREFECT_API_URL
+from sqlalchemy import func, select, update
+
+from blocks.comfyui import ComfyUIServer, ensure_concurrency_limits
+from db.engine import session_scope
+from db.models import Cut, GenerationParams, Job, JobStatus, Phase, Project
+from flows.episode import render_episode
+from flows.reproduce import reproduce_job
+from tests.comfyui_server import ComfyUITestServer
+from tests.conftest import REPO
+from tests.flows.test_episode_animatic import PASSING
+
+
+@pytest.fixture
+def preview_production(production) -> str:
+    """The example production rendered with the model-free `preview` template."""
+    with session_scope() as s:
+        s.execute(update(Cut).values(template="preview", overrides={}))
+        project = s.scalar(select(Project))
+        project.settings = {"default_template": "preview", "animation_template": "preview"}
+    return production
+
+
+@pytest.fixture
+def comfy(tmp_path):
+    with ComfyUITestServer(tmp_path / "comfy", render_time_s=0.05, cache=False) as server:
+        yield server
+
+
+async def register(server: ComfyUITestServer, slots: int = 1) -> str:
+    name = f"comfy-{uuid.uuid4().hex[:8]}"
+    block = ComfyUIServer(base_url=server.url, slots=slots, concurrency_limit_name=name)
+    await block.save(name, overwrite=True)
+    await ensure_concurrency_limits([block])
+    return name
+
+
+async def test_episode_through_comfyui(preview_production, save_blocks, comfy):
+    thresholds, models = await save_blocks(**PASSING)
+    server_name = await register(comfy, slots=2)
+    report = await render_episode(
+        preview_production,
+        1,
+        renderer="comfyui",
+        comfyui_servers=[server_name],
+        thresholds_block=thresholds,
+        scoring_block=models,
+    )
+    assert [p.decision for p in report.phases] == ["open", "open", "open"]
+    assert comfy.stats.prompts_executed == 16  # 8 keyframes + 8 clips, each rendered once
+    assert comfy.stats.max_concurrent <= 2
+    with session_scope() as s:
+        jobs = s.scalars(select(Job)).all()
+        assert {j.renderer for j in jobs} == {"comfyui"}
+        assert all(j.comfyui_prompt_id and j.comfyui_server == comfy.url for j in jobs)
+        params = s.scalars(select(GenerationParams)).all()
+        assert all(p.workflow and p.workflow_sha256 for p in params)
+        assert all(p.environment.get("comfyui_version") for p in params)
+        assert {p.seed for p in params} and len({p.seed for p in params}) == 16
+        assert all(p.template == "preview" for p in params)
+
+
+async def test_reproduction_of_a_comfyui_job(preview_production, save_blocks, comfy):
+    thresholds, models = await save_blocks(**PASSING)
+    server_name = await register(comfy)
+    await render_episode(
+        preview_production,
+        1,
+        renderer="comfyui",
+        comfyui_servers=[server_name],
+        until=Phase.GENERATION,
+        thresholds_block=thresholds,
+        scoring_block=models,
+    )
+    with session_scope() as s:
+        original = s.scalar(select(Job).order_by(Job.id).limit(1))
+    executed = comfy.stats.prompts_executed
+    report = await reproduce_job(original.id, comfyui_servers=[server_name])
+    assert comfy.stats.prompts_executed == executed + 1  # really rendered again
+    assert report.identical, report.summary()
+    assert report.environment_differences == {}
+
+
+async def release_dead_leases(limit_name: str) -> None:
+    """What Prefect's lease service does once a dead holder's lease runs out
+    (lease_duration_s); prefect_test_harness runs no such service, so the test does it."""
+    async with get_client() as client:
+        await client.update_global_concurrency_limit(
+            limit_name, GlobalConcurrencyLimitUpdate(active_slots=0)
+        )
+
+
+def _run_in_subprocess(project: str, server_name: str, thresholds: str, models: str, env: dict):
+    code = (
+        "import asyncio\n"
+        "from flows.episode import render_episode\n"
+        f"asyncio.run(render_episode({project!r}, 1, renderer='comfyui', "
+        f"comfyui_servers=[{server_name!r}], until='generation', "
+        f"thresholds_block={thresholds!r}, scoring_block={models!r}))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def test_killed_run_resumes_reattaches_and_duplicates_nothing(
+    preview_production, save_blocks, tmp_path
+):
+    """Kill a run while a prompt renders on ComfyUI; the re-run re-attaches to that prompt
+    (ComfyUI kept rendering it), renders the rest, and no job or render exists twice."""
+    thresholds, models = await save_blocks(**PASSING)
+    with ComfyUITestServer(tmp_path / "slow", render_time_s=1.5, cache=False) as slow:
+        # Two slots: the killed process's lease holds one until Prefect expires it.
+        server_name = await register(slow, slots=2)
+        env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+        worker = _run_in_subprocess(preview_production, server_name, thresholds, models, env)
+        deadline = time.monotonic() + 120
+        while slow.stats.prompts_completed < 2 or slow.in_flight == 0:
+            assert time.monotonic() < deadline, "the first run never got going"
+            assert worker.poll() is None, "the first run ended on its own"
+            await asyncio.sleep(0.05)
+        worker.kill()
+        worker.wait()
+        assert slow.in_flight >= 1  # ComfyUI goes on rendering what the dead worker submitted
+        await release_dead_leases(server_name)
+
+        report = await render_episode(
+            preview_production,
+            1,
+            renderer="comfyui",
+            comfyui_servers=[server_name],
+            until=Phase.GENERATION,
+            thresholds_block=thresholds,
+            scoring_block=models,
+        )
+        assert report.phases[0].decision == "open"
+        # Every cut rendered exactly once over both runs: the in-flight prompts were
+        # re-attached, not submitted again.
+        assert slow.stats.prompts_executed == 8
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Job)) == 8
+        assert (
+            s.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.PASSED))
+            == 8
+        )
