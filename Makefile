@@ -42,3 +42,18 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Running the studio (README: "Running the studio").
+.PHONY: server serve worker test-ops
+
+server: install
+	$(BIN)/anime server
+
+serve: install
+	$(BIN)/anime serve
+
+worker: install
+	$(BIN)/anime worker
+
+test-ops: install
+	$(BIN)/pytest -q tests/ops

@@ -72,3 +72,35 @@ def render(
     """Render an episode here: each phase, then its gate; stops where a gate closes."""
     require_current_schema()
     run_episode(project, episode, phase, until, renderer, server, budget)
+
+
+@app.command("sheet")
+@clear_errors
+def sheet(
+    project: str = typer.Argument(..., help="project slug"),
+    character: str = typer.Argument(..., help="character slug"),
+    renderer: str = typer.Option("auto", help="auto | animatic | comfyui"),
+    server: list[str] = typer.Option([], "--server", help="ComfyUI server block name (repeat)"),
+    budget: int = typer.Option(3, help="attempts before the sheet is flagged for review"),
+) -> None:
+    """Render a character sheet here; approved views become the character's references."""
+    from flows.character_sheet import character_sheet
+
+    require_current_schema()
+    state = asyncio.run(
+        character_sheet(
+            project,
+            character,
+            renderer=renderer,
+            comfyui_servers=server,
+            attempt_budget=budget,
+            return_state=True,
+        )
+    )
+    report = state.result(raise_on_failure=False)
+    if isinstance(report, BaseException):
+        raise typer.Exit(_fail(f"the run {state.name}: {report}"))
+    typer.echo(
+        f"{project}/{character}: sheet {report.status} after {report.attempts} attempt(s), "
+        f"{report.references_added} reference(s) added\n{report.explanation}"
+    )

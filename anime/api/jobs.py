@@ -1,0 +1,77 @@
+"""Jobs: reproduce one, read its quality."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Path, status
+from pydantic import BaseModel
+
+from anime.api.db import in_db
+from db import api_queries
+from deployments.trigger import trigger
+
+router = APIRouter(prefix="/api/anime", tags=["jobs"])
+
+JobId = Path(ge=1, description="job id")
+
+
+class ReproductionStarted(BaseModel):
+    job_id: int
+    deployment: str
+    flow_run_id: str
+    flow_run_name: str
+    ui_url: str | None
+
+
+class Score(BaseModel):
+    metric: str
+    subject: str
+    value: float | None
+    threshold: float | None
+    comparator: str
+    verdict: str
+    model: str
+    reason: str | None
+
+
+class JobQuality(BaseModel):
+    job_id: int
+    project: str
+    phase: str
+    kind: str
+    status: str
+    attempt: int
+    verdict: str | None
+    explanation: str
+    cut_id: int | None
+    character_id: int | None
+    scores: list[Score]
+    thresholds: dict[str, dict[str, Any]]
+
+
+@router.post(
+    "/jobs/{job_id}/reproduce",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReproductionStarted,
+    responses={404: {"description": "no such job"}, 409: {"description": "no stored workflow"}},
+)
+async def reproduce(job_id: int = JobId) -> ReproductionStarted:
+    """Render the job again from its stored workflow (the `reproduce-job` deployment)."""
+    job = await in_db(api_queries.reproducible_job, job_id)
+    run = await trigger("reproduce-job", {"job_id": job.job_id})
+    return ReproductionStarted(
+        job_id=job.job_id,
+        deployment=run.deployment,
+        flow_run_id=run.flow_run_id,
+        flow_run_name=run.flow_run_name,
+        ui_url=run.ui_url,
+    )
+
+
+@router.get("/quality/{job_id}", response_model=JobQuality, responses={404: {}})
+async def quality(job_id: int = JobId) -> JobQuality:
+    """A job's scores, the thresholds they were judged against, verdicts and explanation."""
+    found = await in_db(api_queries.job_quality, job_id)
+    return JobQuality.model_validate(asdict(found))

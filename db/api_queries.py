@@ -1,0 +1,349 @@
+"""What the domain API and the notifications read and write: small functions on a session.
+
+Each returns plain dataclasses (no ORM rows escape the session) and raises LookupError for an
+unknown id, ValueError for a request that conflicts with what is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from db.models import (
+    Character,
+    CharacterVariation,
+    Episode,
+    Job,
+    JobStatus,
+    Phase,
+    PhaseGate,
+    Project,
+    Scene,
+    VariationKind,
+)
+
+
+class Conflict(ValueError):
+    """The request would duplicate or contradict stored data."""
+
+
+# -- projects ---------------------------------------------------------------------------------
+
+
+def project_settings(session: Session, project_id: int) -> tuple[str, dict[str, Any]]:
+    """(slug, settings) of a project."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise LookupError(f"no project with id {project_id}")
+    return project.slug, dict(project.settings or {})
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReproducibleJob:
+    job_id: int
+    project: str
+    phase: str
+    status: str
+    renderer: str
+    workflow_sha256: str | None
+
+
+def reproducible_job(session: Session, job_id: int) -> ReproducibleJob:
+    """The job, if it can be reproduced: LookupError when unknown, Conflict when it has no
+    stored workflow (it never rendered, or failed before submitting)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise LookupError(f"no job with id {job_id}")
+    if job.params is None or not job.params.workflow:
+        raise Conflict(
+            f"job {job_id} has no stored workflow to reproduce (status {job.status.value})"
+        )
+    return ReproducibleJob(
+        job_id=job.id,
+        project=session.get(Project, job.project_id).slug,
+        phase=job.phase.value,
+        status=job.status.value,
+        renderer=job.renderer,
+        workflow_sha256=job.params.workflow_sha256,
+    )
+
+
+@dataclass
+class ScoreLine:
+    metric: str
+    subject: str
+    value: float | None
+    threshold: float | None
+    comparator: str
+    verdict: str
+    model: str
+    reason: str | None
+
+
+@dataclass
+class JobQuality:
+    job_id: int
+    project: str
+    phase: str
+    kind: str
+    status: str
+    attempt: int
+    verdict: str | None
+    explanation: str
+    cut_id: int | None
+    character_id: int | None
+    scores: list[ScoreLine]
+    # metric (and subject, when the gate is per character) -> the gate it was judged against
+    thresholds: dict[str, dict[str, Any]]
+
+
+def job_quality(session: Session, job_id: int) -> JobQuality:
+    job = session.scalar(select(Job).where(Job.id == job_id).options(selectinload(Job.scores)))
+    if job is None:
+        raise LookupError(f"no job with id {job_id}")
+    scores = [
+        ScoreLine(
+            metric=s.metric,
+            subject=s.subject,
+            value=s.value,
+            threshold=s.threshold,
+            comparator=s.comparator,
+            verdict=s.verdict.value,
+            model=s.model,
+            reason=s.reason,
+        )
+        for s in job.scores
+    ]
+    thresholds = {
+        (f"{s.metric}[{s.subject}]" if s.subject else s.metric): {
+            "threshold": s.threshold,
+            "comparator": s.comparator,
+        }
+        for s in scores
+        if s.threshold is not None
+    }
+    return JobQuality(
+        job_id=job.id,
+        project=session.get(Project, job.project_id).slug,
+        phase=job.phase.value,
+        kind=job.kind.value,
+        status=job.status.value,
+        attempt=job.attempt,
+        verdict=job.verdict.value if job.verdict else None,
+        explanation=job.explanation,
+        cut_id=job.cut_id,
+        character_id=job.character_id,
+        scores=scores,
+        thresholds=thresholds,
+    )
+
+
+# -- characters -------------------------------------------------------------------------------
+
+
+@dataclass
+class StoredVariation:
+    id: int
+    character_id: int
+    character: str
+    kind: str
+    name: str
+    prompt: str
+    reference_image: str | None
+
+
+def add_variation(
+    session: Session,
+    character_id: int,
+    *,
+    kind: VariationKind,
+    name: str,
+    prompt: str,
+    reference_image: str | None = None,
+) -> StoredVariation:
+    """Store a variation (already normalized by the caller); Conflict on a kind/name the
+    character has already."""
+    character = session.get(Character, character_id)
+    if character is None:
+        raise LookupError(f"no character with id {character_id}")
+    duplicate = session.scalar(
+        select(CharacterVariation.id).where(
+            CharacterVariation.character_id == character_id,
+            CharacterVariation.kind == kind,
+            CharacterVariation.name == name,
+        )
+    )
+    if duplicate is not None:
+        raise Conflict(f"character {character.slug!r} already has the {kind.value} {name!r}")
+    row = CharacterVariation(
+        character_id=character_id,
+        kind=kind,
+        name=name,
+        prompt_delta=prompt,
+        reference_image=reference_image,
+    )
+    try:
+        with session.begin_nested():  # a concurrent insert of the same name lands here
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"character {character.slug!r} already has the {kind.value} {name!r}"
+        ) from None
+    return StoredVariation(
+        id=row.id,
+        character_id=character_id,
+        character=character.slug,
+        kind=row.kind.value,
+        name=row.name,
+        prompt=row.prompt_delta,
+        reference_image=row.reference_image,
+    )
+
+
+# -- episodes ---------------------------------------------------------------------------------
+
+EPISODE_JOB_PHASES = (Phase.GENERATION, Phase.ANIMATION)
+# Which attempt speaks for a cut in a phase: a passed one, else the one flagged for review,
+# else the latest.
+_STANDING = {JobStatus.PASSED: 0, JobStatus.NEEDS_REVIEW: 1}
+
+
+@dataclass
+class CutPhaseStatus:
+    status: str
+    verdict: str | None
+    job_id: int
+    attempts: int
+
+
+@dataclass
+class CutStatus:
+    id: int
+    number: int
+    description: str
+    frames: int
+    fps: int
+    template: str | None
+    phases: dict[str, CutPhaseStatus] = field(default_factory=dict)
+
+
+@dataclass
+class SceneStatus:
+    id: int
+    number: int
+    title: str
+    location: str
+    time_of_day: str
+    cuts: list[CutStatus]
+
+
+@dataclass
+class GateStatus:
+    phase: str
+    decision: str
+    pass_rate: float
+    required_rate: float
+    items_total: int
+    explanation: str
+    decided_at: datetime
+    flow_run_id: str | None
+
+
+@dataclass
+class EpisodeScenes:
+    id: int
+    project: str
+    number: int
+    title: str
+    scenes: list[SceneStatus]
+    gates: dict[str, GateStatus]
+
+
+def _phase_status(jobs: list[Job]) -> CutPhaseStatus:
+    best = min(jobs, key=lambda j: (_STANDING.get(j.status, 2), -j.attempt))
+    return CutPhaseStatus(
+        status=best.status.value,
+        verdict=best.verdict.value if best.verdict else None,
+        job_id=best.id,
+        attempts=len(jobs),
+    )
+
+
+def episode_scenes(session: Session, episode_id: int) -> EpisodeScenes:
+    episode = session.scalar(
+        select(Episode)
+        .where(Episode.id == episode_id)
+        .options(selectinload(Episode.scenes).selectinload(Scene.cuts))
+    )
+    if episode is None:
+        raise LookupError(f"no episode with id {episode_id}")
+    cut_ids = [c.id for s in episode.scenes for c in s.cuts]
+    jobs: dict[tuple[int, Phase], list[Job]] = {}
+    if cut_ids:
+        for job in session.scalars(
+            select(Job).where(
+                Job.cut_id.in_(cut_ids),
+                Job.phase.in_(EPISODE_JOB_PHASES),
+                Job.parent_job_id.is_(None),  # reproductions do not speak for the cut
+            )
+        ):
+            jobs.setdefault((job.cut_id, job.phase), []).append(job)
+    gates: dict[str, GateStatus] = {}
+    for gate in session.scalars(
+        select(PhaseGate)
+        .where(PhaseGate.episode_id == episode_id)
+        .order_by(PhaseGate.decided_at, PhaseGate.id)
+    ):
+        gates[gate.phase.value] = GateStatus(  # later decisions replace earlier ones
+            phase=gate.phase.value,
+            decision=gate.decision.value,
+            pass_rate=gate.pass_rate,
+            required_rate=gate.required_rate,
+            items_total=gate.items_total,
+            explanation=gate.explanation,
+            decided_at=gate.decided_at,
+            flow_run_id=gate.prefect_flow_run_id,
+        )
+    scenes = []
+    for scene in episode.scenes:
+        cuts = []
+        for cut in scene.cuts:
+            status = CutStatus(
+                id=cut.id,
+                number=cut.number,
+                description=cut.description,
+                frames=cut.frames,
+                fps=cut.fps,
+                template=cut.template,
+            )
+            for phase in EPISODE_JOB_PHASES:
+                if found := jobs.get((cut.id, phase)):
+                    status.phases[phase.value] = _phase_status(found)
+            cuts.append(status)
+        scenes.append(
+            SceneStatus(
+                id=scene.id,
+                number=scene.number,
+                title=scene.title,
+                location=scene.location,
+                time_of_day=scene.time_of_day,
+                cuts=cuts,
+            )
+        )
+    return EpisodeScenes(
+        id=episode.id,
+        project=session.get(Project, episode.project_id).slug,
+        number=episode.number,
+        title=episode.title,
+        scenes=scenes,
+        gates=gates,
+    )

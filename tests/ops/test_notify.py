@@ -1,0 +1,106 @@
+"""Notifications through Prefect notification blocks, to a webhook receiver on loopback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from prefect import flow
+
+from blocks.notifications import ProjectNotifications
+from db.models import GateDecision, Phase, Verdict
+from tasks.gates import decide_phase_gate
+from tasks.notify import Notice, notify_phase_gate, notify_review, send_notice
+from tests.ops.conftest import set_project_notifications
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _closed_gate():
+    return decide_phase_gate(
+        [("E01S01C01", Verdict.PASSED), ("E01S01C02", Verdict.FAILED)], Phase.GENERATION
+    )
+
+
+async def test_a_notice_reaches_the_webhook(webhook, webhook_block):
+    notice = Notice(
+        event="gate_closed",
+        project="moonlit-courier",
+        subject="[moonlit-courier] episode 1: generation gate CLOSED",
+        explanation="Phase generation gate CLOSED: 1 of 2 counted items passed.",
+        links={"run": "http://127.0.0.1:4200/runs/flow-run/abc"},
+    )
+    routes = ProjectNotifications.from_settings({"notifications": [webhook_block]})
+    assert await send_notice(notice, routes) == [webhook_block]
+    (received,) = webhook.received
+    assert received["subject"] == notice.subject
+    assert "1 of 2 counted items passed" in received["body"]
+    assert "run: http://127.0.0.1:4200/runs/flow-run/abc" in received["body"]
+
+
+async def test_failed_notifications_are_logged_without_the_url_and_never_raise(
+    webhook, webhook_block, caplog
+):
+    webhook.status = 500
+    routes = ProjectNotifications.from_settings(
+        {"notifications": ["custom-webhook/no-such-block", webhook_block]}
+    )
+    notice = Notice(event="needs_review", project="p", subject="s", explanation="e")
+    with caplog.at_level(logging.WARNING):
+        assert await send_notice(notice, routes) == []
+    assert len(webhook.received) == 1  # it was tried, and answered 500
+    messages = [r.getMessage() for r in caplog.records if "notification to" in r.getMessage()]
+    assert any("custom-webhook/no-such-block failed" in m for m in messages)
+    assert any("answered HTTP 500" in m for m in messages)
+    assert not any(webhook.url in m for m in messages)  # webhook URLs carry tokens
+
+
+async def test_flow_notifies_gate_decisions_and_reviews_and_survives_broken_routes(
+    production, prefect_harness, webhook, webhook_block
+):
+    set_project_notifications(
+        [
+            "custom-webhook/no-such-block",  # broken: logged, skipped
+            {"block": webhook_block, "on": ["gate_closed", "needs_review"]},
+        ]
+    )
+    from db.engine import session_scope
+    from db.queries import get_project
+
+    with session_scope() as s:
+        project_id = get_project(s, "moonlit-courier").id
+
+    @flow(name="notify-check")
+    async def decide() -> list[list[str]]:
+        gate = await notify_phase_gate(project_id, "moonlit-courier episode 1", _closed_gate())
+        review = await notify_review(project_id, "E01S01C02", "generation", "flagged", 12)
+        return [gate, review]
+
+    state = await decide(return_state=True)
+    assert state.is_completed()
+    assert await state.result() == [[webhook_block], [webhook_block]]
+    gate, review = webhook.received
+    assert gate["subject"] == (
+        "[moonlit-courier] moonlit-courier episode 1: generation gate CLOSED "
+        "(50% passed, 80% required)"
+    )
+    assert "Failed (1): E01S01C02." in gate["body"]
+    assert f"/runs/flow-run/{state.state_details.flow_run_id}" in gate["body"]
+    assert review["subject"] == "[moonlit-courier] E01S01C02: generation needs review (job 12)"
+    assert _closed_gate().decision is GateDecision.CLOSED
+
+
+async def test_a_project_with_unreadable_settings_still_renders(production, prefect_harness):
+    set_project_notifications(42)
+    from db.engine import session_scope
+    from db.queries import get_project
+
+    with session_scope() as s:
+        project_id = get_project(s, "moonlit-courier").id
+
+    @flow(name="notify-check-bad-settings")
+    async def decide() -> list[str]:
+        return await notify_phase_gate(project_id, "episode 1", _closed_gate())
+
+    state = await decide(return_state=True)
+    assert state.is_completed() and await state.result() == []
