@@ -23,7 +23,6 @@ from flows.reproduce import reproduce_job
 from tests.comfyui_server import ComfyUITestServer
 from tests.conftest import REPO
 
-
 # Cheap metrics only: LPIPS has its own end-to-end test on the animatic renderer.
 PASSING = {"aesthetic": 1.0, "motion_smoothness": 0.5}
 
