@@ -75,7 +75,7 @@ def panel_spec(
     }
 
 
-def _cut_out(figure: Image.Image) -> Image.Image:
+def cut_out_backdrop(figure: Image.Image) -> Image.Image:
     """Make the reference sheet's flat backdrop (its corner colour) transparent."""
     pixels = np.asarray(figure).copy()
     backdrop = pixels[0, 0, :3].astype(int)
@@ -111,7 +111,8 @@ def draw_panel(spec: dict[str, Any]) -> Image.Image:
         if not ref or not Path(ref).is_file():
             continue
         with Image.open(ref) as src:
-            figure = ImageOps.contain(_cut_out(src.convert("RGBA")), (w, int(h * scale)))
+            figure = cut_out_backdrop(src.convert("RGBA"))
+        figure = ImageOps.contain(figure, (w, int(h * scale)))
         slot = (index + 1) / (len(members) + 1)
         if member.get("position") == "left":
             slot = 0.3

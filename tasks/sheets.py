@@ -17,7 +17,7 @@ from blocks.scoring import ScoringModels
 from db import briefs as db_briefs
 from db import jobs as db_jobs
 from db.models import JobKind, JobStatus, Phase, Verdict
-from tasks.animatic import _cut_out, environment
+from tasks.animatic import cut_out_backdrop, environment
 from tasks.outputs import RenderResult, canonical_sha256, describe_file
 from tasks.planning import RenderSettings
 from tasks.production import in_session
@@ -139,7 +139,8 @@ def render_sheet_animatic(spec: dict, out_dir: Path, name: str) -> RenderResult:
         panel = Image.new("RGB", (size, size), (244, 242, 236))
         if refs:
             with Image.open(refs[index % len(refs)]) as src:
-                figure = ImageOps.contain(_cut_out(src.convert("RGBA")), (size, int(size * 0.85)))
+                figure = cut_out_backdrop(src.convert("RGBA"))
+            figure = ImageOps.contain(figure, (size, int(size * 0.85)))
             if view == "back":
                 figure = ImageOps.mirror(figure)
             x = (size - figure.width) // 2 + rng.randint(-6, 6)

@@ -146,6 +146,22 @@ async def served(prefect_harness) -> AsyncIterator[dict[str, str]]:
             await client.delete_deployment(uuid.UUID(deployment_id))
 
 
+class _RetryUnavailable(httpx.AsyncHTTPTransport):
+    """Retry 503 as Prefect's own client does: the server answers it when its database is
+    momentarily busy (this box runs other suites at once), and it means "try again"."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(5):
+            response = await super().handle_async_request(request)
+            if response.status_code != 503 or attempt == 4:
+                return response
+            await response.aclose()
+            await asyncio.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
 def prefect_api() -> httpx.AsyncClient:
-    """Prefect's REST API, spoken to as any HTTP client would."""
-    return httpx.AsyncClient(base_url=PREFECT_API_URL.value().rstrip("/"), timeout=30)
+    """Prefect's REST API, spoken to as any careful HTTP client would."""
+    return httpx.AsyncClient(
+        base_url=PREFECT_API_URL.value().rstrip("/"), timeout=30, transport=_RetryUnavailable()
+    )
