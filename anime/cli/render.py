@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import typer
 
 from anime.cli.app import app, clear_errors
 from anime.cli.db import require_current_schema
 from db.models import Phase
+
+
+def prefect_on_postgres() -> str | None:
+    """Without a Prefect server configured, runs here go through Prefect's ephemeral server;
+    give it PostgreSQL (the database `anime server` uses) rather than its default SQLite,
+    which locks under concurrent cut subflows. Returns where, for people."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value() or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+        return None
+    from deployments.server import prefect_database
+
+    database = prefect_database()
+    os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = database.url
+    return database.where
+
+
+async def settle() -> None:
+    """Give Prefect's temporary server a moment to record the last task-run events: stopped
+    mid-flush it prints a cancellation traceback that looks like a failure (it is not)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        await asyncio.sleep(2.0)
 
 
 def run_episode(
@@ -24,8 +49,10 @@ def run_episode(
 
     from flows.episode import render_episode
 
-    state = asyncio.run(
-        render_episode(
+    local = prefect_on_postgres()
+
+    async def run():
+        state = await render_episode(
             project,
             episode,
             phase=phase,
@@ -35,7 +62,10 @@ def run_episode(
             attempt_budget=budget,
             return_state=True,
         )
-    )
+        await settle()
+        return state
+
+    state = asyncio.run(run())
     report = state.result(raise_on_failure=False)
     if isinstance(report, BaseException):
         raise typer.Exit(_fail(f"the run {state.name}: {report}"))
@@ -48,8 +78,9 @@ def run_episode(
         typer.echo(f"\nIn the Prefect UI: {ui}/runs/flow-run/{run_id}")
     else:
         typer.echo(
-            f"\nflow run {run_id}. To see it in the Prefect UI: `.venv/bin/prefect server start`, "
-            "then open http://127.0.0.1:4200/runs (this run is in Prefect's local database)."
+            f"\nflow run {run_id}, recorded in Prefect's database ({local or 'local'}). To see "
+            "it in the Prefect UI: `.venv/bin/anime server`, then open "
+            f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
         )
 
 
@@ -87,6 +118,7 @@ def sheet(
     from flows.character_sheet import character_sheet
 
     require_current_schema()
+    prefect_on_postgres()
     state = asyncio.run(
         character_sheet(
             project,
