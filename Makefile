@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 GPU ?= 0
 PIP := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test test-embedded test-pg15 lint bench clean
+.PHONY: install demo test test-embedded test-pg15 lint bench clean browser
 
 $(BIN)/anime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,15 @@ test: install lint test-embedded test-pg15
 lint: install
 	$(BIN)/ruff check .
 
-test-embedded: install
+test-embedded: install browser
 	env -u DATABASE_URL $(BIN)/pytest -q
+
+# The review page is checked in a real headless browser: Debian's chromium.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
+	@command -v chromium >/dev/null || echo "chromium is not installed: the browser test will say it skipped"
 
 test-pg15: install
 	tests/with_debian_postgres.sh $(BIN)/pytest -q -m database

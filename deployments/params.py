@@ -68,7 +68,12 @@ class CharacterTarget(DeploymentParams):
 # The target's fields come first (pydantic orders inherited fields from the last base on),
 # so the Prefect UI shows project and episode at the top, as the flows' signatures do.
 class RenderEpisodeParams(RenderSettingsParams, EpisodeTarget):
-    pass
+    review_timeout_s: int | None = Field(
+        None,
+        ge=1,
+        le=604800,
+        description="wait this long for people's decisions on flagged cuts (None: no wait)",
+    )
 
 
 class NightlyRenderParams(RenderSettingsParams):

@@ -5,6 +5,12 @@ attempt is regenerated until the attempt budget is spent, then the best attempt 
 review (never dropped). Re-running is safe: an approved cut is skipped, a stored but unjudged
 output is judged without rendering again, an output that could not be judged is judged again
 (models may have been installed since), and a failed attempt is never rendered twice.
+
+People decide where the gates cannot (db/review.py): a cut a person approved is skipped like
+any approved cut (its outcome names who decided); a cut a person rejected is rendered again on
+the next run with a fresh attempt budget that starts at the attempt, and so the seed, after its
+last attempt (attempts 4..6 after a rejection of 1..3), and only the new attempts can be
+flagged again.
 """
 
 from __future__ import annotations
@@ -104,6 +110,7 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
                 attempts=done.attempt,
                 skipped=True,
                 output=(done.outputs or [None])[0],
+                decided_by=done.decided_by,
             )
         )
     if phase is Phase.ANIMATION and state.approved_keyframe is None:
@@ -117,7 +124,8 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
         )
 
     judgements: dict[int, Judgement] = {}
-    for attempt in range(1, settings.attempt_budget + 1):
+    first = state.fresh_from
+    for attempt in range(first, first + settings.attempt_budget):
         previous = state.attempt(attempt)
         if previous is not None and previous.verdict is Verdict.FAILED:
             continue  # judged and failed in an earlier run: move on to the next seed
@@ -158,7 +166,7 @@ async def _flag_best(
     outcome: CutOutcome,
 ) -> CutOutcome:
     state = await production.cut_state(brief.cut_id, phase)
-    judged = [a for a in state.attempts if a.verdict is not None]
+    judged = [a for a in state.attempts if a.verdict is not None and a.attempt >= state.fresh_from]
     best = max(judged, key=lambda a: (a.passed_metrics, a.margin, -a.attempt))
     note = (
         f"flagged for review after {len(judged)} attempt(s) of {settings.attempt_budget}: "

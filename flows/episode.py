@@ -3,6 +3,10 @@
 generation (keyframes) -> gate -> animation (animate approved keyframes) -> gate -> quality
 (episode review) -> gate. A closed gate ends the run in a clear, non-crashed state
 ("GateClosed"), with the gate's explanation stored and shown.
+
+With ``review_timeout_s`` set, a phase that ends with cuts flagged for review pauses the run
+for people's decisions in the Prefect UI (flows/review.py) before its gate; decisions made
+there, on the review page, the API or the CLI count in the gate like automatic verdicts.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pydantic import BaseModel, Field
 from db.models import GateDecision, GateScope, Phase
 from flows.limits import set_render_limit
 from flows.quality import quality_review
+from flows.review import apply_decisions, wait_for_review, with_human_verdicts
 from flows.scene import render_scene
 from tasks.gates import PhaseGateDecision, decide_phase_gate
 from tasks.notify import notify_phase_gate
@@ -60,16 +65,25 @@ class EpisodeReport(BaseModel):
 
 
 async def render_phase(
-    plan: EpisodePlan, phase: Phase, settings: RenderSettings
+    plan: EpisodePlan,
+    phase: Phase,
+    settings: RenderSettings,
+    review_timeout_s: int | None = None,
 ) -> tuple[list[CutOutcome], PhaseGateDecision, str | None]:
-    """Every cut of the episode through one phase, then that phase's gate."""
+    """Every cut of the episode through one phase, a pause for review if asked, the gate."""
     progress = Progress(plan.cut_count, f"{plan.label}: {phase.value}")
     await progress.start()
     per_scene = await asyncio.gather(
         *(render_scene(scene, phase, settings, progress) for scene in plan.scenes)
     )
     cuts = [outcome for scene in per_scene for outcome in scene]
+    flagged = [o for o in cuts if o.status == "needs_review"]
+    if flagged and review_timeout_s:
+        waiting = f"waiting up to {review_timeout_s}s for a person to review {len(flagged)} cut(s)"
+        await publish_phase_report(plan.label, phase.value, cuts, waiting, plan.episode_id)
+        cuts = apply_decisions(cuts, await wait_for_review(flagged, phase, review_timeout_s))
     decision = decide_phase_gate([(o.label, o.verdict) for o in cuts], phase, settings.thresholds)
+    decision = with_human_verdicts(decision, cuts)
     await record_phase_gate(
         project_id=plan.project_id,
         episode_id=plan.episode_id,
@@ -78,7 +92,7 @@ async def render_phase(
         decision=decision,
         flow_run_id=flow_run.get_id(),
     )
-    await publish_phase_report(plan.label, phase.value, cuts, decision.explanation)
+    await publish_phase_report(plan.label, phase.value, cuts, decision.explanation, plan.episode_id)
     return cuts, decision, progress.artifact_id
 
 
@@ -93,8 +107,12 @@ async def render_episode(
     attempt_budget: int = 3,
     thresholds_block: str | None = None,
     scoring_block: str | None = None,
+    review_timeout_s: int | None = None,
 ):
-    """Render an episode from ``phase`` on; each next phase starts only when the gate opens."""
+    """Render an episode from ``phase`` on; each next phase starts only when the gate opens.
+
+    ``review_timeout_s``: wait that long for people's decisions on flagged cuts (None: no wait).
+    """
     logger = get_run_logger()
     plan = await plan_episode(project, episode)
     settings = await resolve_settings(
@@ -110,7 +128,9 @@ async def render_episode(
             progress_id = None
             decision = await quality_review(project, episode, thresholds_block)
         else:
-            cuts, decision, progress_id = await render_phase(plan, current, settings)
+            cuts, decision, progress_id = await render_phase(
+                plan, current, settings, review_timeout_s
+            )
         report.phases.append(
             PhaseResult(
                 phase=current,

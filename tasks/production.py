@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from db import briefs as db_briefs
 from db import jobs as db_jobs
+from db import review as db_review
 from db.engine import session_scope
 from db.models import GateDecision, GateScope, JobKind, JobStatus, Phase, Verdict
 
@@ -40,6 +41,8 @@ class AttemptState(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     passed_metrics: int = 0
     margin: float = 0.0  # sum of how far each measured metric cleared (or missed) its threshold
+    decided_by: str | None = None  # a person's newest decision on this attempt, if any
+    decision: str | None = None  # approved | rejected
 
 
 class CutState(BaseModel):
@@ -47,6 +50,9 @@ class CutState(BaseModel):
     phase: Phase
     attempts: list[AttemptState] = Field(default_factory=list)
     approved_keyframe: str | None = None  # animation phase: the image to animate
+    # First attempt of the current budget: after a person rejects the cut, the next run
+    # renders from the attempt (and seed) after its last one, with a fresh budget.
+    fresh_from: int = 1
 
     @property
     def passed(self) -> AttemptState | None:
@@ -77,10 +83,19 @@ def _attempt_state(job) -> AttemptState:
 
 
 def read_cut_state(session, cut_id: int, phase: Phase) -> CutState:
+    jobs = db_jobs.cut_jobs(session, cut_id, phase)
+    decisions = db_review.latest_decisions(session, [j.id for j in jobs])
+    attempts = []
+    for job in jobs:
+        attempt = _attempt_state(job)
+        if (decided := decisions.get(job.id)) is not None:
+            attempt.decided_by, attempt.decision = decided.reviewer, decided.outcome.value
+        attempts.append(attempt)
     state = CutState(
         cut_id=cut_id,
         phase=phase,
-        attempts=[_attempt_state(j) for j in db_jobs.cut_jobs(session, cut_id, phase)],
+        attempts=attempts,
+        fresh_from=db_review.fresh_from(session, cut_id, phase),
     )
     if phase is Phase.ANIMATION:
         keyframes = db_jobs.cut_jobs(session, cut_id, Phase.GENERATION)
@@ -218,3 +233,35 @@ def read_review_items(session, episode_id: int) -> list[ReviewItem]:
 @task(name="episode-review-items", cache_policy=NO_CACHE)
 async def episode_review_items(episode_id: int) -> list[ReviewItem]:
     return await in_session(read_review_items, episode_id)
+
+
+class HumanDecision(BaseModel):
+    """One person's decision on a cut, as given in the Prefect UI, the API or the CLI."""
+
+    cut_id: int
+    phase: Phase
+    outcome: str  # approved | rejected
+    reviewer: str
+    comment: str = ""
+    job_id: int | None = None
+
+
+@task(name="record-review-decisions", cache_policy=NO_CACHE)
+async def record_review_decisions(decisions: list[HumanDecision], source: str) -> int:
+    """Store and apply decisions in one transaction; returns how many were stored."""
+
+    def run(session) -> int:
+        for d in decisions:
+            db_review.decide(
+                session,
+                cut_id=d.cut_id,
+                phase=d.phase,
+                outcome=d.outcome,
+                reviewer=d.reviewer,
+                comment=d.comment,
+                source=source,
+                job_id=d.job_id,
+            )
+        return len(decisions)
+
+    return await in_session(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import time
 from pathlib import Path
 from uuid import UUID
@@ -32,6 +33,7 @@ class CutOutcome(BaseModel):
     job_id: int | None = None
     attempts: int = 0
     skipped: bool = False  # already approved before this run
+    decided_by: str | None = None  # the person whose decision the verdict is, if not the gates
     output: str | None = None
     explanation: str = ""
     scores: dict[str, float | None] = Field(default_factory=dict)
@@ -39,6 +41,22 @@ class CutOutcome(BaseModel):
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
+
+
+def thumbnail_link(job_id: int | None) -> str | None:
+    """The domain API's thumbnail of a job's output, when its base URL is configured
+    (ANIME_API_URL): the browser loads it from there, the report stays small."""
+    base = os.environ.get("ANIME_API_URL", "").strip().rstrip("/")
+    if not base or job_id is None:
+        return None
+    return f"{base}/api/anime/jobs/{job_id}/thumbnail"
+
+
+def review_link(episode_id: int | None) -> str | None:
+    base = os.environ.get("ANIME_API_URL", "").strip().rstrip("/")
+    if not base or episode_id is None:
+        return None
+    return f"{base}/review/episodes/{episode_id}?needs_review=1"
 
 
 def thumbnail_data_uri(path: str | None) -> str | None:
@@ -59,7 +77,11 @@ def thumbnail_data_uri(path: str | None) -> str | None:
 
 @task(name="publish-phase-report", cache_policy=NO_CACHE)
 async def publish_phase_report(
-    title: str, phase: str, outcomes: list[CutOutcome], gate_explanation: str
+    title: str,
+    phase: str,
+    outcomes: list[CutOutcome],
+    gate_explanation: str,
+    episode_id: int | None = None,
 ) -> None:
     key = _slug(f"{title}-{phase}")
     metrics = sorted({m for o in outcomes for m in o.scores})
@@ -70,6 +92,7 @@ async def publish_phase_report(
             "verdict": o.verdict,
             "attempts": o.attempts,
             "job": o.job_id,
+            "decided_by": o.decided_by,
             **{m: (None if o.scores.get(m) is None else round(o.scores[m], 4)) for m in metrics},
         }
         for o in outcomes
@@ -85,12 +108,14 @@ async def publish_phase_report(
         "|---|---|---|---|---|",
     ]
     for o in outcomes:
-        uri = thumbnail_data_uri(o.output)
+        uri = (thumbnail_link(o.job_id) if o.output else None) or thumbnail_data_uri(o.output)
         picture = f"![{o.label}]({uri})" if uri else (o.output or "none")
         lines.append(f"| {o.label} | {picture} | {o.status} | {o.verdict} | {o.attempts} |")
     flagged = [o for o in outcomes if o.status == "needs_review"]
     if flagged:
         lines += ["", "## Needs review", ""]
+        if page := review_link(episode_id):
+            lines += [f"Decide on the [review page]({page}).", ""]
         for o in flagged:
             lines += [f"### {o.label} (job {o.job_id})", "", "```", o.explanation, "```", ""]
     await acreate_markdown_artifact(

@@ -7,7 +7,8 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 if [ ! -x "$PGBIN/initdb" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's postgresql-15 for the test run" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null 2>&1 || {
+      apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-15 >/dev/null; }
   else
     echo "error: $PGBIN/initdb not found; install Debian's postgresql-15 (apt-get install postgresql-15)" >&2
     exit 1

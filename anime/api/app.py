@@ -7,13 +7,15 @@ Routes (OpenAPI at /docs and /openapi.json):
   GET  /api/anime/episodes/{id}/scenes        scenes, cuts, statuses, latest gates
   POST /api/anime/deployments/{name}/runs     any studio deployment, parameters checked first
   GET  /health                                database, Prefect API, ComfyUI servers
+  GET  /api/anime/artifacts/{id}/thumbnail    JPEG thumbnail (a clip's poster frame); /file
+  GET  /review/episodes/{id}                  the review page; decisions: see anime/api/review
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from anime.api import characters, episodes, health, jobs, runs
+from anime.api import characters, episodes, health, jobs, media, review, runs
 from anime.api.errors import install_error_handlers
 
 
@@ -24,6 +26,6 @@ def create_app() -> FastAPI:
         description="Reproduce jobs, read quality, add character variations, follow episodes.",
     )
     install_error_handlers(app)
-    for module in (jobs, characters, episodes, runs, health):
+    for module in (jobs, characters, episodes, runs, health, media, review):
         app.include_router(module.router)
     return app

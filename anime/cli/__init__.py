@@ -6,6 +6,7 @@ from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
 from anime.cli import ops as _ops  # noqa: F401  (server, serve, api, deploy, reproduce)
 from anime.cli import production as _production  # noqa: F401  (import / export / status / demo)
 from anime.cli import render as _render  # noqa: F401  (render)
+from anime.cli import review as _review  # noqa: F401  (review list / approve / reject)
 from anime.cli import story as _story  # noqa: F401  (registers `anime story ...`)
 from anime.cli.app import app
 

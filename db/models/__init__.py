@@ -21,6 +21,7 @@ from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
+from db.models.review import ReviewDecision, ReviewOutcome
 from db.models.story import (
     BranchMoveKind,
     Story,
@@ -54,6 +55,8 @@ __all__ = [
     "PhaseGate",
     "Project",
     "QualityScore",
+    "ReviewDecision",
+    "ReviewOutcome",
     "Scene",
     "SceneCasting",
     "Story",

@@ -1,0 +1,100 @@
+"""Pictures where people look: stored outputs and character references over HTTP, by id.
+
+Files are found by the id of their database row, never by a path a client sends, so nothing
+outside what the studio stored can be read. Thumbnails (JPEG, 320 px wide at most; the first
+frame of a clip is its poster) are made once and cached by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path as FsPath
+
+import anyio
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from PIL import Image
+
+from anime.api.db import in_db
+from db import review as db_review
+
+router = APIRouter(prefix="/api/anime", tags=["media"])
+
+THUMB_WIDTH = 320
+
+
+def thumbnail_dir() -> FsPath:
+    return FsPath(
+        os.environ.get("ANIME_THUMBNAIL_DIR") or FsPath(tempfile.gettempdir()) / "anime-thumbs"
+    )
+
+
+def make_thumbnail(source: FsPath, width: int = THUMB_WIDTH) -> bytes:
+    """A JPEG of the image, or of a clip's first frame, at most ``width`` pixels wide."""
+    with Image.open(source) as im:
+        im.seek(0)
+        frame = im.convert("RGB")
+    if frame.width > width:
+        frame = frame.resize((width, max(1, round(frame.height * width / frame.width))))
+    buf = io.BytesIO()
+    frame.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def _cached_thumbnail(media: db_review.MediaFile, width: int) -> bytes:
+    source = FsPath(media.path)
+    if not source.is_file():
+        raise LookupError(f"the stored file is missing on this machine: {source.name}")
+    stat = source.stat()
+    key = media.sha256 or hashlib.sha256(f"{source}:{stat.st_mtime_ns}".encode()).hexdigest()
+    cached = thumbnail_dir() / f"{key}-{width}.jpg"
+    if cached.is_file():
+        return cached.read_bytes()
+    data = make_thumbnail(source, width)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.part")
+    partial.write_bytes(data)
+    partial.replace(cached)  # atomic: concurrent requests never read half a file
+    return data
+
+
+async def _thumbnail_response(media: db_review.MediaFile, width: int) -> Response:
+    try:
+        data = await anyio.to_thread.run_sync(_cached_thumbnail, media, width)
+    except OSError as exc:
+        raise LookupError(f"the stored file cannot be read as a picture: {exc}") from None
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+Width = Query(THUMB_WIDTH, ge=16, le=1024, description="largest width in pixels")
+
+
+@router.get("/artifacts/{artifact_id}/thumbnail", responses={404: {}})
+async def artifact_thumbnail(artifact_id: int = Path(ge=1), width: int = Width) -> Response:
+    """A JPEG thumbnail of a stored image, or the poster frame of a stored clip."""
+    return await _thumbnail_response(await in_db(db_review.artifact_file, artifact_id), width)
+
+
+@router.get("/artifacts/{artifact_id}/file", responses={404: {}})
+async def artifact_file(artifact_id: int = Path(ge=1)) -> FileResponse:
+    """The stored image or clip itself, with its stored MIME type."""
+    media = await in_db(db_review.artifact_file, artifact_id)
+    if not FsPath(media.path).is_file():
+        raise LookupError(f"artifact {artifact_id}: the stored file is missing on this machine")
+    return FileResponse(media.path, media_type=media.mime)
+
+
+@router.get("/jobs/{job_id}/thumbnail", responses={404: {}})
+async def job_thumbnail(job_id: int = Path(ge=1), width: int = Width) -> RedirectResponse:
+    """The thumbnail of a job's first output (what run reports link to)."""
+    artifact_id = await in_db(db_review.job_output_id, job_id)
+    return RedirectResponse(f"/api/anime/artifacts/{artifact_id}/thumbnail?width={width}")
+
+
+@router.get("/references/{reference_id}/thumbnail", responses={404: {}})
+async def reference_thumbnail(reference_id: int = Path(ge=1), width: int = Width) -> Response:
+    """A JPEG thumbnail of a character's reference image."""
+    return await _thumbnail_response(await in_db(db_review.reference_file, reference_id), width)
