@@ -1,19 +1,20 @@
 """The studio's benchmarks, end to end: `make bench` (quick) or `python -m bench --full`.
 
 Sections (all by default; pick with --only):
-  efficiency  an episode of N cuts on K ComfyUI test servers (one slot each, T s per prompt):
+  efficiency  an episode of N cuts on K ComfyUI test servers (T s per prompt, the servers'
+              default two slots: one prompt running, one waiting in ComfyUI's queue):
               wall time against the ideal N*T/K, Prefect on PostgreSQL
-  variants    the same with two slots per server (ComfyUI's own queue holds the next prompt)
+  variants    the same with one slot per server (no prompt waits in ComfyUI's queue)
   overhead    T = 0 renders: per-cut overhead (median, p95) and its slope as N grows
   sqlite      one efficiency point on Prefect's default ephemeral SQLite server
-  experiments proposed overhead fixes (bench/experiments.py), each alone at T = 0 and all
-              together, also on efficiency points: what each would gain
+  experiments further overhead cuts not shipped (bench/experiments.py), each alone at T = 0
+              and both together: what each would gain
   database    `anime status` and the episode-scenes API on 300 cuts / 1,500 jobs / 9,000 scores
   scoring     bench/scoring.py: batched against per-pair scoring of a 120-frame 512x512 clip
 
 Quick grid: N = 24, 96 x K = 1, 2 at T = 1 s, plus N = 300 on K = 4 at T = 2 s.
-Full grid:  N = 24, 96, 300 x K = 1, 2, 4 at T = 2 s (about 25 minutes of ideal time alone).
-Runs are repeated (--repeats; N = 300 points one time fewer, the SQLite run and single-fix
+Full grid:  N = 24, 96, 300 x K = 1, 2, 4 at T = 2 s (about 50 minutes of ideal time alone).
+Runs are repeated (--repeats; N = 300 points one time fewer, the SQLite run and single
 experiments once) round-robin over the points so that a busy spell on this shared machine
 spreads over all of them; tables quote medians. Everything runs under one temporary
 folder in /tmp and is stopped and removed at the end.
@@ -48,7 +49,7 @@ def _points(spec: str) -> list[Point]:
                 cuts=int(parts[0]),
                 servers=int(parts[1]),
                 render_time_s=float(parts[2]),
-                slots=int(parts[3]) if len(parts) > 3 else 1,
+                slots=int(parts[3]) if len(parts) > 3 and parts[3] else 2,
                 prefect=parts[4] if len(parts) > 4 and parts[4] else "postgres",
                 experiments=tuple(filter(None, parts[5].split("+"))) if len(parts) > 5 else (),
             )
@@ -56,7 +57,7 @@ def _points(spec: str) -> list[Point]:
     return found
 
 
-ALL_FIXES = tuple(EXPERIMENTS)
+ALL_EXPERIMENTS = tuple(EXPERIMENTS)
 
 
 def plan(full: bool) -> dict[str, list[Point]]:
@@ -65,18 +66,13 @@ def plan(full: bool) -> dict[str, list[Point]]:
         efficiency = [Point(n, k, 2.0) for n in (24, 96, 300) for k in (1, 2, 4)]
     else:
         efficiency = [Point(n, k, 1.0) for n in (24, 96) for k in (1, 2)] + [Point(300, 4, 2.0)]
-    variants = [Point(96, 2, t, slots=2), Point(300, 4, 2.0, slots=2)]
+    variants = [Point(96, 2, t, slots=1), Point(300, 4, 2.0, slots=1)]
     sqlite = [Point(96, 2, t, prefect="sqlite")]
     overhead = [Point(n, 2, 0.0) for n in (24, 96, 300)]
-    # Per-cut cost is flat in N (see overhead), so the fixes are compared at N = 48.
+    # Per-cut cost is flat in N (see overhead), so the experiments are compared at N = 48.
     experiments = [Point(48, 2, 0.0)]
     experiments += [Point(48, 2, 0.0, experiments=(name,)) for name in EXPERIMENTS]
-    experiments += [
-        Point(48, 2, 0.0, experiments=ALL_FIXES),
-        Point(96, 2, t, experiments=ALL_FIXES),
-        Point(300, 4, 2.0, experiments=ALL_FIXES),
-        Point(300, 4, 2.0, slots=2, experiments=ALL_FIXES),
-    ]
+    experiments += [Point(48, 2, 0.0, experiments=ALL_EXPERIMENTS)]
     return {
         "efficiency": efficiency,
         "variants": variants,
@@ -201,7 +197,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += ["## Orchestration efficiency", ""]
         out += [report.efficiency_table(orchestration.get("efficiency", [])), ""]
         if orchestration.get("variants"):
-            out += ["Two slots per server:", "", report.efficiency_table(orchestration["variants"])]
+            out += ["One slot per server:", "", report.efficiency_table(orchestration["variants"])]
             out += [""]
     if orchestration.get("sqlite"):
         out += ["## Prefect on SQLite (ephemeral) vs PostgreSQL", ""]
@@ -229,7 +225,7 @@ def markdown(results: dict[str, Any]) -> str:
         base = [r for r in zero if not r["label"].count("+")]
         zero = [r for r in zero if r["label"].count("+")]
         timed = [r for r in orchestration["experiments"] if r["render_time_s"] > 0]
-        out += ["## Proposed fixes, measured", "", report.experiments_table(base, zero), ""]
+        out += ["## Further cuts, measured", "", report.experiments_table(base, zero), ""]
         if timed:
             out += [report.efficiency_table(timed), ""]
     if orchestration.get("efficiency"):

@@ -27,7 +27,7 @@ class Point:
     cuts: int
     servers: int
     render_time_s: float
-    slots: int = 1  # the ComfyUIServer block's slots (prompts queued or running per server)
+    slots: int = 2  # the ComfyUIServer block's slots (prompts queued or running per server)
     prefect: str = "postgres"  # or "sqlite": Prefect's ephemeral server on SQLite
     experiments: tuple[str, ...] = ()  # bench.experiments: proposed fixes, tried in-process
 
@@ -37,7 +37,7 @@ class Point:
 
     @property
     def label(self) -> str:
-        extra = "" if self.slots == 1 else f" slots={self.slots}"
+        extra = "" if self.slots == 2 else f" slots={self.slots}"
         extra += "" if self.prefect == "postgres" else f" {self.prefect}"
         extra += f" +{'+'.join(self.experiments)}" if self.experiments else ""
         return f"N={self.cuts} K={self.servers} T={self.render_time_s:g}{extra}"

@@ -158,7 +158,9 @@ def database_table(result: dict[str, Any]) -> str:
     names = {
         "project_status": "`project_status` (query path of `anime status`)",
         "anime_status_cli": "`anime status <project>` end to end (new process)",
-        "python_startup": "of which: bare `python -c pass` start-up",
+        "python_startup": "new process: bare `python -c pass`",
+        "import_cli": "new process: `import anime.cli`",
+        "schema_check": "new process: `require_current_schema()` (imports included)",
         "episode_scenes_query": "`api_queries.episode_scenes` (query)",
         "episode_scenes_api": "`GET /api/anime/episodes/{id}/scenes` on loopback",
     }

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from blocks.comfyui import ComfyUIServer
 
 logger = logging.getLogger("blocks.comfyui.pool")
+_PAGE = 200  # the Prefect API's largest page of concurrency limits
 
 
 async def ensure_concurrency_limits(servers: Sequence[ComfyUIServer]) -> dict[str, int]:
@@ -67,6 +68,36 @@ def _choice_lock() -> asyncio.Lock:
     if lock is None:
         lock = _choice_locks[loop] = asyncio.Lock()
     return lock
+
+
+_releases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _released() -> asyncio.Condition:
+    """Signalled when a slot held in this event loop is given back. A waiter tries again at
+    once instead of at its next poll: the hand-over between two renders of one process costs
+    a few milliseconds, not half a poll interval (slots freed by other processes are still
+    seen by polling)."""
+    loop = asyncio.get_running_loop()
+    condition = _releases.get(loop)
+    if condition is None:
+        condition = _releases[loop] = asyncio.Condition()
+    return condition
+
+
+async def _wait_for_release(timeout_s: float) -> None:
+    condition = _released()
+    async with condition:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(condition.wait(), timeout_s)
+
+
+async def _announce_release() -> None:
+    condition = _released()
+    async with condition:
+        condition.notify_all()
 
 
 def _missing(name: str) -> ComfyUIConcurrencyLimitMissing:
@@ -132,15 +163,29 @@ class ComfyUIPool:
     async def _free_slots(self, servers: Sequence[ComfyUIServer]) -> dict[str, float]:
         """Free slots per limit, as a fraction of the limit (1.0 = idle, 0 = full)."""
         free: dict[str, float] = {}
+        names = {server.concurrency_limit for server in servers}
         async with get_client() as client:
-            for server in servers:
-                name = server.concurrency_limit
+            if len(names) == 1:
+                [name] = names
                 try:
-                    limit = await client.read_global_concurrency_limit_by_name(name)
+                    limits = [await client.read_global_concurrency_limit_by_name(name)]
                 except ObjectNotFound:
                     raise _missing(name) from None
+            else:  # one request for every server's limit, not one per server
+                limits, offset = [], 0
+                while True:
+                    page = await client.read_global_concurrency_limits(_PAGE, offset)
+                    limits += page
+                    offset += len(page)
+                    if len(page) < _PAGE or names <= {lim.name for lim in limits}:
+                        break
+        for limit in limits:
+            if limit.name in names:
                 open_slots = limit.limit - limit.active_slots
-                free[name] = open_slots / limit.limit if limit.limit and open_slots > 0 else 0.0
+                share = open_slots / limit.limit if limit.limit and open_slots > 0 else 0.0
+                free[limit.name] = share
+        if missing := sorted(names - free.keys()):
+            raise _missing(missing[0])
         return free
 
     async def _try_acquire(self, server: ComfyUIServer, stack: contextlib.AsyncExitStack) -> bool:
@@ -203,28 +248,36 @@ class ComfyUIPool:
             server = await self._acquire_one(candidates, stack)
             if server is not None:
                 name = server.concurrency_limit
-                async with stack:
-                    report = await server.health() if self.health_check else None
-                    if report is None or report.ok:
-                        self._held[name] += 1
-                        try:
-                            yield server
-                        finally:
-                            self._held[name] -= 1
-                        return
-                    logger.warning(
-                        "ComfyUI %s is unhealthy (%s); trying another",
-                        server.base_url,
-                        report.error,
-                    )
-                    self._down_until[name] = time.monotonic() + self.down_for_s
+                healthy = False
+                try:
+                    async with stack:
+                        report = await server.health() if self.health_check else None
+                        healthy = report is None or report.ok
+                        if healthy:
+                            self._held[name] += 1
+                            try:
+                                yield server
+                            finally:
+                                self._held[name] -= 1
+                        else:
+                            assert report is not None
+                            logger.warning(
+                                "ComfyUI %s is unhealthy (%s); trying another",
+                                server.base_url,
+                                report.error,
+                            )
+                            self._down_until[name] = time.monotonic() + self.down_for_s
+                finally:
+                    await _announce_release()  # the slot is given back: wake this loop's waiters
+                if healthy:
+                    return
                 continue
             if deadline is not None and loop.time() >= deadline:
                 raise ComfyUIPoolBusy(
                     f"no ComfyUI slot free within {self.acquire_timeout_s:g} s "
                     f"({', '.join(s.concurrency_limit for s in candidates)})"
                 )
-            await asyncio.sleep(self.retry_interval_s * (0.5 + random.random()))
+            await _wait_for_release(self.retry_interval_s * (0.5 + random.random()))
 
     async def render(
         self,
@@ -233,9 +286,14 @@ class ComfyUIPool:
         *,
         on_event: Callable[[ProgressEvent], Any] | None = None,
         extra_data: dict[str, Any] | None = None,
+        new_prompt: bool = False,
     ) -> tuple[ComfyUIServer, RenderResult]:
-        """Render on the server that already has `prompt_id`, else on the least busy one."""
-        home = await self.locate(prompt_id)
+        """Render on the server that already has `prompt_id`, else on the least busy one.
+
+        `new_prompt`: the caller knows no server can have this prompt id yet (a job created
+        just now, first try), so the look-up on every server is skipped.
+        """
+        home = None if new_prompt else await self.locate(prompt_id)
         async with self.slot(prefer=home) as server:
             result = await server.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
         return server, result

@@ -96,8 +96,7 @@ async def _render_and_store(job: CutRender) -> str:
 async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> CutOutcome:
     logger = get_run_logger()
     phase = Phase(phase)
-    brief = await production.load_cut_brief(cut_id)
-    state = await production.cut_state(cut_id, phase)
+    brief, state = await production.load_cut(cut_id, phase)
     outcome = CutOutcome(cut_id=cut_id, label=brief.label, phase=phase.value, status="", verdict="")
 
     if (done := state.passed) is not None:
@@ -136,6 +135,7 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
                 brief, phase, attempt, settings.renderer, flow_run.get_id()
             )
             job = _attempt_job(brief, phase, attempt, job_id, settings, state.approved_keyframe)
+            job.new_job = previous is None  # no earlier run can have submitted it
             output = await _render_and_store(job)
         verdict = await judge(job_id, output, brief, phase, settings)
         judgements[job_id] = verdict

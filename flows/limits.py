@@ -1,9 +1,15 @@
-"""How many cuts of one run render at once.
+"""How many cuts of one run render at once, and how many cut runs are open at once.
 
 Cut subflows of one episode run in one event loop; a limiter in a context variable bounds
 them together across scenes (total ComfyUI slots + 1, so scoring of one cut overlaps the
 render of the next). Per-server slots across processes and machines are enforced separately,
 by Prefect global concurrency limits in the ComfyUI pool.
+
+A second, wider limiter admits cut subflows: twice the render limit may be open at once (the
+next cuts have their brief loaded and their job opened when a render slot frees), the rest
+start as slots free up. Starting all of an episode's cut runs at once made each wait its
+turn with a live subflow: N runs created up front delayed the first render by seconds per
+hundred cuts and every later step by the event loop's queue (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,17 +21,30 @@ from contextvars import ContextVar
 import anyio
 
 _limiter: ContextVar[anyio.CapacityLimiter | None] = ContextVar("render_limiter", default=None)
+_admission: ContextVar[anyio.CapacityLimiter | None] = ContextVar("cut_admission", default=None)
+
+ADMISSION_FACTOR = 2
 
 
 def set_render_limit(slots: int) -> None:
     _limiter.set(anyio.CapacityLimiter(slots))
+    _admission.set(anyio.CapacityLimiter(ADMISSION_FACTOR * slots))
 
 
 @asynccontextmanager
-async def render_slot() -> AsyncIterator[None]:
-    limiter = _limiter.get()
+async def _held(limiter: anyio.CapacityLimiter | None) -> AsyncIterator[None]:
     if limiter is None:  # a cut run on its own
         yield
         return
     async with limiter:
         yield
+
+
+def render_slot() -> AsyncIterator[None]:
+    """Held while a cut renders (the run's share of ComfyUI slots, plus one)."""
+    return _held(_limiter.get())
+
+
+def cut_admission() -> AsyncIterator[None]:
+    """Held for a whole cut subflow run, from before it is created until it returns."""
+    return _held(_admission.get())

@@ -1,4 +1,4 @@
-"""render_scene: the cuts of one scene, concurrently (bounded by the run's render limit)."""
+"""render_scene: the cuts of one scene, concurrently (admitted and bounded by the run's limits)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from prefect import flow
 
 from db.models import Phase
 from flows.cut import render_cut
+from flows.limits import cut_admission
 from tasks.planning import RenderSettings, ScenePlan
 from tasks.reports import CutOutcome, Progress
 
@@ -22,7 +23,8 @@ async def render_scene(
     scene: ScenePlan, phase: Phase, settings: RenderSettings, progress: Progress | None = None
 ) -> list[CutOutcome]:
     async def one(cut_id: int) -> CutOutcome:
-        outcome = await render_cut(cut_id, phase, settings)
+        async with cut_admission():
+            outcome = await render_cut(cut_id, phase, settings)
         if progress is not None:
             await progress.advance()
         return outcome

@@ -147,6 +147,8 @@ class RenderProgress:
         *,
         total_nodes: int | None = None,
         throttle: Throttle | None = None,
+        artifact_throttle: Throttle | None = None,
+        artifact_delay_s: float = 5.0,
         logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
         artifacts: bool | None = None,
     ) -> None:
@@ -154,6 +156,11 @@ class RenderProgress:
         self.label = label
         self.tracker = ProgressTracker(total_nodes)
         self.throttle = throttle or Throttle()
+        # The artifact is an API write and a server event each time: far sparser than the
+        # log, and a render shorter than `artifact_delay_s` writes only its final state.
+        self.artifact_throttle = artifact_throttle or Throttle(min_interval_s=5.0, min_step=25.0)
+        self.artifact_delay_s = artifact_delay_s
+        self.started: float | None = None
         self.logger = logger or _run_logger()
         in_run = FlowRunContext.get() is not None or TaskRunContext.get() is not None
         self.artifacts = in_run if artifacts is None else artifacts
@@ -163,11 +170,15 @@ class RenderProgress:
     async def __call__(self, event: ProgressEvent) -> None:
         percent = self.tracker.observe(event)
         final = isinstance(event, PromptDone)
-        if not self.throttle.due(percent, final=final):
+        now = self.artifact_throttle.clock()
+        self.started = now if self.started is None else self.started
+        if self.throttle.due(percent, final=final):
+            self.published.append(percent)
+            self.logger.info("%s: %3.0f%% (%s)", self.label, percent, self.tracker.detail)
+        if not self.artifacts:
             return
-        self.published.append(percent)
-        self.logger.info("%s: %3.0f%% (%s)", self.label, percent, self.tracker.detail)
-        if self.artifacts:
+        begun = self.artifact_id is not None or now - self.started >= self.artifact_delay_s
+        if (final or begun) and self.artifact_throttle.due(percent, final=final):
             await self._publish(percent)
 
     async def _publish(self, percent: float) -> None:
@@ -209,12 +220,16 @@ async def render_on(
     *,
     label: str | None = None,
     progress: RenderProgress | None = None,
+    new_prompt: bool = False,
 ) -> RenderOutcome:
     """Render `graph` under `prompt_id` (on the pool's least busy server, holding its slot,
-    or on the one server given), follow it with progress, then download every output."""
+    or on the one server given), follow it with progress, then download every output.
+    `new_prompt`: no server can have this prompt id yet (see `ComfyUIPool.render`)."""
     progress = progress or RenderProgress(prompt_id, label or prompt_id, total_nodes=len(graph))
     if isinstance(target, ComfyUIPool):
-        server, result = await target.render(graph, prompt_id, on_event=progress)
+        server, result = await target.render(
+            graph, prompt_id, on_event=progress, new_prompt=new_prompt
+        )
     else:
         server = target
         result = await server.render(graph, prompt_id, on_event=progress)

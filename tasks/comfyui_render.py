@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import time
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
+from prefect.runtime import task_run
 
 from blocks.comfyui import ComfyUIPool, prompt_id_for
 from db.models import Phase
@@ -28,12 +30,21 @@ from workflows import (
 )
 
 _catalogues: dict[str, dict[str, Any]] = {}
+_pools: dict[tuple[str, ...], tuple[float, ComfyUIPool]] = {}
+POOL_TTL_S = 60.0  # an edited server block is picked up within a minute
 
 
 async def _pool(server_names: list[str]) -> ComfyUIPool:
+    """The pool over these server blocks, loaded once a minute per process, not per render:
+    one block read per server and render was a tenth of an episode's API traffic, and one
+    shared pool keeps its count of held slots and of servers found down."""
     if not server_names:
         raise ValueError("the comfyui renderer needs at least one ComfyUI server block name")
-    return await ComfyUIPool.load(server_names)
+    key = tuple(server_names)
+    found = _pools.get(key)
+    if found is None or time.monotonic() - found[0] > POOL_TTL_S:
+        found = _pools[key] = (time.monotonic(), await ComfyUIPool.load(server_names))
+    return found[1]
 
 
 async def _object_info(pool: ComfyUIPool) -> dict[str, Any]:
@@ -71,6 +82,7 @@ async def render_graph(
     label: str | None = None,
     phase: Phase = Phase.GENERATION,
     template: str | None = None,
+    new_prompt: bool = False,
 ) -> RenderResult:
     # Submitted in canonical key order: ComfyUI embeds json.dumps(prompt) in the files it
     # saves, and PostgreSQL's JSONB does not keep key order, so only a canonical order makes
@@ -79,7 +91,9 @@ async def render_graph(
     pool = await _pool(server_names)
     validate_graph(graph, await _object_info(pool), template=template)
     prompt_id = prompt_id_for(job_id, attempt)
-    outcome = await render_on(pool, graph, prompt_id, Path(out_dir), label=label)
+    outcome = await render_on(
+        pool, graph, prompt_id, Path(out_dir), label=label, new_prompt=new_prompt
+    )
     outputs = []
     for file in outcome.files:
         mime = (
@@ -132,6 +146,9 @@ async def render_cut_on_comfyui(job) -> RenderResult:
         label=job.name,
         phase=job.phase,
         template=job.template,
+        # A job created by this run, on the render task's first try, cannot be on any server
+        # yet; a retry or a re-run of an older job looks for it first (and re-attaches).
+        new_prompt=job.new_job and task_run.get_run_count() <= 1,
     )
 
 

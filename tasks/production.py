@@ -105,9 +105,15 @@ def read_cut_state(session, cut_id: int, phase: Phase) -> CutState:
     return state
 
 
-@task(name="load-cut-brief", cache_policy=NO_CACHE)
-async def load_cut_brief(cut_id: int) -> db_briefs.CutBrief:
-    return await in_session(db_briefs.load_cut_brief, cut_id)
+@task(name="load-cut", cache_policy=NO_CACHE)
+async def load_cut(cut_id: int, phase: Phase) -> tuple[db_briefs.CutBrief, CutState]:
+    """What a cut run starts from, in one task and one transaction: the brief and what is
+    already stored of its attempts (each task run is several Prefect API writes)."""
+
+    def read(session) -> tuple[db_briefs.CutBrief, CutState]:
+        return db_briefs.load_cut_brief(session, cut_id), read_cut_state(session, cut_id, phase)
+
+    return await in_session(read)
 
 
 @task(name="read-cut-state", cache_policy=NO_CACHE)

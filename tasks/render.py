@@ -44,6 +44,7 @@ class CutRender(BaseModel):
     template: str | None = None
     source_image: str | None = None  # the approved keyframe, for the animation phase
     comfyui_servers: list[str] = []
+    new_job: bool = False  # opened by this run: no ComfyUI server can have its prompt yet
 
     @property
     def name(self) -> str:

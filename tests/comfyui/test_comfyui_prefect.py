@@ -175,6 +175,65 @@ def test_throttle_publishes_on_big_steps_or_after_a_pause() -> None:
     assert throttle.due(13.0, final=True)  # the end always shows
 
 
+class _Recorded(RenderProgress):
+    """Records what would be written to the artifact: the throttling is what is tested."""
+
+    writes: list[float]
+
+    async def _publish(self, percent: float) -> None:
+        self.writes = [*getattr(self, "writes", []), percent]
+
+
+def _paced_progress(seconds_per_tick: float) -> tuple[_Recorded, Any]:
+    """A one-node render of 20 progress ticks `seconds_per_tick` apart (on a fake clock)."""
+    from blocks.comfyui_models import NodeProgress, PromptDone, RenderResult
+
+    now = [0.0]
+    progress = _Recorded(
+        "p",
+        "cut-1",
+        total_nodes=1,
+        artifacts=True,
+        throttle=Throttle(clock=lambda: now[0]),
+        artifact_throttle=Throttle(min_interval_s=5.0, min_step=25.0, clock=lambda: now[0]),
+    )
+
+    async def feed() -> None:
+        for step in range(1, 21):
+            await progress(NodeProgress(prompt_id="p", node="1", value=step, max=20))
+            now[0] += seconds_per_tick
+        done = RenderResult(prompt_id="p", server="http://x", status="success")
+        await progress(PromptDone(prompt_id="p", result=done))
+
+    return progress, feed
+
+
+async def test_progress_artifact_is_written_once_for_a_short_render_and_paced_for_a_long_one():
+    short, feed = _paced_progress(0.05)  # a 1 s render: only its final state is written
+    await feed()
+    assert short.writes == [100.0]
+    long, feed = _paced_progress(1.0)  # a 20 s render: first write after 5 s, then paced
+    await feed()
+    assert long.writes[-1] == 100.0 and 3 <= len(long.writes) <= 6
+    assert long.writes == sorted(long.writes)
+    assert len(long.published) > len(long.writes)  # the log keeps its own, denser pace
+
+
+async def test_a_slot_given_back_in_process_is_taken_at_once_not_at_the_next_poll(tmp_path: Path):
+    with ComfyUITestServer(tmp_path / "a", render_time_s=0.2) as a:
+        server = block_for(a, slots=1)
+        await ensure_concurrency_limits([server])
+        # A poll every minute: only the in-process wake-up can finish this within the bound.
+        pool = ComfyUIPool([server], retry_interval_s=60.0)
+        jobs = [
+            pool.render(basic_graph(color=i), prompt_id_for("wake", i), new_prompt=True)
+            for i in range(3)
+        ]
+        rendered = await asyncio.wait_for(asyncio.gather(*jobs), timeout=30)
+        assert [r.status for _, r in rendered] == ["success"] * 3
+        assert a.stats.max_in_flight == 1
+
+
 async def test_pool_skips_a_dead_server_and_fails_when_all_are_dead(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "gone") as gone:
         dead = block_for(gone, connect_timeout_s=0.3)
