@@ -55,9 +55,12 @@ def _cached_thumbnail(media: db_review.MediaFile, width: int) -> bytes:
         return cached.read_bytes()
     data = make_thumbnail(source, width)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(f".{os.getpid()}.part")
-    partial.write_bytes(data)
-    partial.replace(cached)  # atomic: concurrent requests never read half a file
+    # A partial file of its own per request (requests run in threads of one process, and
+    # files with equal content share a key): the rename is atomic, so a concurrent request
+    # never reads half a file, nor loses the file it wrote to another's rename.
+    with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".part", delete=False) as out:
+        out.write(data)
+    FsPath(out.name).replace(cached)
     return data
 
 
