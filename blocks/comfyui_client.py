@@ -610,26 +610,31 @@ class _Socket:
 
     async def receive(self, timeout: float) -> dict[str, Any] | None:
         """One JSON message, or None (timeout, binary frame, or the socket dropped)."""
+        _, message = await self.receive_frame(timeout)
+        return message
+
+    async def receive_frame(self, timeout: float) -> tuple[bool, dict[str, Any] | None]:
+        """(whether a frame came, its JSON message if it is one: not for preview frames)."""
         if self.connection is None:
-            return None
+            return False, None
         try:
             async with asyncio.timeout(max(0.0, timeout)):
                 raw = await self.connection.recv()
         except TimeoutError:
-            return None
+            return False, None
         except ConnectionClosed:
             logger.info("WebSocket to %s dropped; reconnecting", self.client.server)
             lived = time.monotonic() - self.connected_at
             self.quick_drops = self.quick_drops + 1 if lived < 1.0 else 0
             self.connection = None
-            return None
+            return False, None
         if isinstance(raw, bytes):
-            return None  # preview frames: outputs are read from /history instead
+            return True, None  # preview frames: outputs are read from /history instead
         try:
             message = json.loads(raw)
         except ValueError:
-            return None
-        return message if isinstance(message, dict) else None
+            return True, None
+        return True, message if isinstance(message, dict) else None
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -690,7 +695,7 @@ class _Follower:
         next_poll = loop.time()
         next_connect = loop.time()
         unreachable_since: float | None = None
-        outcome_seen = False
+        outcome_seen = end_heard = False
         last_position: int | None = None
         while True:
             now = loop.time()
@@ -718,6 +723,13 @@ class _Follower:
                     state = None
                 if state is not None and state.phase == "done" and state.entry is not None:
                     result = RenderResult.from_history(prompt_id, state.entry, client.server)
+                    # The poll can overtake the socket: what the server already said (node
+                    # outputs, the outcome) is passed on before the end, not dropped. After
+                    # the socket's own end signal nothing of this prompt is left to read.
+                    if not end_heard:
+                        async for event in self.unread():
+                            outcome_seen = outcome_seen or isinstance(event, _OUTCOMES)
+                            yield event
                     if not outcome_seen:
                         yield _outcome_event(result)
                     yield PromptDone(prompt_id, result)
@@ -744,11 +756,27 @@ class _Follower:
                 continue
             event, ended = parse_event(message, prompt_id)
             if event is not None:
-                if isinstance(event, PromptSucceeded | PromptFailed | PromptInterrupted):
-                    outcome_seen = True
+                outcome_seen = outcome_seen or isinstance(event, _OUTCOMES)
                 yield event
             if ended:
+                end_heard = True
                 next_poll = loop.time()  # the history entry is written: read it now
+
+    async def unread(self) -> AsyncIterator[ProgressEvent]:
+        """This prompt's events among the messages already waiting on the socket."""
+        while self.socket.connected:
+            came, message = await self.socket.receive_frame(_DRAIN_S)
+            if not came:
+                return
+            if message is None:
+                continue  # a preview frame: what follows it may still be this prompt's
+            event, _ = parse_event(message, self.prompt_id)
+            if event is not None:
+                yield event
+
+
+_OUTCOMES = (PromptSucceeded, PromptFailed, PromptInterrupted)
+_DRAIN_S = 0.01  # a message already sent is read well within this
 
 
 def _outcome_event(result: RenderResult) -> ProgressEvent:
