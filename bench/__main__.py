@@ -13,7 +13,7 @@ Sections (all by default; pick with --only):
   scoring     bench/scoring.py: batched against per-pair scoring of a 120-frame 512x512 clip
 
 Quick grid: N = 24, 96 x K = 1, 2 at T = 1 s, plus N = 300 on K = 4 at T = 2 s.
-Full grid:  N = 24, 96, 300 x K = 1, 2, 4 at T = 2 s (about 50 minutes of ideal time alone).
+Full grid:  N = 24, 96, 300 x K = 1, 2, 4 at T = 2 s (about 25 minutes of ideal time alone).
 Runs are repeated (--repeats; N = 300 points one time fewer, the SQLite run and single
 experiments once) round-robin over the points so that a busy spell on this shared machine
 spreads over all of them; tables quote medians. Everything runs under one temporary
@@ -196,6 +196,7 @@ def markdown(results: dict[str, Any]) -> str:
     if orchestration.get("efficiency") or orchestration.get("variants"):
         out += ["## Orchestration efficiency", ""]
         out += [report.efficiency_table(orchestration.get("efficiency", [])), ""]
+        out += [report.startup_table(orchestration.get("efficiency", [])), ""]
         if orchestration.get("variants"):
             out += ["One slot per server:", "", report.efficiency_table(orchestration["variants"])]
             out += [""]

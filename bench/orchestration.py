@@ -229,6 +229,13 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
     def col(name: str) -> list[float]:
         return [c[name] for c in per_cut]
 
+    # Start-up, split: the episode's own set-up (flow run, plan, settings, references, the
+    # first scene run), then the first cut's way to a held ComfyUI slot, then to execution.
+    calls = [c["call"] for c in result["cuts"] if c["call"]]
+    held = [t for c in result["cuts"] for t in c["pool_held"]]
+    first_call = min(calls) - started if calls else float("nan")
+    first_held = min(held) - started if held else float("nan")
+    first_exec = (min(firsts) - started) if firsts else float("nan")
     cpu = result["cpu_s"]
     return {
         "label": point.label,
@@ -245,7 +252,12 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
         "efficiency": point.ideal_s / wall,
         "execution_median_s": median(executions),
         "utilisation": busy / (point.servers * wall),
-        "startup_s": (min(firsts) - started) if firsts else float("nan"),
+        "startup_s": first_exec,
+        "startup_split_s": {
+            "to_first_cut_call": first_call,
+            "to_first_slot_held": first_held - first_call,
+            "to_first_execution": first_exec - first_held,
+        },
         "tail_s": (finished - max(lasts)) if lasts else float("nan"),
         "gap_median_s": median(gaps),
         "gap_p95_s": pct(gaps, 95),

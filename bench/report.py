@@ -232,3 +232,25 @@ def traffic_table(runs: list[dict[str, Any]], top: int = 20) -> str:
                 counts.setdefault(key, []).append(value)
     ordered = sorted(counts.items(), key=lambda kv: -med(kv[1]))[:top]
     return table(["request / event per cut", "count"], [[k, _f(med(v), 2)] for k, v in ordered])
+
+
+def startup_table(runs: list[dict[str, Any]]) -> str:
+    """Where the time before the first execution goes (medians over the runs of a point)."""
+    parts = ("to_first_cut_call", "to_first_slot_held", "to_first_execution")
+    rows = []
+    for label, rs in group(runs).items():
+        split = [r.get("startup_split_s") or {} for r in rs]
+        rows.append(
+            [label, _f(med(r["startup_s"] for r in rs))]
+            + [_f(med(s.get(p, float("nan")) for s in split)) for p in parts]
+        )
+    return table(
+        [
+            "point",
+            "start-up s",
+            "episode set-up: call to first cut run",
+            "first cut: run to ComfyUI slot held",
+            "slot held to execution start",
+        ],
+        rows,
+    )

@@ -20,7 +20,7 @@ from prefect.states import Completed
 from pydantic import BaseModel, Field
 
 from db.models import GateDecision, GateScope, Phase
-from flows.limits import set_render_limit
+from flows.limits import scene_admission, set_render_limit
 from flows.quality import quality_review
 from flows.review import apply_decisions, wait_for_review, with_human_verdicts
 from flows.scene import render_scene
@@ -29,6 +29,7 @@ from tasks.notify import notify_phase_gate
 from tasks.planning import (
     EpisodePlan,
     RenderSettings,
+    ScenePlan,
     phases_from,
     plan_episode,
     resolve_settings,
@@ -73,9 +74,12 @@ async def render_phase(
     """Every cut of the episode through one phase, a pause for review if asked, the gate."""
     progress = Progress(plan.cut_count, f"{plan.label}: {phase.value}")
     await progress.start()
-    per_scene = await asyncio.gather(
-        *(render_scene(scene, phase, settings, progress) for scene in plan.scenes)
-    )
+
+    async def one(scene: ScenePlan) -> list[CutOutcome]:
+        async with scene_admission():
+            return await render_scene(scene, phase, settings, progress)
+
+    per_scene = await asyncio.gather(*(one(scene) for scene in plan.scenes))
     cuts = [outcome for scene in per_scene for outcome in scene]
     flagged = [o for o in cuts if o.status == "needs_review"]
     if flagged and review_timeout_s:

@@ -7,9 +7,10 @@ by Prefect global concurrency limits in the ComfyUI pool.
 
 A second, wider limiter admits cut subflows: twice the render limit may be open at once (the
 next cuts have their brief loaded and their job opened when a render slot frees), the rest
-start as slots free up. Starting all of an episode's cut runs at once made each wait its
-turn with a live subflow: N runs created up front delayed the first render by seconds per
-hundred cuts and every later step by the event loop's queue (docs/benchmarks.md).
+start as slots free up. Scene subflows are admitted the same way, as many at once as cuts.
+Starting all of an episode's runs at once made each wait its turn with a live subflow: runs
+created up front delayed the first render by seconds per hundred cuts and every later step
+by the event loop's queue (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import anyio
 
 _limiter: ContextVar[anyio.CapacityLimiter | None] = ContextVar("render_limiter", default=None)
 _admission: ContextVar[anyio.CapacityLimiter | None] = ContextVar("cut_admission", default=None)
+_scenes: ContextVar[anyio.CapacityLimiter | None] = ContextVar("scene_admission", default=None)
 
 ADMISSION_FACTOR = 2
 
@@ -29,6 +31,9 @@ ADMISSION_FACTOR = 2
 def set_render_limit(slots: int) -> None:
     _limiter.set(anyio.CapacityLimiter(slots))
     _admission.set(anyio.CapacityLimiter(ADMISSION_FACTOR * slots))
+    # Every open scene has a cut waiting or running, so as many scenes as admitted cuts
+    # keep the cut admissions full whatever the scenes' sizes.
+    _scenes.set(anyio.CapacityLimiter(ADMISSION_FACTOR * slots))
 
 
 @asynccontextmanager
@@ -48,3 +53,8 @@ def render_slot() -> AsyncIterator[None]:
 def cut_admission() -> AsyncIterator[None]:
     """Held for a whole cut subflow run, from before it is created until it returns."""
     return _held(_admission.get())
+
+
+def scene_admission() -> AsyncIterator[None]:
+    """Held for a whole scene subflow run, from before it is created until it returns."""
+    return _held(_scenes.get())
