@@ -13,14 +13,12 @@ import contextlib
 import logging
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
-from prefect.exceptions import ObjectNotFound
 
 from blocks.comfyui_errors import (
     ComfyUIConcurrencyLimitMissing,
@@ -29,6 +27,7 @@ from blocks.comfyui_errors import (
     ComfyUIUnavailable,
 )
 from blocks.comfyui_models import ProgressEvent, RenderResult
+from blocks.loop_local import loop_local
 
 if TYPE_CHECKING:
     from blocks.comfyui import ComfyUIServer
@@ -56,23 +55,9 @@ async def ensure_concurrency_limits(servers: Sequence[ComfyUIServer]) -> dict[st
     return wanted
 
 
-_choice_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def _choice_lock() -> asyncio.Lock:
     """One lock per event loop: pools in one process choose and acquire one at a time."""
-    loop = asyncio.get_running_loop()
-    lock = _choice_locks.get(loop)
-    if lock is None:
-        lock = _choice_locks[loop] = asyncio.Lock()
-    return lock
-
-
-_releases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Condition] = (
-    weakref.WeakKeyDictionary()
-)
+    return loop_local("comfyui-pool-choice", asyncio.Lock)
 
 
 def _released() -> asyncio.Condition:
@@ -80,11 +65,7 @@ def _released() -> asyncio.Condition:
     once instead of at its next poll: the hand-over between two renders of one process costs
     a few milliseconds, not half a poll interval (slots freed by other processes are still
     seen by polling)."""
-    loop = asyncio.get_running_loop()
-    condition = _releases.get(loop)
-    if condition is None:
-        condition = _releases[loop] = asyncio.Condition()
-    return condition
+    return loop_local("comfyui-pool-released", asyncio.Condition)
 
 
 async def _wait_for_release(timeout_s: float) -> None:
@@ -164,21 +145,14 @@ class ComfyUIPool:
         """Free slots per limit, as a fraction of the limit (1.0 = idle, 0 = full)."""
         free: dict[str, float] = {}
         names = {server.concurrency_limit for server in servers}
-        async with get_client() as client:
-            if len(names) == 1:
-                [name] = names
-                try:
-                    limits = [await client.read_global_concurrency_limit_by_name(name)]
-                except ObjectNotFound:
-                    raise _missing(name) from None
-            else:  # one request for every server's limit, not one per server
-                limits, offset = [], 0
-                while True:
-                    page = await client.read_global_concurrency_limits(_PAGE, offset)
-                    limits += page
-                    offset += len(page)
-                    if len(page) < _PAGE or names <= {lim.name for lim in limits}:
-                        break
+        limits, offset = [], 0
+        async with get_client() as client:  # one request for every server's limit
+            while True:
+                page = await client.read_global_concurrency_limits(_PAGE, offset)
+                limits += page
+                offset += len(page)
+                if len(page) < _PAGE or names <= {lim.name for lim in limits}:
+                    break
         for limit in limits:
             if limit.name in names:
                 open_slots = limit.limit - limit.active_slots

@@ -23,6 +23,7 @@ from db.models import (
     Phase,
     PhaseGate,
     Project,
+    QualityScore,
     Scene,
     VariationKind,
 )
@@ -87,6 +88,19 @@ class ScoreLine:
     model: str
     reason: str | None
 
+    @classmethod
+    def of(cls, score: QualityScore) -> ScoreLine:
+        return cls(
+            metric=score.metric,
+            subject=score.subject,
+            value=score.value,
+            threshold=score.threshold,
+            comparator=score.comparator,
+            verdict=score.verdict.value,
+            model=score.model,
+            reason=score.reason,
+        )
+
 
 @dataclass
 class JobQuality:
@@ -109,19 +123,7 @@ def job_quality(session: Session, job_id: int) -> JobQuality:
     job = session.scalar(select(Job).where(Job.id == job_id).options(selectinload(Job.scores)))
     if job is None:
         raise LookupError(f"no job with id {job_id}")
-    scores = [
-        ScoreLine(
-            metric=s.metric,
-            subject=s.subject,
-            value=s.value,
-            threshold=s.threshold,
-            comparator=s.comparator,
-            verdict=s.verdict.value,
-            model=s.model,
-            reason=s.reason,
-        )
-        for s in job.scores
-    ]
+    scores = [ScoreLine.of(s) for s in job.scores]
     thresholds = {
         (f"{s.metric}[{s.subject}]" if s.subject else s.metric): {
             "threshold": s.threshold,

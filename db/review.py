@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.api_queries import ScoreLine
 from db.jobs import cut_jobs, get_job
 from db.models import (
     Artifact,
@@ -189,16 +190,6 @@ def reference_file(session: Session, reference_id: int) -> MediaFile:
 
 
 @dataclass
-class ScoreView:
-    metric: str
-    subject: str
-    value: float | None
-    threshold: float | None
-    comparator: str
-    verdict: str
-
-
-@dataclass
 class DecisionView:
     outcome: str
     reviewer: str
@@ -217,7 +208,7 @@ class AttemptView:
     explanation: str
     artifact_ids: list[int]
     kinds: list[str]
-    scores: list[ScoreView]
+    scores: list[ScoreLine]
     decision: DecisionView | None
 
 
@@ -269,7 +260,7 @@ def _attempt_view(job: Job, decision: ReviewDecision | None) -> AttemptView:
         explanation=job.explanation,
         artifact_ids=[a.id for a in job.artifacts],
         kinds=[a.kind for a in job.artifacts],
-        scores=[ScoreView(**line) for line in _score_lines(job)],
+        scores=[ScoreLine.of(s) for s in job.scores],
         decision=None
         if decision is None
         else DecisionView(

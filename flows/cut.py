@@ -46,6 +46,7 @@ def _attempt_job(
     job_id: int,
     settings: RenderSettings,
     source_image: str | None,
+    new_job: bool,
 ) -> CutRender:
     return CutRender(
         job_id=job_id,
@@ -62,6 +63,7 @@ def _attempt_job(
         template=template_for(phase, brief),
         source_image=source_image,
         comfyui_servers=settings.comfyui_servers,
+        new_job=new_job,
         out_dir=str(
             cut_output_dir(
                 Path(settings.artifacts_dir),
@@ -134,8 +136,11 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
             job_id = await production.open_attempt(
                 brief, phase, attempt, settings.renderer, flow_run.get_id()
             )
-            job = _attempt_job(brief, phase, attempt, job_id, settings, state.approved_keyframe)
-            job.new_job = previous is None  # no earlier run can have submitted it
+            # A job no earlier run opened: no ComfyUI server can have its prompt yet.
+            fresh = previous is None
+            job = _attempt_job(
+                brief, phase, attempt, job_id, settings, state.approved_keyframe, fresh
+            )
             output = await _render_and_store(job)
         verdict = await judge(job_id, output, brief, phase, settings)
         judgements[job_id] = verdict

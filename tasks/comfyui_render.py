@@ -7,6 +7,7 @@ validated against the server's own /object_info before anything is queued.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import time
@@ -17,6 +18,7 @@ from prefect import get_run_logger
 from prefect.runtime import task_run
 
 from blocks.comfyui import ComfyUIPool, prompt_id_for
+from blocks.loop_local import loop_local
 from db.models import Phase
 from tasks.comfyui import render_on
 from tasks.outputs import RenderOutput, RenderResult, describe_file
@@ -41,9 +43,10 @@ async def _pool(server_names: list[str]) -> ComfyUIPool:
     if not server_names:
         raise ValueError("the comfyui renderer needs at least one ComfyUI server block name")
     key = tuple(server_names)
-    found = _pools.get(key)
-    if found is None or time.monotonic() - found[0] > POOL_TTL_S:
-        found = _pools[key] = (time.monotonic(), await ComfyUIPool.load(server_names))
+    async with _loading():
+        found = _pools.get(key)
+        if found is None or time.monotonic() - found[0] > POOL_TTL_S:
+            found = _pools[key] = (time.monotonic(), await ComfyUIPool.load(server_names))
     return found[1]
 
 
@@ -51,9 +54,16 @@ async def _object_info(pool: ComfyUIPool) -> dict[str, Any]:
     """The first server's node catalogue, fetched once per process (servers of one pool are
     expected to carry the same nodes and models; a mismatch fails at submission, clearly)."""
     server = pool.servers[0]
-    if server.base_url not in _catalogues:
-        _catalogues[server.base_url] = await server.object_info()
+    async with _loading():
+        if server.base_url not in _catalogues:
+            _catalogues[server.base_url] = await server.object_info()
     return _catalogues[server.base_url]
+
+
+def _loading() -> asyncio.Lock:
+    """Held while a cache above is filled: the cuts that start together wait for one load
+    instead of each loading the same blocks and catalogue (docs/benchmarks.md, start-up)."""
+    return loop_local("comfyui-render-cache", asyncio.Lock)
 
 
 def bind_parameters(template: str, wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
