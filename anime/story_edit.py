@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from anime.story_tree import CHAPTER_FIELDS, SCENE_FIELDS, StoryTree
+from db.storyline.tree import CHAPTER_FIELDS, SCENE_FIELDS, StoryTree
 
 
 class StoryEditError(ValueError):

@@ -32,8 +32,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from anime.story_tree import StoryTree
 from db.normalize import slugify
+from db.storyline.tree import StoryTree
 
 _HEADING = re.compile(r"^(#{1,2})[ \t]+(.*?)[ \t]*$")
 _SLUG_MARK = re.compile(r"\s*\{#([^}]*)\}\s*$")
@@ -66,7 +66,7 @@ class StoryFile:
 
 
 def _tree_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    from anime.production import format_location
+    from db.production_file import format_location
 
     problems = []
     for err in exc.errors():

@@ -56,13 +56,13 @@ def main() -> None:
 
     os.environ["DATABASE_URL"] = _database()
     from anime import story_edit
-    from anime.production import dump_production
-    from anime.story_tree import StoryTree
     from db import migrate
     from db import story as vc
     from db.engine import session_scope
     from db.models import Project
+    from db.production_file import dump_production
     from db.production_io import export_production
+    from db.storyline.tree import StoryTree
 
     migrate.upgrade()
     words = " ".join(f"word{i}" for i in range(120))
@@ -138,8 +138,8 @@ def main() -> None:
         )
     import yaml
 
-    from anime.production import parse_production
     from db.engine import reset_caches
+    from db.production_file import parse_production
     from db.production_io import import_production
 
     os.environ["DATABASE_URL"] = _database()

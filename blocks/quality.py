@@ -9,7 +9,7 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from db.models.enums import Phase
+from db.vocabulary import Phase
 
 Comparator = Literal[">=", "<="]
 
@@ -72,34 +72,40 @@ class QualityThresholds(Block):
         "Metric thresholds and comparators, metrics required per phase, per-character face "
         "thresholds and the phase-gate pass rate."
     )
+    # A generic Prefect logo until the studio hosts its own; docs: editing blocks.
+    _logo_url = (
+        "https://raw.githubusercontent.com/PrefectHQ/prefect/"
+        "420d0d6a78bb6df1fc18bcf188fdad43c1d22ea9/assets/block-logos/process.png"
+    )
+    _documentation_url = "https://docs.prefect.io/latest/develop/blocks"
 
     gates: dict[str, MetricGate] = Field(
         default_factory=lambda: {k: g.model_copy() for k, g in DEFAULT_GATES.items()},
-        description="threshold and comparator per metric; metrics left out keep the default",
+        description="threshold and comparator per metric; metrics left out keep the default.",
     )
     phase_gates: dict[str, dict[str, MetricGate]] = Field(
         default_factory=dict,
-        description="per phase, gates that replace the ones above in that phase",
+        description="per phase, gates that replace the ones above in that phase.",
     )
     required_metrics: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_REQUIRED.items()},
-        description="metrics a job must have measured, per phase (missing = could not judge)",
+        description="metrics a job must have measured, per phase (missing = could not judge).",
     )
     face_thresholds: dict[str, float] = Field(
         default_factory=dict,
         description="face_similarity threshold per character slug, set by hand; wins over "
-        "the calibrated one",
+        "the calibrated one.",
     )
     phase_pass_rate: float = Field(
-        0.80, ge=0.0, le=1.0, description="share of a phase's items that must pass to open it"
+        0.80, ge=0.0, le=1.0, description="share of a phase's items that must pass to open it."
     )
     phase_pass_rates: dict[str, float] = Field(
-        default_factory=dict, description="per phase, a pass rate replacing the one above"
+        default_factory=dict, description="per phase, a pass rate replacing the one above."
     )
     could_not_judge_blocks: bool = Field(
         True,
         description="a metric or item that could not be judged counts as not passing; when "
-        "off it is listed but left out of the verdict and of the pass rate",
+        "off it is listed but left out of the verdict and of the pass rate.",
     )
 
     @field_validator("gates")
@@ -140,7 +146,7 @@ class QualityThresholds(Block):
                 )
         return self
 
-    # --- lookups used by tasks/gates.py ---------------------------------------------------
+    # --- lookups used by tasks/scoring/gates.py -------------------------------------------
 
     def required_for(self, phase: Phase | str) -> list[str]:
         return list(self.required_metrics.get(Phase(phase).value, []))

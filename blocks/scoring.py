@@ -29,60 +29,70 @@ class ScoringModels(Block):
     _block_type_name = "Scoring Models"
     _block_type_slug = "anime-scoring-models"
     _description = "Models for face similarity, aesthetics, style and temporal metrics."
+    # A generic Prefect logo until the studio hosts its own; docs: editing blocks.
+    _logo_url = (
+        "https://raw.githubusercontent.com/PrefectHQ/prefect/"
+        "420d0d6a78bb6df1fc18bcf188fdad43c1d22ea9/assets/block-logos/filesystem.png"
+    )
+    _documentation_url = "https://docs.prefect.io/latest/develop/blocks"
 
     device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto picks CUDA when a GPU is present"
+        "auto", description="auto picks CUDA when a GPU is present."
     )
     face_model: str = Field(
-        "buffalo_l", description="InsightFace model pack name (under face_root) or a folder path"
+        "buffalo_l", description="InsightFace model pack name (under face_root) or a folder path."
     )
     face_root: str | None = Field(
-        None, description="InsightFace root folder (default ~/.insightface)"
+        None, description="InsightFace root folder (default ~/.insightface)."
     )
-    face_det_size: int = Field(640, ge=32, description="face detector input size (square)")
-    clip_model: str = Field("ViT-L-14", description="open_clip architecture")
+    face_det_size: int = Field(640, ge=32, description="face detector input size (square).")
+    clip_model: str = Field("ViT-L-14", description="open_clip architecture.")
     clip_pretrained: str = Field(
         "openai",
         description=(
             "open_clip pretrained tag, or a local checkpoint path (OpenAI weights from a file: "
-            "use clip_model ViT-L-14-quickgelu)"
+            "use clip_model ViT-L-14-quickgelu)."
         ),
     )
     clip_cache_dir: str | None = Field(
         None,
-        description="where open_clip keeps downloaded weights (default: the Hugging Face cache)",
+        description="where open_clip keeps downloaded weights (default: the Hugging Face cache).",
     )
     aesthetic_head: str | None = Field(
         None,
         description=(
             "LAION improved-aesthetic-predictor weights (.pth) for the CLIP model; default "
-            f"~/.cache/tower-anime/models/{AESTHETIC_HEAD_FILE}"
+            f"~/.cache/tower-anime/models/{AESTHETIC_HEAD_FILE}."
         ),
     )
-    lpips_net: Literal["alex", "vgg", "squeeze"] = "alex"
+    lpips_net: Literal["alex", "vgg", "squeeze"] = Field(
+        "alex", description="LPIPS backbone for temporal_lpips (alex, vgg or squeeze)."
+    )
     lpips_pnet_rand: bool = Field(
         False,
         description=(
             "LPIPS with a randomly initialised backbone (no torchvision download): tests and "
-            "dry runs only, the distances then mean little"
+            "dry runs only, the distances then mean little."
         ),
     )
-    subject_backbone: Literal["clip", "dino"] = "clip"
+    subject_backbone: Literal["clip", "dino"] = Field(
+        "clip", description="image features for subject_consistency: CLIP, or DINO ViT-B/16."
+    )
     dino_weights: str | None = Field(
         None,
         description=(
             "DINO ViT-B/16 weights path, if used (default: torch hub cache, "
-            "checkpoints/dino_vitbase16_pretrain.pth)"
+            "checkpoints/dino_vitbase16_pretrain.pth)."
         ),
     )
     dino_arch: str = Field(
-        "vit_base_patch16_224.dino", description="timm architecture the DINO weights fit"
+        "vit_base_patch16_224.dino", description="timm architecture the DINO weights fit."
     )
-    batch_size: int = Field(16, ge=1)
-    half_precision: bool = Field(True, description="fp16 on CUDA; ignored on CPU")
+    batch_size: int = Field(16, ge=1, description="images per model call.")
+    half_precision: bool = Field(True, description="fp16 on CUDA; ignored on CPU.")
     allow_downloads: bool = Field(
         True,
         description=(
-            "fetch missing public weights when the download host answers; off: local files only"
+            "fetch missing public weights when the download host answers; off: local files only."
         ),
     )

@@ -15,14 +15,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from anime.production import (
-    CastMember,
-    CharacterSpec,
-    CutSpec,
-    ProductionFile,
-    ReferenceSpec,
-    SceneSpec,
-)
 from db.models import (
     Character,
     CharacterAttribute,
@@ -35,6 +27,14 @@ from db.models import (
     Scene,
     SceneCasting,
     StoryBible,
+)
+from db.production_file import (
+    CastMember,
+    CharacterSpec,
+    CutSpec,
+    ProductionFile,
+    ReferenceSpec,
+    SceneSpec,
 )
 from db.story_io import episode_story_fields, export_stories, import_stories, link_episodes
 

@@ -52,6 +52,17 @@ def get_project(session: Session, slug: str) -> Project:
     return project
 
 
+def get_episode(session: Session, project_slug: str, number: int) -> Episode:
+    """A project's episode by number; LookupError naming what is missing."""
+    project = get_project(session, project_slug)
+    episode = session.scalar(
+        select(Episode).where(Episode.project_id == project.id, Episode.number == number)
+    )
+    if episode is None:
+        raise LookupError(f"project {project_slug} has no episode {number}")
+    return episode
+
+
 def project_status(session: Session, project: Project) -> ProjectStatus:
     characters = session.scalar(
         select(func.count()).select_from(Character).where(Character.project_id == project.id)

@@ -17,9 +17,6 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from anime.story_merge import MergeConflict, merge_trees
-from anime.story_spec import split_story_ref
-from anime.story_tree import ElementChange, StoryDiff, StoryTree, commit_sha, diff_trees
 from db.models import (
     BranchMoveKind,
     Episode,
@@ -32,6 +29,9 @@ from db.models import (
     StoryCommitParent,
     StorySnapshot,
 )
+from db.storyline.merge import MergeConflict, merge_trees
+from db.storyline.spec import split_story_ref
+from db.storyline.tree import ElementChange, StoryDiff, StoryTree, commit_sha, diff_trees
 
 BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")

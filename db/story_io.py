@@ -13,9 +13,6 @@ from typing import Any, NoReturn
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from anime.production import ProductionFile, ProductionFileError
-from anime.story_spec import ResolvedStory, resolve_story, tree_changes
-from anime.story_tree import format_commit_time
 from db import story as vc
 from db.models import (
     BranchMoveKind,
@@ -27,6 +24,9 @@ from db.models import (
     StoryBranchMove,
     StoryCommit,
 )
+from db.production_file import ProductionFile, ProductionFileError
+from db.storyline.spec import ResolvedStory, resolve_story, tree_changes
+from db.storyline.tree import format_commit_time
 
 IMPORT_AUTHOR = "import"
 

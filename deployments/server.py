@@ -19,7 +19,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import httpx
@@ -32,6 +34,10 @@ logger = logging.getLogger("anime.server")
 PREFECT_DATABASE = "prefect"
 STARTUP_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
+
+# The domain API the server runs next to Prefect: a factory of an ASGI app, given by the caller
+# (`anime server` passes anime.api.app.create_app), so deployments/ does not import anime/.
+AppFactory = Callable[[], Any]
 
 
 class ServerError(RuntimeError):
@@ -201,14 +207,14 @@ class PrefectServerProcess:
             return self.process.wait()
 
 
-async def serve_domain_api(config: ServerConfig, stop: threading.Event) -> None:
+async def serve_domain_api(
+    app_factory: AppFactory, config: ServerConfig, stop: threading.Event
+) -> None:
     import uvicorn
-
-    from anime.api.app import create_app
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(),
+            app_factory(),
             host=config.api_host,
             port=config.api_port,
             log_level="warning",
@@ -222,9 +228,10 @@ async def serve_domain_api(config: ServerConfig, stop: threading.Event) -> None:
         server.should_exit = True
 
 
-async def run_server(config: ServerConfig, stop: threading.Event) -> None:
-    """Prefect server, then (with it answering) the served deployments and the domain API;
-    in reverse order on the way out."""
+async def run_server(config: ServerConfig, stop: threading.Event, *, api_app: AppFactory) -> None:
+    """Prefect server, then (with it answering) the served deployments and the domain API
+    (``api_app()``: the caller's ASGI app, e.g. ``anime.api.app.create_app``); in reverse
+    order on the way out."""
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     database = await anyio.to_thread.run_sync(
@@ -240,7 +247,7 @@ async def run_server(config: ServerConfig, stop: threading.Event) -> None:
         os.environ.setdefault("ANIME_API_URL", f"http://{config.api_host}:{config.api_port}")
         with temporary_settings({PREFECT_API_URL: config.prefect_api_url, PREFECT_UI_URL: ui}):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(serve_domain_api, config, stop)
+                tg.start_soon(serve_domain_api, api_app, config, stop)
                 if config.serve:
                     from deployments.serve import serve_until, studio_runner
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 from typing import Literal
 
 from prefect import get_run_logger
-from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
-from prefect.states import Running
 from pydantic import BaseModel, Field, create_model
 
-from db.models import Phase
-from tasks.gates import PhaseGateDecision
+from db.vocabulary import Phase
 from tasks.production import HumanDecision, record_review_decisions
 from tasks.reports import CutOutcome
+from tasks.review import resume_running
+from tasks.scoring.gates import PhaseGateDecision
 
 POLL_SECONDS = 2  # how often the paused run asks the Prefect API whether it was resumed
 
@@ -72,14 +70,6 @@ def decisions_from(answer: BaseModel, flagged: list[CutOutcome], phase: Phase):
     return chosen
 
 
-async def _back_to_running() -> None:
-    """After a timed-out pause the run is still PAUSED in the API: carry on as RUNNING."""
-    run_id = flow_run.get_id()
-    if run_id:
-        async with get_client() as client:
-            await client.set_flow_run_state(run_id, Running(), force=True)
-
-
 async def wait_for_review(
     flagged: list[CutOutcome], phase: Phase, timeout_s: int
 ) -> list[HumanDecision]:
@@ -103,7 +93,7 @@ async def wait_for_review(
         )
     except FlowPauseTimeout:
         logger.warning("no review within %ds: %s stay flagged", timeout_s, labels)
-        await _back_to_running()
+        await resume_running()
         return []
     decisions = decisions_from(answer, flagged, phase)
     if decisions:

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from anime.api.db import in_db
 from db import api_queries
-from db.models import VariationKind
 from db.normalize import slugify
+from db.vocabulary import VariationKind
+from tasks.production import in_session
 
 router = APIRouter(prefix="/api/anime", tags=["characters"])
 
@@ -79,7 +79,7 @@ async def add_variation(
     body: VariationIn, character_id: int = Path(ge=1, description="character id")
 ) -> VariationOut:
     """Store a new variation; 409 when the character has that kind and name already."""
-    stored = await in_db(
+    stored = await in_session(
         api_queries.add_variation,
         character_id,
         kind=body.kind,

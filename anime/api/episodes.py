@@ -8,8 +8,8 @@ from datetime import datetime
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from anime.api.db import in_db
 from db import api_queries
+from tasks.production import in_session
 
 router = APIRouter(prefix="/api/anime", tags=["episodes"])
 
@@ -64,5 +64,5 @@ class EpisodeScenes(BaseModel):
 
 @router.get("/episodes/{episode_id}/scenes", response_model=EpisodeScenes, responses={404: {}})
 async def scenes(episode_id: int = Path(ge=1, description="episode id")) -> EpisodeScenes:
-    found = await in_db(api_queries.episode_scenes, episode_id)
+    found = await in_session(api_queries.episode_scenes, episode_id)
     return EpisodeScenes.model_validate(asdict(found))

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from anime.api.db import in_db
+from tasks.production import in_session
 
 router = APIRouter(tags=["health"])
 
@@ -42,7 +42,7 @@ async def _database() -> Check:
 
     try:
         with anyio.fail_after(CHECK_TIMEOUT_S):
-            await in_db(lambda session: session.execute(text("SELECT 1")).scalar_one())
+            await in_session(lambda session: session.execute(text("SELECT 1")).scalar_one())
     except Exception as exc:
         return Check(ok=False, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
     return Check(ok=True)
@@ -78,7 +78,7 @@ async def _comfyui() -> list[ComfyUICheck]:
 
     async def one(name: str, server) -> None:
         with anyio.move_on_after(CHECK_TIMEOUT_S):
-            report = await server.health()  # never raises
+            report = await server.get_client().health()  # never raises
             checks.append(
                 ComfyUICheck(
                     block=name,

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Path, status
 from pydantic import BaseModel
 
-from anime.api.db import in_db
 from db import api_queries
 from deployments.trigger import trigger
+from tasks.production import in_session
 
 router = APIRouter(prefix="/api/anime", tags=["jobs"])
 
@@ -59,7 +59,7 @@ class JobQuality(BaseModel):
 )
 async def reproduce(job_id: int = JobId) -> ReproductionStarted:
     """Render the job again from its stored workflow (the `reproduce-job` deployment)."""
-    job = await in_db(api_queries.reproducible_job, job_id)
+    job = await in_session(api_queries.reproducible_job, job_id)
     run = await trigger("reproduce-job", {"job_id": job.job_id})
     return ReproductionStarted(
         job_id=job.job_id,
@@ -73,5 +73,5 @@ async def reproduce(job_id: int = JobId) -> ReproductionStarted:
 @router.get("/quality/{job_id}", response_model=JobQuality, responses={404: {}})
 async def quality(job_id: int = JobId) -> JobQuality:
     """A job's scores, the thresholds they were judged against, verdicts and explanation."""
-    found = await in_db(api_queries.job_quality, job_id)
+    found = await in_session(api_queries.job_quality, job_id)
     return JobQuality.model_validate(asdict(found))

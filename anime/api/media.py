@@ -18,8 +18,8 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from PIL import Image
 
-from anime.api.db import in_db
 from db import review as db_review
+from tasks.production import in_session
 
 router = APIRouter(prefix="/api/anime", tags=["media"])
 
@@ -78,13 +78,13 @@ Width = Query(THUMB_WIDTH, ge=16, le=1024, description="largest width in pixels"
 @router.get("/artifacts/{artifact_id}/thumbnail", responses={404: {}})
 async def artifact_thumbnail(artifact_id: int = Path(ge=1), width: int = Width) -> Response:
     """A JPEG thumbnail of a stored image, or the poster frame of a stored clip."""
-    return await _thumbnail_response(await in_db(db_review.artifact_file, artifact_id), width)
+    return await _thumbnail_response(await in_session(db_review.artifact_file, artifact_id), width)
 
 
 @router.get("/artifacts/{artifact_id}/file", responses={404: {}})
 async def artifact_file(artifact_id: int = Path(ge=1)) -> FileResponse:
     """The stored image or clip itself, with its stored MIME type."""
-    media = await in_db(db_review.artifact_file, artifact_id)
+    media = await in_session(db_review.artifact_file, artifact_id)
     if not FsPath(media.path).is_file():
         raise LookupError(f"artifact {artifact_id}: the stored file is missing on this machine")
     return FileResponse(media.path, media_type=media.mime)
@@ -93,11 +93,12 @@ async def artifact_file(artifact_id: int = Path(ge=1)) -> FileResponse:
 @router.get("/jobs/{job_id}/thumbnail", responses={404: {}})
 async def job_thumbnail(job_id: int = Path(ge=1), width: int = Width) -> RedirectResponse:
     """The thumbnail of a job's first output (what run reports link to)."""
-    artifact_id = await in_db(db_review.job_output_id, job_id)
+    artifact_id = await in_session(db_review.job_output_id, job_id)
     return RedirectResponse(f"/api/anime/artifacts/{artifact_id}/thumbnail?width={width}")
 
 
 @router.get("/references/{reference_id}/thumbnail", responses={404: {}})
 async def reference_thumbnail(reference_id: int = Path(ge=1), width: int = Width) -> Response:
     """A JPEG thumbnail of a character's reference image."""
-    return await _thumbnail_response(await in_db(db_review.reference_file, reference_id), width)
+    reference = await in_session(db_review.reference_file, reference_id)
+    return await _thumbnail_response(reference, width)

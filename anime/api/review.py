@@ -18,9 +18,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from anime.api.db import in_db
 from db import review as db_review
-from db.models import Phase, ReviewOutcome
+from db.vocabulary import Phase, ReviewOutcome
+from tasks.production import in_session
 
 router = APIRouter(tags=["review"])
 
@@ -77,7 +77,7 @@ async def _decide(cut_id: int, body: DecisionIn, source: str) -> DecisionOut:
         )
 
     try:
-        return await in_db(run)
+        return await in_session(run)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -97,7 +97,7 @@ async def decide(body: DecisionIn, cut_id: int = Path(ge=1)) -> DecisionOut:
 @router.get("/api/anime/episodes/{episode_id}/review", responses={404: {}})
 async def review_json(episode_id: int = Path(ge=1), needs_review: bool = Query(False)) -> dict:
     """Cuts in order with attempts, scores, verdicts, decisions and the cast's references."""
-    found = await in_db(db_review.episode_review, episode_id, needs_review_only=needs_review)
+    found = await in_session(db_review.episode_review, episode_id, needs_review_only=needs_review)
     return {**asdict(found), "flagged": found.flagged}
 
 
@@ -206,7 +206,7 @@ def review_page(review: db_review.EpisodeReview, needs_review: bool) -> str:
 
 @router.get("/review/episodes/{episode_id}", response_class=HTMLResponse, responses={404: {}})
 async def page(episode_id: int = Path(ge=1), needs_review: bool = Query(False)) -> HTMLResponse:
-    found = await in_db(db_review.episode_review, episode_id, needs_review_only=needs_review)
+    found = await in_session(db_review.episode_review, episode_id, needs_review_only=needs_review)
     return HTMLResponse(review_page(found, needs_review))
 
 

@@ -27,9 +27,9 @@ class UserError(Exception):
 
 def clear_errors(fn: F) -> F:
     """Known failures print one clear message on stderr and exit 1; bugs keep their traceback."""
-    from anime.production import ProductionFileError
     from db.backup import BackupError
     from db.engine import DatabaseConfigError
+    from db.production_file import ProductionFileError
 
     known = (UserError, ProductionFileError, DatabaseConfigError, BackupError, LookupError)
 

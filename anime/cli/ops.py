@@ -124,6 +124,13 @@ def serve(
     _run(main)
 
 
+def _domain_api():
+    """The domain API app, built when `anime server` starts it (after Prefect answers)."""
+    from anime.api.app import create_app
+
+    return create_app()
+
+
 @app.command("server")
 @clear_errors
 def server(
@@ -160,7 +167,7 @@ def server(
         schedules=_schedules(nightly_cron, timezone),
         limit=limit,
     )
-    _run(functools.partial(run_server, config))
+    _run(functools.partial(run_server, config, api_app=_domain_api))
     typer.echo("stopped")
 
 
@@ -265,12 +272,12 @@ RENDER_PARAMS = {"server": "comfyui_servers", "budget": "attempt_budget"}
 
 
 def render_parameters(options: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    from deployments.params import RenderEpisodeParams
+    from deployments.params import DEPLOYMENT_PARAMS
 
     params: dict[str, Any] = {}
     for option, value in options.items():
         name = RENDER_PARAMS.get(option, option)
-        if name not in RenderEpisodeParams.model_fields or value in (None, [], ()):
+        if name not in DEPLOYMENT_PARAMS["render-episode"].model_fields or value in (None, [], ()):
             continue
         params[name] = getattr(value, "value", value)
     params.update(extra)

@@ -21,8 +21,8 @@ def import_(
     ),
 ) -> None:
     """Import or update a production (idempotent; all or nothing)."""
-    from anime.production import load_production
     from db.engine import session_scope
+    from db.production_file import load_production
     from db.production_io import import_production
 
     production = load_production(file)
@@ -41,8 +41,8 @@ def export(
     ),
 ) -> None:
     """Write a project as a production file that imports back to the same rows."""
-    from anime.production import dump_production
     from db.engine import session_scope
+    from db.production_file import dump_production
     from db.production_io import export_production
 
     require_current_schema()
@@ -92,9 +92,9 @@ def status(project: str | None = typer.Argument(None, help="project slug (defaul
 def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> None:
     """The main job: migrate, import the example production, render its first episode."""
     from anime.cli.render import run_episode
-    from anime.production import load_production
     from db import migrate
-    from db.models import Phase
+    from db.production_file import load_production
+    from db.vocabulary import Phase
 
     migrate.upgrade()
     import_(file, prune=False)

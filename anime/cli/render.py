@@ -9,7 +9,7 @@ import typer
 
 from anime.cli.app import app, clear_errors
 from anime.cli.db import require_current_schema
-from db.models import Phase
+from db.vocabulary import Phase
 
 
 def prefect_on_postgres() -> str | None:

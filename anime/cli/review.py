@@ -8,7 +8,7 @@ import typer
 
 from anime.cli.app import UserError, app, clear_errors
 from anime.cli.db import require_current_schema
-from db.models import Phase, ReviewOutcome
+from db.vocabulary import Phase, ReviewOutcome
 
 review_app = typer.Typer(
     help="Review: decide on cuts the quality gates flagged.", no_args_is_help=True

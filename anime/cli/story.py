@@ -22,8 +22,8 @@ from anime.cli.db import require_current_schema
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from anime.story_tree import StoryTree
     from db.models import Story, StoryCommit
+    from db.storyline.tree import StoryTree
 
 story_app = typer.Typer(
     help="Stories: chapters and scenes under version control (branch, diff, merge).",
@@ -501,21 +501,13 @@ def adapt(
     ),
 ) -> None:
     """Record which story version an episode adapts."""
-    from sqlalchemy import select
-
     from db.engine import session_scope
-    from db.models import Episode
-    from db.queries import get_project
+    from db.queries import get_episode
     from db.story import adapt_episode, adaptation_status
 
     require_current_schema()
     with session_scope() as session:
-        found = get_project(session, project)
-        row = session.scalar(
-            select(Episode).where(Episode.project_id == found.id, Episode.number == episode)
-        )
-        if row is None:
-            raise UserError(f"project {project} has no episode {episode}")
+        row = get_episode(session, project, episode)
         adapt_episode(session, row, ref, scene, follow)
         drift = adaptation_status(session, row)
         typer.echo(f"episode {episode}: {drift.describe() if drift else 'no story version'}")

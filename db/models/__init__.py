@@ -8,22 +8,12 @@ from db.models.character import (
     CharacterVariation,
     FaceEmbedding,
 )
-from db.models.enums import (
-    GateDecision,
-    GateScope,
-    JobKind,
-    JobStatus,
-    Phase,
-    VariationKind,
-    Verdict,
-)
 from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
-from db.models.review import ReviewDecision, ReviewOutcome
+from db.models.review import ReviewDecision
 from db.models.story import (
-    BranchMoveKind,
     Story,
     StoryAdaptation,
     StoryBranch,
@@ -31,6 +21,19 @@ from db.models.story import (
     StoryCommit,
     StoryCommitParent,
     StorySnapshot,
+)
+
+# The vocabulary lives in db.vocabulary (no ORM); re-exported for the models' own users.
+from db.vocabulary import (
+    BranchMoveKind,
+    GateDecision,
+    GateScope,
+    JobKind,
+    JobStatus,
+    Phase,
+    ReviewOutcome,
+    VariationKind,
+    Verdict,
 )
 
 __all__ = [

@@ -10,8 +10,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, REAL
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from db.models.base import Base, Timestamped, str_enum
-from db.models.enums import VariationKind
 from db.normalize import normalize_attribute_key, normalize_attribute_value
+from db.vocabulary import VariationKind
 
 if TYPE_CHECKING:
     from db.models.project import Project
@@ -28,7 +28,7 @@ class Character(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     base_prompt: Mapped[str] = mapped_column(Text, default="")
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
-    # Calibrated from this character's references (see tasks/calibration); None = project default.
+    # Calibrated from its references (tasks/scoring/calibration.py); None = project default.
     face_threshold: Mapped[float | None] = mapped_column(Float, default=None)
 
     project: Mapped[Project] = relationship(back_populates="characters")

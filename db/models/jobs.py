@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, str_enum
-from db.models.enums import JobKind, JobStatus, Phase, Verdict
+from db.vocabulary import JobKind, JobStatus, Phase, Verdict
 
 if TYPE_CHECKING:
     from db.models.quality import QualityScore

@@ -9,7 +9,7 @@ from sqlalchemy import Float, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, str_enum
-from db.models.enums import GateDecision, GateScope, Phase, Verdict
+from db.vocabulary import GateDecision, GateScope, Phase, Verdict
 
 if TYPE_CHECKING:
     from db.models.jobs import Job

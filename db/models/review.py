@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import Any
 
@@ -10,13 +9,8 @@ from sqlalchemy import ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, str_enum
-from db.models.enums import JobStatus, Phase, Verdict
 from db.models.jobs import Job
-
-
-class ReviewOutcome(enum.StrEnum):
-    APPROVED = "approved"
-    REJECTED = "rejected"
+from db.vocabulary import JobStatus, Phase, ReviewOutcome, Verdict
 
 
 class ReviewDecision(Base):

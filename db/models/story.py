@@ -7,7 +7,6 @@ are never updated; only branch heads move, and every move is recorded.
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, Timestamped, str_enum
+from db.vocabulary import BranchMoveKind
 
 if TYPE_CHECKING:
     from db.models.production import Episode
@@ -25,14 +25,6 @@ def _history_fk(target: str) -> ForeignKey:
     """No ON DELETE: history is never deleted piecemeal. Checked at commit time, so deleting a
     whole story (which cascades to all of these tables at once) is not refused mid-way."""
     return ForeignKey(target, deferrable=True, initially="DEFERRED")
-
-
-class BranchMoveKind(enum.StrEnum):
-    CREATE = "create"
-    COMMIT = "commit"
-    MERGE = "merge"
-    FAST_FORWARD = "fast_forward"
-    IMPORT = "import"
 
 
 class Story(Timestamped, Base):

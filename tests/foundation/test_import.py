@@ -9,7 +9,6 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from anime.production import ProductionFileError, dump_production, load_production
 from db.engine import session_scope
 from db.models import (
     Base,
@@ -21,6 +20,7 @@ from db.models import (
     Scene,
     StoryBible,
 )
+from db.production_file import ProductionFileError, dump_production, load_production
 from db.production_io import export_production, import_production
 from tests.conftest import EXAMPLE
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, inspect, select, text
 
-from anime.production import load_production
 from db import migrate
 from db.engine import get_engine, session_scope
 from db.models import Base, Character, CharacterAttribute, Project
+from db.production_file import load_production
 from db.production_io import import_production
 from tests.conftest import EXAMPLE
 

@@ -56,7 +56,7 @@ def test_orm_writes_are_normalized_and_unique_per_key(db):
 
 
 def test_import_normalizes_the_example(db):
-    from anime.production import load_production
+    from db.production_file import load_production
     from db.production_io import import_production
     from tests.conftest import EXAMPLE
 

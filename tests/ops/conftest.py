@@ -18,9 +18,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL
 
-from anime.production import load_production
 from blocks.scoring import ScoringModels
 from db.engine import session_scope
+from db.production_file import load_production
 from db.production_io import import_production
 from tests.conftest import EXAMPLE
 

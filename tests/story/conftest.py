@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from anime.story_file import parse_markdown_story
-from anime.story_tree import StoryTree
+from db.storyline.tree import StoryTree
 
 FIRST_DRAFT = """
 # The Night Delivery {#night-delivery}

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from anime.cli import app
-from anime.production import parse_production
 from db.engine import session_scope
+from db.production_file import parse_production
 from db.production_io import import_production
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from anime.production import dump_production, load_production, parse_production
 from db import story as vc
 from db.engine import session_scope
+from db.production_file import dump_production, load_production, parse_production
 from db.production_io import export_production, import_production
 from db.queries import get_project, project_status
 

@@ -6,10 +6,10 @@ import pytest
 import yaml
 
 from anime import story_edit
-from anime.production import ProductionFileError, dump_production, parse_production
 from db import story as vc
 from db.engine import session_scope
 from db.models import Episode
+from db.production_file import ProductionFileError, dump_production, parse_production
 from db.production_io import export_production, import_production
 from db.story_io import episode_story_fields
 
@@ -164,7 +164,7 @@ def test_reimport_keeps_a_branch_that_moved_on_and_rejects_one_that_diverged(
         }
     )
     production = parse_production(data, "diverged.yaml")
-    from anime.story_spec import resolve_story
+    from db.storyline.spec import resolve_story
 
     other = resolve_story(production.stories[0], "stories[0]").commits[-1].sha
     for branch in data["stories"][0]["branches"]:
@@ -226,7 +226,7 @@ def test_episode_story_links_are_checked_against_the_file(db):
         message
     )
     # Fix the head: the episode links are checked next.
-    from anime.story_spec import StorySpec, resolve_story
+    from db.storyline.spec import StorySpec, resolve_story
 
     spec = StorySpec.model_validate(data["stories"][0])
     data["stories"][0]["branches"][0]["head"] = resolve_story(spec, "s").commits[0].sha

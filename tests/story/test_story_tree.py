@@ -12,8 +12,8 @@ from anime.story_file import (
     render_markdown,
     render_yaml,
 )
-from anime.story_merge import merge_order, merge_trees
-from anime.story_tree import StoryTree, diff_trees
+from db.storyline.merge import merge_order, merge_trees
+from db.storyline.tree import StoryTree, diff_trees
 
 
 def test_markdown_and_yaml_round_trip_keep_the_tree_and_its_hash(first_draft):

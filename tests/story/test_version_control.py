@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select
 
 from anime import story_edit
-from anime.story_tree import commit_sha
 from db import story as vc
 from db.models import BranchMoveKind, StoryCommit, StorySnapshot
+from db.storyline.tree import commit_sha
 
 
 @pytest.fixture

@@ -14,11 +14,12 @@ import pytest
 from workflows import custom_node_definitions, load_object_info
 
 FIXTURES = Path(__file__).parent / "fixtures"
-# The captured answers of a real ComfyUI 0.3.64 (see shared/comfyui-protocol/README.md).
+# The captured answers of a real ComfyUI 0.3.64, copied into the repository (the test server
+# serves the same files); COMFYUI_SAMPLES_DIR points the tests at another capture.
 SAMPLES = Path(
     os.environ.get(
         "COMFYUI_SAMPLES_DIR",
-        Path(__file__).resolve().parents[3] / "shared" / "comfyui-protocol" / "samples",
+        Path(__file__).resolve().parents[1] / "comfyui_server" / "samples",
     )
 )
 

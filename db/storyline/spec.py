@@ -24,10 +24,10 @@ from pydantic import (
     model_validator,
 )
 
-from anime.story_tree import StoryChapter, StorySlug, StoryTree, commit_sha
+from db.storyline.tree import StoryChapter, StorySlug, StoryTree, commit_sha
 
 if TYPE_CHECKING:
-    from anime.production import ProductionFile
+    from db.production_file import ProductionFile
 
 MIN_ID_PREFIX = 7
 CommitId = Annotated[str, Field(pattern=r"^[0-9a-f]{7,64}$")]

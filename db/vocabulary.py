@@ -1,4 +1,8 @@
-"""The studio's vocabularies, shared by the database, the flows and the API."""
+"""The studio's vocabularies, shared by the database, the flows, the blocks and the API.
+
+Plain ``StrEnum``s and nothing else: importing this module loads no ORM, so a block, a flow
+or a schema can name a phase or a status without pulling in ``db.models``.
+"""
 
 from __future__ import annotations
 
@@ -53,3 +57,33 @@ class GateScope(enum.StrEnum):
     EPISODE = "episode"
     CHARACTER = "character"
     PROJECT = "project"
+
+
+class ReviewOutcome(enum.StrEnum):
+    """A person's decision on a cut's output."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class BranchMoveKind(enum.StrEnum):
+    """Why a story branch head moved."""
+
+    CREATE = "create"
+    COMMIT = "commit"
+    MERGE = "merge"
+    FAST_FORWARD = "fast_forward"
+    IMPORT = "import"
+
+
+__all__ = [
+    "BranchMoveKind",
+    "GateDecision",
+    "GateScope",
+    "JobKind",
+    "JobStatus",
+    "Phase",
+    "ReviewOutcome",
+    "VariationKind",
+    "Verdict",
+]

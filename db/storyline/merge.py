@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from anime.story_tree import CHAPTER_FIELDS, SCENE_FIELDS, StoryTree
+from db.storyline.tree import CHAPTER_FIELDS, SCENE_FIELDS, StoryTree
 
 _Element = dict[str, Any]  # field -> value; None stands for "not there"
 

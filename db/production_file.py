@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from anime.story_spec import StorySpec, story_section_problems
-from db.models.enums import VariationKind
 from db.normalize import normalize_attribute_key, normalize_attribute_value, slugify
+from db.storyline.spec import StorySpec, story_section_problems
+from db.vocabulary import VariationKind
 
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
