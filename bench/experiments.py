@@ -26,21 +26,21 @@ def apply(names: list[str], total_slots: int) -> None:
 
 
 def _env_cache(_: int) -> None:
-    from blocks.comfyui import ComfyUIServer
+    from blocks.comfyui import ComfyUIClient
 
-    stats = ComfyUIServer.system_stats
+    stats = ComfyUIClient.system_stats
     cache: dict[str, Any] = {}
 
-    async def system_stats(self: ComfyUIServer) -> Any:
-        if self.base_url not in cache:
-            cache[self.base_url] = await stats(self)
-        return cache[self.base_url]
+    async def system_stats(self: ComfyUIClient) -> Any:
+        if self.server not in cache:
+            cache[self.server] = await stats(self)
+        return cache[self.server]
 
-    ComfyUIServer.system_stats = system_stats  # type: ignore[method-assign]
+    ComfyUIClient.system_stats = system_stats  # type: ignore[method-assign]
 
 
 def _inline_store(_: int) -> None:
-    import flows.cut
-    from tasks import render
+    import flows.attempts
+    from tasks.rendering import task
 
-    flows.cut.store_render = render.store_render.fn  # type: ignore[assignment]
+    flows.attempts.store_render = task.store_render.fn  # type: ignore[assignment]

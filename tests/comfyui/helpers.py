@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blocks.comfyui import ComfyUIServer
+from blocks.comfyui import ComfyUIClient, ComfyUIServer
 from tests.comfyui_server import ComfyUITestServer
 
 
@@ -20,6 +20,11 @@ def block_for(server: ComfyUITestServer, **overrides: Any) -> ComfyUIServer:
     }
     settings.update(overrides)
     return ComfyUIServer(**settings)
+
+
+def client_for(server: ComfyUITestServer, **overrides: Any) -> ComfyUIClient:
+    """The client of a fresh block pointed at a test server (`block_for`)."""
+    return block_for(server, **overrides).get_client()
 
 
 def basic_graph(

@@ -15,7 +15,7 @@ from blocks.comfyui import (
     ComfyUIUnavailable,
     ComfyUIValidationError,
 )
-from tests.comfyui.helpers import basic_graph, block_for
+from tests.comfyui.helpers import basic_graph, block_for, client_for
 from tests.comfyui_server import ComfyUITestServer
 
 TOKEN = "s3cr3t-t0ken-do-not-leak"
@@ -34,20 +34,22 @@ async def test_token_is_sent_in_the_configured_header_and_never_leaks(
         good = block_for(
             comfy, auth_token=SecretStr(TOKEN), auth_header="X-Api-Key", auth_scheme="Token"
         )
-        result = await good.render(basic_graph(), "with-auth")
-        files = await good.download_all(result, tmp_path / "out")
+        result = await good.get_client().render(basic_graph(), "with-auth")
+        files = await good.get_client().download_all(result, tmp_path / "out")
         assert result.status == "success" and files[0].size > 0
 
-        bad = block_for(comfy, auth_token=SecretStr(WRONG), auth_header="X-Api-Key")
+        bad = client_for(comfy, auth_token=SecretStr(WRONG), auth_header="X-Api-Key")
         with pytest.raises(ComfyUIAuthError, match="refused with HTTP 401") as refused:
             await bad.submit(basic_graph(), "wrong-token")
         invalid = basic_graph()
         invalid["1"]["inputs"]["width"] = -1
         with pytest.raises(ComfyUIValidationError) as rejected:
-            await good.submit(invalid, "invalid")
+            await good.get_client().submit(invalid, "invalid")
         url = comfy.url
     with pytest.raises(ComfyUIUnavailable) as unreachable:
-        await block_for(comfy, base_url=url, auth_token=SecretStr(TOKEN)).submit(basic_graph(), "x")
+        await client_for(comfy, base_url=url, auth_token=SecretStr(TOKEN)).submit(
+            basic_graph(), "x"
+        )
 
     errors: list[ComfyUIError] = [refused.value, rejected.value, unreachable.value]
     for error in errors:

@@ -21,6 +21,9 @@ from blocks.comfyui import (
     ComfyUITransientError,
     ComfyUIUnavailable,
     ComfyUIValidationError,
+    prompt_id_for,
+)
+from blocks.comfyui.models import (
     NodeExecuted,
     NodeExecuting,
     NodeProgress,
@@ -29,9 +32,8 @@ from blocks.comfyui import (
     PromptInterrupted,
     PromptStarted,
     PromptSucceeded,
-    prompt_id_for,
 )
-from tests.comfyui.helpers import basic_graph, block_for
+from tests.comfyui.helpers import basic_graph, client_for
 from tests.comfyui_server import ComfyUITestServer, ExecutionFault, sample
 
 T = TypeVar("T")
@@ -51,11 +53,11 @@ async def _first(events: list[ProgressEvent], kind: type, timeout: float = 5.0) 
 async def test_render_reports_progress_and_downloads_a_real_png(
     comfy: ComfyUITestServer, tmp_path: Path
 ) -> None:
-    block = block_for(comfy)
+    client = client_for(comfy)
     events: list[ProgressEvent] = []
     prompt_id = prompt_id_for("job-1", 1)
 
-    result = await block.render(basic_graph(color=0x112233), prompt_id, on_event=events.append)
+    result = await client.render(basic_graph(color=0x112233), prompt_id, on_event=events.append)
 
     kinds = [type(e) for e in events]
     assert kinds[0] is PromptStarted
@@ -67,7 +69,7 @@ async def test_render_reports_progress_and_downloads_a_real_png(
     assert executed[0].files[0].filename == "probe_00001_.png"
     assert result.status == "success" and result.prompt_id == prompt_id
 
-    [file] = await block.download_all(result, tmp_path / "out")
+    [file] = await client.download_all(result, tmp_path / "out")
     data = file.path.read_bytes()
     assert file.size == len(data) and file.sha256 == hashlib.sha256(data).hexdigest()
     with Image.open(file.path) as image:
@@ -76,13 +78,13 @@ async def test_render_reports_progress_and_downloads_a_real_png(
 
 
 async def test_follow_after_submit_reaches_the_same_result(comfy: ComfyUITestServer) -> None:
-    block = block_for(comfy)
-    submission = await block.submit(basic_graph(), "plain-id")
+    client = client_for(comfy)
+    submission = await client.submit(basic_graph(), "plain-id")
     assert not submission.reattached
-    events = [e async for e in block.follow("plain-id")]
+    events = [e async for e in client.follow("plain-id")]
     assert isinstance(events[-1], PromptDone)
     assert events[-1].result.outputs[0].filename == "probe_00001_.png"
-    assert (await block.result("plain-id")).status == "success"
+    assert (await client.result("plain-id")).status == "success"
 
 
 async def test_validation_error_names_node_class_input_and_reason(comfy: ComfyUITestServer) -> None:
@@ -101,7 +103,7 @@ async def test_validation_error_names_node_class_input_and_reason(comfy: ComfyUI
     graph["6"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0]}}
 
     with pytest.raises(ComfyUIValidationError) as caught:
-        await block_for(comfy).submit(graph, "invalid")
+        await client_for(comfy).submit(graph, "invalid")
 
     error = caught.value
     message = str(error)
@@ -121,12 +123,12 @@ async def test_unknown_node_type_is_a_validation_error(comfy: ComfyUITestServer)
     graph = basic_graph()
     graph["2"]["class_type"] = "NoSuchNode"
     with pytest.raises(ComfyUIValidationError, match="node NoSuchNode does not exist.*#2"):
-        await block_for(comfy).submit(graph, "unknown-node")
+        await client_for(comfy).submit(graph, "unknown-node")
 
 
 async def test_ui_format_workflow_is_refused_before_submission(comfy: ComfyUITestServer) -> None:
     with pytest.raises(ValueError, match="UI-format"):
-        await block_for(comfy).submit({"nodes": [], "links": []}, "ui-format")
+        await client_for(comfy).submit({"nodes": [], "links": []}, "ui-format")
     assert comfy.stats.prompts_posted == 0
 
 
@@ -139,7 +141,7 @@ async def test_execution_error_names_node_type_and_exception(comfy: ComfyUITestS
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
     }
     with pytest.raises(ComfyUIExecutionError) as caught:
-        await block_for(comfy).render(graph, "regex-fails")
+        await client_for(comfy).render(graph, "regex-fails")
     error = caught.value
     assert (error.node_id, error.node_type, error.exception_type) == (
         "1",
@@ -160,21 +162,21 @@ async def test_injected_failure_on_the_save_node(comfy: ComfyUITestServer) -> No
     )
     events: list[ProgressEvent] = []
     with pytest.raises(ComfyUIExecutionError, match=r"node 3 \(SaveImage\).*out of memory"):
-        await block_for(comfy).render(basic_graph(), "oom", on_event=events.append)
+        await client_for(comfy).render(basic_graph(), "oom", on_event=events.append)
     done = events[-1]
     assert isinstance(done, PromptDone) and done.result.status == "error"
     assert done.result.failure is not None and done.result.failure.node_id == "3"
 
 
 async def test_cancel_interrupts_a_running_prompt(slow_comfy: ComfyUITestServer) -> None:
-    block = block_for(slow_comfy)
+    client = client_for(slow_comfy)
     events: list[ProgressEvent] = []
     render = asyncio.create_task(
-        block.render(basic_graph(), "to-interrupt", on_event=events.append)
+        client.render(basic_graph(), "to-interrupt", on_event=events.append)
     )
     await _first(events, NodeProgress)
 
-    assert await block.cancel("to-interrupt") == "interrupted"
+    assert await client.cancel("to-interrupt") == "interrupted"
     started = time.monotonic()
     with pytest.raises(ComfyUICancelled, match="interrupted at node"):
         await render
@@ -184,16 +186,16 @@ async def test_cancel_interrupts_a_running_prompt(slow_comfy: ComfyUITestServer)
 
 
 async def test_cancel_takes_a_queued_prompt_off_the_queue(slow_comfy: ComfyUITestServer) -> None:
-    block = block_for(slow_comfy)
-    await block.submit(basic_graph(color=1), "running-one")
-    await block.submit(basic_graph(color=2), "waiting-one")
-    assert (await block.lookup("waiting-one")).phase == "queued"
+    client = client_for(slow_comfy)
+    await client.submit(basic_graph(color=1), "running-one")
+    await client.submit(basic_graph(color=2), "waiting-one")
+    assert (await client.lookup("waiting-one")).phase == "queued"
 
-    assert await block.cancel("waiting-one") == "dequeued"
+    assert await client.cancel("waiting-one") == "dequeued"
     with pytest.raises(ComfyUICancelled, match="taken off the queue"):
-        async for _ in block.follow("waiting-one"):
+        async for _ in client.follow("waiting-one"):
             pass
-    assert await block.cancel("running-one") == "interrupted"
+    assert await client.cancel("running-one") == "interrupted"
     slow_comfy.wait_idle()
     assert slow_comfy.stats.prompts_executed == 1  # the dequeued prompt never ran
     assert "waiting-one" not in slow_comfy.history()
@@ -203,7 +205,7 @@ async def test_dropped_socket_reconnects_and_completes(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "c", render_time_s=0.6, progress_steps=5) as comfy:
         comfy.faults.drop_sockets_at_tick = 3
         events: list[ProgressEvent] = []
-        result = await block_for(comfy, poll_interval_s=5.0).render(
+        result = await client_for(comfy, poll_interval_s=5.0).render(
             basic_graph(), "dropped", on_event=events.append
         )
         assert result.status == "success"
@@ -214,9 +216,9 @@ async def test_dropped_socket_reconnects_and_completes(tmp_path: Path) -> None:
 async def test_dropped_socket_that_cannot_reconnect_completes_by_polling(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "c", render_time_s=0.6) as comfy:
         events: list[ProgressEvent] = []
-        block = block_for(comfy, poll_interval_s=0.2)
+        client = client_for(comfy, poll_interval_s=0.2)
         render = asyncio.create_task(
-            block.render(basic_graph(), "no-socket", on_event=events.append)
+            client.render(basic_graph(), "no-socket", on_event=events.append)
         )
         await _first(events, NodeProgress)
         comfy.faults.refuse_sockets = True
@@ -231,48 +233,48 @@ async def test_stalled_socket_completes_by_polling(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "c", render_time_s=0.3) as comfy:
         comfy.faults.stall_sockets = True
         started = time.monotonic()
-        result = await block_for(comfy, poll_interval_s=0.2).render(basic_graph(), "stalled")
+        result = await client_for(comfy, poll_interval_s=0.2).render(basic_graph(), "stalled")
         assert result.status == "success"
         assert time.monotonic() - started < 3.0
 
 
 async def test_stalled_render_hits_the_deadline(slow_comfy: ComfyUITestServer) -> None:
     slow_comfy.faults.stall_sockets = True
-    block = block_for(slow_comfy, render_timeout_s=0.5, poll_interval_s=0.2)
+    client = client_for(slow_comfy, render_timeout_s=0.5, poll_interval_s=0.2)
     started = time.monotonic()
     with pytest.raises(ComfyUIRenderTimeout) as caught:
-        await block.render(basic_graph(), "too-slow")
+        await client.render(basic_graph(), "too-slow")
     assert isinstance(caught.value, ComfyUITransientError)
     assert time.monotonic() - started < 2.0
-    assert (await block.lookup("too-slow")).phase == "running"  # still there to re-attach to
-    await block.cancel("too-slow")
+    assert (await client.lookup("too-slow")).phase == "running"  # still there to re-attach to
+    await client.cancel("too-slow")
 
 
 async def test_queued_prompt_is_not_lost_while_waiting(slow_comfy: ComfyUITestServer) -> None:
     """`/history` answers {} for a queued prompt: the client must read that as waiting."""
-    block = block_for(slow_comfy, render_timeout_s=1.0)
-    await block.submit(basic_graph(color=1), "first")
-    await block.submit(basic_graph(color=2), "second")
+    client = client_for(slow_comfy, render_timeout_s=1.0)
+    await client.submit(basic_graph(color=1), "first")
+    await client.submit(basic_graph(color=2), "second")
     with pytest.raises(ComfyUIRenderTimeout):
-        async for _ in block.follow("second"):
+        async for _ in client.follow("second"):
             pass
-    assert (await block.lookup("second")).phase == "queued"
-    await block.cancel("second")
-    await block.cancel("first")
+    assert (await client.lookup("second")).phase == "queued"
+    await client.cancel("second")
+    await client.cancel("first")
 
 
 async def test_restart_mid_render_is_transient_and_a_retry_succeeds(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "c", render_time_s=0.4) as comfy:
         comfy.faults.restart_at_tick = 3
         comfy.faults.restart_downtime_s = 0.3
-        block = block_for(comfy)
+        client = client_for(comfy)
         prompt_id = prompt_id_for("job-restart", 1)
         with pytest.raises(ComfyUIPromptLost) as caught:
-            await block.render(basic_graph(), prompt_id)
+            await client.render(basic_graph(), prompt_id)
         assert isinstance(caught.value, ComfyUITransientError)
         assert "neither the queue nor the history" in str(caught.value)
 
-        result = await _retry_transient(lambda: block.render(basic_graph(), prompt_id))
+        result = await _retry_transient(lambda: client.render(basic_graph(), prompt_id))
         assert result.status == "success"
         stats = comfy.stats
         assert (stats.restarts, stats.prompts_accepted, stats.prompts_completed) == (1, 2, 1)
@@ -288,14 +290,14 @@ async def _crash_then_retry(slow_comfy: ComfyUITestServer) -> None:
     prompt_id = prompt_id_for("job-42", 1)
     events: list[ProgressEvent] = []
     crashed = asyncio.create_task(
-        block_for(slow_comfy).render(graph, prompt_id, on_event=events.append)
+        client_for(slow_comfy).render(graph, prompt_id, on_event=events.append)
     )
     await _first(events, NodeProgress)
     crashed.cancel()  # the worker dies; the prompt keeps running on the server
     with pytest.raises(asyncio.CancelledError):
         await crashed
 
-    retry = block_for(slow_comfy)  # a fresh process: nothing shared but the prompt id
+    retry = client_for(slow_comfy)  # a fresh process: nothing shared but the prompt id
     submission = await retry.submit(graph, prompt_id)
     assert submission.reattached and submission.state == "running"
     result = await retry.render(graph, prompt_id)
@@ -324,12 +326,12 @@ def test_prompt_ids_are_deterministic_per_job_and_attempt() -> None:
 
 async def test_server_errors_and_dead_servers_are_transient(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "c") as comfy:
-        block = block_for(comfy)
+        client = client_for(comfy)
         comfy.faults.fail_http_requests = 1
         with pytest.raises(ComfyUIUnavailable, match="HTTP 503"):
-            await block.submit(basic_graph(), "five-oh-three")
+            await client.submit(basic_graph(), "five-oh-three")
         url = comfy.url
-    dead = block_for(comfy, base_url=url, connect_timeout_s=0.5)
+    dead = client_for(comfy, base_url=url, connect_timeout_s=0.5)
     with pytest.raises(ComfyUIUnavailable, match="cannot reach ComfyUI"):
         await dead.submit(basic_graph(), "nobody-home")
     report = await dead.health()
@@ -337,23 +339,23 @@ async def test_server_errors_and_dead_servers_are_transient(tmp_path: Path) -> N
 
 
 async def test_environment_object_info_and_health(comfy: ComfyUITestServer) -> None:
-    block = block_for(comfy)
-    environment = await block.system_stats()
+    client = client_for(comfy)
+    environment = await client.system_stats()
     assert environment.comfyui_version == "0.3.64"
     assert environment.pytorch_version and environment.devices
-    info = await block.object_info("EmptyImage")
+    info = await client.object_info("EmptyImage")
     assert info["EmptyImage"]["output"] == ["IMAGE"]
-    assert await block.object_info("NoSuchNode") == {}
-    report = await block.health()
+    assert await client.object_info("NoSuchNode") == {}
+    report = await client.health()
     assert report.ok and report.queue_remaining == 0 and report.comfyui_version == "0.3.64"
 
 
 async def test_events_of_other_prompts_are_not_reported(comfy: ComfyUITestServer) -> None:
-    block = block_for(comfy)
+    client = client_for(comfy)
     seen: list[Any] = []
     await asyncio.gather(
-        block.render(basic_graph(color=5), "mine", on_event=seen.append),
-        block.render(basic_graph(color=6), "theirs"),
+        client.render(basic_graph(color=5), "mine", on_event=seen.append),
+        client.render(basic_graph(color=6), "theirs"),
     )
     assert {e.prompt_id for e in seen} == {"mine"}
 
@@ -362,7 +364,7 @@ async def test_binary_preview_frames_do_not_disturb_following(comfy: ComfyUITest
     graph = basic_graph(batch=3)
     graph["3"] = {"class_type": "SaveImageWebsocket", "inputs": {"images": ["2", 0]}}
     events: list[ProgressEvent] = []
-    result = await block_for(comfy).render(graph, "previews", on_event=events.append)
+    result = await client_for(comfy).render(graph, "previews", on_event=events.append)
     assert result.status == "success" and result.outputs == []
     assert [e.value for e in events if isinstance(e, NodeProgress) and e.node == "3"] == [1, 2, 3]
 
@@ -391,7 +393,7 @@ async def test_partly_valid_workflow_is_taken_back_and_refused(comfy: ComfyUITes
     graph["5"] = {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1}}
     graph["6"] = {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "x"}}
     with pytest.raises(ComfyUIValidationError, match="node 5 \\(EmptyImage\\) input 'color'"):
-        await block_for(comfy).submit(graph, "half-valid")
+        await client_for(comfy).submit(graph, "half-valid")
     comfy.wait_idle()
     assert comfy.stats.prompts_accepted == 1
     statuses = [e["status"]["status_str"] for e in comfy.history().values()]

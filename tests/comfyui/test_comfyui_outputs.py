@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from blocks.comfyui import ComfyUIOutputError, ComfyUIOutputTooLarge, OutputFile
-from blocks.comfyui_outputs import safe_component
-from tests.comfyui.helpers import basic_graph, block_for
+from blocks.comfyui import ComfyUIOutputError, ComfyUIOutputTooLarge
+from blocks.comfyui.downloads import safe_component
+from blocks.comfyui.models import OutputFile
+from tests.comfyui.helpers import basic_graph, client_for
 from tests.comfyui_server import ComfyUITestServer
 
 HOSTILE = [
@@ -37,11 +38,11 @@ async def test_hostile_names_never_escape_the_artifact_folder(
     dest = sandbox / "artifacts" / "job-1"
     dest.mkdir(parents=True)
     before = _everything_under(sandbox)
-    block = block_for(comfy)
+    client = client_for(comfy)
 
-    result = await block.render(basic_graph(batch=len(HOSTILE)), "hostile")
+    result = await client.render(basic_graph(batch=len(HOSTILE)), "hostile")
     assert [(o.subfolder, o.filename) for o in result.outputs] == HOSTILE
-    files = await block.download_all(result, dest)
+    files = await client.download_all(result, dest)
 
     root = dest.resolve()
     paths = [f.path for f in files]
@@ -66,11 +67,11 @@ async def test_a_symlink_in_the_artifact_folder_is_not_followed(
     dest.mkdir()
     (dest / "sub").symlink_to(outside, target_is_directory=True)
     comfy.use_hostile_names([("sub", "planted.png")])
-    block = block_for(comfy)
-    result = await block.render(basic_graph(), "through-link")
+    client = client_for(comfy)
+    result = await client.render(basic_graph(), "through-link")
 
     with pytest.raises(ComfyUIOutputError, match="symlink"):
-        await block.download_all(result, dest)
+        await client.download_all(result, dest)
     assert list(outside.iterdir()) == []
 
 
@@ -81,11 +82,11 @@ async def test_a_symlink_planted_at_the_file_name_is_replaced_not_followed(
     victim.write_text("precious")
     dest = tmp_path / "dest"
     dest.mkdir()
-    block = block_for(comfy)
-    result = await block.render(basic_graph(), "planted-file")
+    client = client_for(comfy)
+    result = await client.render(basic_graph(), "planted-file")
     (dest / result.outputs[0].filename).symlink_to(victim)
 
-    [file] = await block.download_all(result, dest)
+    [file] = await client.download_all(result, dest)
     assert victim.read_text() == "precious"
     assert not file.path.is_symlink() and file.path.stat().st_size == file.size
 
@@ -95,17 +96,17 @@ async def test_outputs_over_the_cap_are_refused_and_leave_nothing(
     comfy: ComfyUITestServer, tmp_path: Path, chunked: bool
 ) -> None:
     comfy.faults.view_without_length = chunked
-    block = block_for(comfy, max_output_bytes=300)
-    result = await block.render(basic_graph(width=256, height=256, seed=1), "big")
+    client = client_for(comfy, max_output_bytes=300)
+    result = await client.render(basic_graph(width=256, height=256, seed=1), "big")
     dest = tmp_path / "dest"
 
     with pytest.raises(ComfyUIOutputTooLarge, match="over the 300-byte cap"):
-        await block.download_all(result, dest)
+        await client.download_all(result, dest)
     assert [p for p in dest.rglob("*") if p.is_file()] == []
 
-    exact = await block.download(result.outputs[0], dest, max_bytes=10**6)
+    exact = await client.download(result.outputs[0], dest, max_bytes=10**6)
     assert exact.size > 300
-    at_cap = await block.download(result.outputs[0], tmp_path / "again", max_bytes=exact.size)
+    at_cap = await client.download(result.outputs[0], tmp_path / "again", max_bytes=exact.size)
     assert at_cap.sha256 == exact.sha256  # a file exactly at the cap is fine
 
 
@@ -116,7 +117,7 @@ async def test_missing_output_file_is_a_clear_error(
     with pytest.raises(
         ComfyUIOutputError, match="'ghost_00001_.png' of node 9 is not on the server"
     ):
-        await block_for(comfy).download(ghost, tmp_path / "dest")
+        await client_for(comfy).download(ghost, tmp_path / "dest")
     assert list((tmp_path / "dest").iterdir()) == []
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from prefect.cli.block import _register_blocks_in_module
 from prefect.client.orchestration import get_client
 
@@ -21,20 +22,27 @@ from blocks.comfyui import (
     ComfyUIServer,
     ComfyUIUnavailable,
     ComfyUIValidationError,
+    RenderProgress,
     ensure_concurrency_limits,
     prompt_id_for,
-)
-from tasks.comfyui import (
-    RenderProgress,
-    Throttle,
-    _artifact_key,
     render_on,
-    render_prompt,
+    retry_transient_only,
 )
+from blocks.comfyui.progress import Throttle, _artifact_key
 from tests.comfyui.helpers import basic_graph, block_for
 from tests.comfyui_server import ComfyUITestServer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+# A render task as flows declare one: `render_on`, retried on transient errors only.
+render_task = task(
+    render_on,
+    name="comfyui-render",
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_transient_only,
+    cache_policy=NO_CACHE,
+)
 
 
 async def test_block_registers_and_its_token_stays_secret() -> None:
@@ -80,7 +88,8 @@ async def test_two_servers_with_one_slot_never_run_two_prompts_at_once(tmp_path:
         assert a.stats.prompts_executed + b.stats.prompts_executed == 4
 
         # The same burst without the pool piles up on one server: the check above can fail.
-        direct = [servers[0].render(basic_graph(color=10 + i), f"direct-{i}") for i in range(2)]
+        client = servers[0].get_client()
+        direct = [client.render(basic_graph(color=10 + i), f"direct-{i}") for i in range(2)]
         await asyncio.gather(*direct)
         assert a.stats.max_in_flight == 2
 
@@ -102,7 +111,7 @@ async def test_render_task_retries_a_lost_prompt_and_succeeds(tmp_path: Path) ->
         comfy.faults.restart_at_tick = 3
         comfy.faults.restart_downtime_s = 0.2
         server = block_for(comfy)
-        quick_retries = render_prompt.with_options(retries=5, retry_delay_seconds=0.3)
+        quick_retries = render_task.with_options(retries=5, retry_delay_seconds=0.3)
 
         @flow
         async def render_cut() -> Any:
@@ -121,7 +130,7 @@ async def test_render_task_does_not_retry_a_validation_error(tmp_path: Path) -> 
     with ComfyUITestServer(tmp_path / "c") as comfy:
         graph = basic_graph()
         graph["1"]["inputs"]["height"] = 0
-        retrying = render_prompt.with_options(retries=3, retry_delay_seconds=0)
+        retrying = render_task.with_options(retries=3, retry_delay_seconds=0)
 
         @flow
         async def render_cut() -> Any:
@@ -186,7 +195,7 @@ class _Recorded(RenderProgress):
 
 def _paced_progress(seconds_per_tick: float) -> tuple[_Recorded, Any]:
     """A one-node render of 20 progress ticks `seconds_per_tick` apart (on a fake clock)."""
-    from blocks.comfyui_models import NodeProgress, PromptDone, RenderResult
+    from blocks.comfyui.models import NodeProgress, PromptDone, PromptResult
 
     now = [0.0]
     progress = _Recorded(
@@ -202,7 +211,7 @@ def _paced_progress(seconds_per_tick: float) -> tuple[_Recorded, Any]:
         for step in range(1, 21):
             await progress(NodeProgress(prompt_id="p", node="1", value=step, max=20))
             now[0] += seconds_per_tick
-        done = RenderResult(prompt_id="p", server="http://x", status="success")
+        done = PromptResult(prompt_id="p", server="http://x", status="success")
         await progress(PromptDone(prompt_id="p", result=done))
 
     return progress, feed

@@ -1,9 +1,10 @@
 """What can go wrong talking to ComfyUI, as exceptions a flow can act on.
 
 `ComfyUITransientError` and its subclasses are worth a retry (Prefect task retries re-attach
-to the same prompt id, so a retry never renders twice); everything else is a verdict.
-No message here ever carries an auth header value: messages are built from the server's
-answers and our own words only.
+to the same prompt id, so a retry never renders twice); everything else is a verdict, and
+`retry_transient_only` is the Prefect retry condition that says so. No message here ever
+carries an auth header value: messages are built from the server's answers and our own
+words only.
 """
 
 from __future__ import annotations
@@ -188,3 +189,19 @@ class ComfyUIRenderTimeout(ComfyUITransientError):
 
 class ComfyUIPoolBusy(ComfyUITransientError):
     """No server slot became free in time."""
+
+
+async def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry what may pass next time, never a verdict
+    (validation error, execution error, cancellation, output over the cap).
+
+    Async on purpose: in an async task `state.result()` is a coroutine, and a sync check that
+    calls it sees no exception and never retries."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        try:
+            outcome = await state.aresult(raise_on_failure=False)
+        except Exception as exc:
+            outcome = exc
+        error = outcome if isinstance(outcome, BaseException) else None
+    return isinstance(error, ComfyUITransientError)

@@ -14,23 +14,21 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
 
-from blocks.comfyui_errors import (
+from blocks.comfyui.errors import (
     ComfyUIConcurrencyLimitMissing,
     ComfyUIPoolBusy,
     ComfyUITransientError,
     ComfyUIUnavailable,
 )
-from blocks.comfyui_models import ProgressEvent, RenderResult
+from blocks.comfyui.models import ProgressEvent, PromptResult
+from blocks.comfyui.server import ComfyUIServer
 from blocks.loop_local import loop_local
-
-if TYPE_CHECKING:
-    from blocks.comfyui import ComfyUIServer
 
 logger = logging.getLogger("blocks.comfyui.pool")
 _PAGE = 200  # the Prefect API's largest page of concurrency limits
@@ -119,8 +117,6 @@ class ComfyUIPool:
 
     @classmethod
     async def load(cls, block_names: Sequence[str], **options: Any) -> ComfyUIPool:
-        from blocks.comfyui import ComfyUIServer
-
         servers = [await ComfyUIServer.aload(name) for name in block_names]
         return cls(servers, **options)
 
@@ -133,7 +129,7 @@ class ComfyUIPool:
 
         async def where(server: ComfyUIServer) -> ComfyUIServer | None:
             try:
-                state = await server.lookup(prompt_id)
+                state = await server.get_client().lookup(prompt_id)
             except ComfyUITransientError:
                 return None
             return server if state.phase != "absent" else None
@@ -225,7 +221,7 @@ class ComfyUIPool:
                 healthy = False
                 try:
                     async with stack:
-                        report = await server.health() if self.health_check else None
+                        report = await server.get_client().health() if self.health_check else None
                         healthy = report is None or report.ok
                         if healthy:
                             self._held[name] += 1
@@ -261,7 +257,7 @@ class ComfyUIPool:
         on_event: Callable[[ProgressEvent], Any] | None = None,
         extra_data: dict[str, Any] | None = None,
         new_prompt: bool = False,
-    ) -> tuple[ComfyUIServer, RenderResult]:
+    ) -> tuple[ComfyUIServer, PromptResult]:
         """Render on the server that already has `prompt_id`, else on the least busy one.
 
         `new_prompt`: the caller knows no server can have this prompt id yet (a job created
@@ -269,9 +265,10 @@ class ComfyUIPool:
         """
         home = None if new_prompt else await self.locate(prompt_id)
         async with self.slot(prefer=home) as server:
-            result = await server.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
+            client = server.get_client()
+            result = await client.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
         return server, result
 
     async def cancel(self, prompt_id: str) -> str:
         home = await self.locate(prompt_id)
-        return "unknown" if home is None else await home.cancel(prompt_id)
+        return "unknown" if home is None else await home.get_client().cancel(prompt_id)

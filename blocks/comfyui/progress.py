@@ -1,10 +1,6 @@
-"""Rendering on ComfyUI as Prefect tasks: submit, follow (with live progress), download.
-
-The plain pieces come first (`ProgressTracker`, `RenderProgress`, `render_on`); the `@task`
-wrappers below are thin. Retries only happen for `ComfyUITransientError` (connection lost,
-5xx, timeouts, a server restart that lost the queue); since a retry asks for the same prompt
-id, it re-attaches to a prompt the server still has instead of rendering it twice.
-"""
+"""Live progress of a prompt in the Prefect run: events turned into one percentage
+(`ProgressTracker`), published to the run's log and to a progress artifact, both throttled
+(`Throttle`, `RenderProgress`). Outside a Prefect run it only logs."""
 
 from __future__ import annotations
 
@@ -12,50 +8,23 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, Field
 
-from blocks.comfyui import (
-    ComfyUIPool,
-    ComfyUIServer,
-    ComfyUITransientError,
-    DownloadedFile,
+from blocks.comfyui.models import (
     NodeExecuting,
     NodeProgress,
     NodesCached,
     ProgressEvent,
     PromptDone,
     PromptQueued,
-    RenderResult,
-    ServerEnvironment,
-    Submission,
 )
 
-module_logger = logging.getLogger("tasks.comfyui")
-
-
-async def retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry what may pass next time, never a verdict
-    (validation error, execution error, cancellation, output over the cap).
-
-    Async on purpose: in an async task `state.result()` is a coroutine, and a sync check that
-    calls it sees no exception and never retries."""
-    error = state.data if isinstance(state.data, BaseException) else None
-    if error is None:
-        try:
-            outcome = await state.aresult(raise_on_failure=False)
-        except Exception as exc:
-            outcome = exc
-        error = outcome if isinstance(outcome, BaseException) else None
-    return isinstance(error, ComfyUITransientError)
+module_logger = logging.getLogger("blocks.comfyui.progress")
 
 
 class ProgressTracker:
@@ -200,96 +169,3 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
         return get_run_logger()
     except Exception:
         return module_logger
-
-
-class RenderOutcome(BaseModel):
-    """What one render produced, with what is needed to reproduce it."""
-
-    server: str
-    prompt_id: str
-    result: RenderResult
-    files: list[DownloadedFile] = Field(default_factory=list)
-    environment: ServerEnvironment | None = None
-
-
-async def render_on(
-    target: ComfyUIServer | ComfyUIPool,
-    graph: dict[str, Any],
-    prompt_id: str,
-    dest_dir: Path,
-    *,
-    label: str | None = None,
-    progress: RenderProgress | None = None,
-    new_prompt: bool = False,
-) -> RenderOutcome:
-    """Render `graph` under `prompt_id` (on the pool's least busy server, holding its slot,
-    or on the one server given), follow it with progress, then download every output.
-    `new_prompt`: no server can have this prompt id yet (see `ComfyUIPool.render`)."""
-    progress = progress or RenderProgress(prompt_id, label or prompt_id, total_nodes=len(graph))
-    if isinstance(target, ComfyUIPool):
-        server, result = await target.render(
-            graph, prompt_id, on_event=progress, new_prompt=new_prompt
-        )
-    else:
-        server = target
-        result = await server.render(graph, prompt_id, on_event=progress)
-    environment = await server.system_stats()
-    files = await server.download_all(result, dest_dir)
-    return RenderOutcome(
-        server=server.base_url,
-        prompt_id=prompt_id,
-        result=result,
-        files=files,
-        environment=environment,
-    )
-
-
-_RETRIES: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [2, 10, 30],
-    "retry_condition_fn": retry_transient_only,
-    "cache_policy": NO_CACHE,
-}
-
-
-@task(name="comfyui-submit", task_run_name="submit {prompt_id}", **_RETRIES)
-async def submit_prompt(
-    server: ComfyUIServer,
-    graph: dict[str, Any],
-    prompt_id: str,
-    extra_data: dict[str, Any] | None = None,
-) -> Submission:
-    return await server.submit(graph, prompt_id, extra_data=extra_data)
-
-
-@task(name="comfyui-follow", task_run_name="follow {prompt_id}", **_RETRIES)
-async def follow_prompt(
-    server: ComfyUIServer, prompt_id: str, label: str | None = None, total_nodes: int | None = None
-) -> RenderResult:
-    progress = RenderProgress(prompt_id, label or prompt_id, total_nodes=total_nodes)
-    result: RenderResult | None = None
-    async for event in server.follow(prompt_id):
-        await progress(event)
-        if isinstance(event, PromptDone):
-            result = event.result
-    assert result is not None
-    return result
-
-
-@task(name="comfyui-download", task_run_name="download {result.prompt_id}", **_RETRIES)
-async def download_outputs(
-    server: ComfyUIServer, result: RenderResult, dest_dir: Path
-) -> list[DownloadedFile]:
-    return await server.download_all(result, Path(dest_dir))
-
-
-@task(name="comfyui-render", task_run_name="render {label}", **_RETRIES)
-async def render_prompt(
-    target: ComfyUIServer | ComfyUIPool,
-    graph: dict[str, Any],
-    prompt_id: str,
-    dest_dir: Path,
-    label: str = "render",
-) -> RenderOutcome:
-    """Submit-follow-download in one task, holding a server slot while it renders."""
-    return await render_on(target, graph, prompt_id, Path(dest_dir), label=label)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from blocks.comfyui_errors import ComfyUICancelled, ComfyUIExecutionError
+from blocks.comfyui.errors import ComfyUICancelled, ComfyUIExecutionError
 
 # Fixed namespace: the same (job, attempt) gives the same prompt id on every machine, forever.
 PROMPT_NAMESPACE = uuid.UUID("6b1f3c2e-5a7d-4e0b-9c1a-2f6d8e4b7a10")
@@ -48,15 +48,16 @@ class ExecutionFailure(BaseModel):
     traceback: list[str] = Field(default_factory=list)
 
 
-RenderStatus = Literal["success", "error", "interrupted"]
+PromptStatus = Literal["success", "error", "interrupted"]
 
 
-class RenderResult(BaseModel):
-    """A finished prompt, from `/history`."""
+class PromptResult(BaseModel):
+    """A finished prompt, from `/history` (ComfyUI's record of it: the project's own record of
+    a render is `tasks.outputs.RenderResult`)."""
 
     prompt_id: str
     server: str
-    status: RenderStatus
+    status: PromptStatus
     number: float | None = None
     outputs: list[OutputFile] = Field(default_factory=list)
     raw_outputs: dict[str, Any] = Field(default_factory=dict)
@@ -92,12 +93,12 @@ class RenderResult(BaseModel):
             )
 
     @classmethod
-    def from_history(cls, prompt_id: str, entry: dict[str, Any], server: str) -> RenderResult:
+    def from_history(cls, prompt_id: str, entry: dict[str, Any], server: str) -> PromptResult:
         status_block = entry.get("status") or {}
         messages = list(status_block.get("messages") or [])
         failure = None
         interrupted_at = None
-        status: RenderStatus = "success"
+        status: PromptStatus = "success"
         for kind, data in (m for m in messages if isinstance(m, list) and len(m) == 2):
             if kind == "execution_error":
                 status, failure = "error", execution_failure(data)
@@ -291,7 +292,7 @@ class PromptDone:
     """Always the last event: the history entry, whatever the outcome."""
 
     prompt_id: str
-    result: RenderResult
+    result: PromptResult
 
 
 ProgressEvent = (

@@ -1,4 +1,5 @@
-"""Turning names a ComfyUI server reports into local paths that stay inside a folder.
+"""Putting a server's output files on local disk: streamed under a size cap, hashed, renamed
+into place only when complete, and at a path that stays inside the destination folder.
 
 A server's filenames and subfolders are untrusted (a compromised server, a buggy custom
 node): `../`, absolute paths, backslashes, NUL and control characters, drive letters,
@@ -8,14 +9,22 @@ make us write outside it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import unicodedata
 from pathlib import Path, PurePosixPath
 
-from blocks.comfyui_errors import ComfyUIOutputError
-from blocks.comfyui_models import OutputFile
+import httpx
+
+from blocks.comfyui.errors import ComfyUIOutputError, ComfyUIOutputTooLarge, ComfyUIUnavailable
+from blocks.comfyui.models import DownloadedFile, OutputFile
+from blocks.comfyui.transport import Transport
+
+DOWNLOAD_CHUNK = 256 * 1024
+
+# -- safe paths ------------------------------------------------------------------------------
 
 MAX_COMPONENT_BYTES = 120
 MAX_SUBFOLDER_DEPTH = 8
@@ -93,3 +102,79 @@ def open_temporary(target: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise ComfyUIOutputError(f"cannot create a temporary file next to {target}")
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+async def download_output(
+    transport: Transport,
+    http: httpx.AsyncClient,
+    output: OutputFile,
+    dest_dir: Path,
+    max_bytes: int | None,
+) -> DownloadedFile:
+    """Stream one output into `dest_dir` (never outside it), refusing it over the cap
+    (`max_bytes`, else the server's `max_output_bytes`)."""
+    server = transport.server
+    cap = max_bytes if max_bytes is not None else transport.settings.max_output_bytes
+    target = prepare_target(dest_dir, safe_relative_path(output))
+    params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
+    shown = f"{output.subfolder}/{output.filename}".lstrip("/")
+    what = f"GET /view ({shown!r})"
+    try:
+        async with http.stream("GET", "/view", params=params) as response:
+            if response.status_code == 404:
+                raise ComfyUIOutputError(
+                    f"output {shown!r} of node {output.node_id} is not on the server",
+                    server=server,
+                )
+            if response.status_code != 200:
+                await response.aread()
+            transport.check(response, what, (200,), None)
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > cap:
+                raise _too_large(server, output, f"{int(declared)} bytes declared", cap)
+            return await _stream_to(server, response, output, target, cap)
+    except httpx.TimeoutException:
+        raise ComfyUIUnavailable(f"{what} timed out", server=server) from None
+    except httpx.TransportError as exc:
+        raise ComfyUIUnavailable(
+            f"{what} failed: {transport.redact(str(exc)) or type(exc).__name__}", server=server
+        ) from None
+
+
+async def _stream_to(
+    server: str, response: httpx.Response, output: OutputFile, target: Path, cap: int
+) -> DownloadedFile:
+    fd, temporary = open_temporary(target)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise _too_large(server, output, f"more than {cap} bytes streamed", cap)
+                digest.update(chunk)
+                sink.write(chunk)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    return DownloadedFile(
+        output=output,
+        path=target,
+        size=size,
+        sha256=digest.hexdigest(),
+        content_type=response.headers.get("content-type"),
+    )
+
+
+def _too_large(server: str, output: OutputFile, seen: str, cap: int) -> ComfyUIOutputTooLarge:
+    return ComfyUIOutputTooLarge(
+        f"output {output.filename!r} of node {output.node_id} is over the {cap}-byte cap "
+        f"({seen}); nothing was kept",
+        server=server,
+    )

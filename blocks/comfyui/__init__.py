@@ -1,0 +1,69 @@
+"""ComfyUI: a server as a Prefect block, its client, a pool of servers with slots, and one
+prompt run to its end with live progress.
+
+Register the block with `prefect block register -m blocks.comfyui`. The modules, one concern
+each, in import order (a module imports only modules above it):
+
+  errors     what can go wrong, as exceptions; `retry_transient_only` for task retries
+  models     what the client hands back: ids, submissions, progress events, results, files
+  transport  settings, HTTP sessions and answer checks, credentials kept out of logs
+  downloads  output files onto local disk: streamed, size-capped, at safe paths
+  follow     a prompt's WebSocket, its messages as events, the follower
+  client     `ComfyUIClient`: ComfyUI's HTTP protocol, following and downloading
+  server     `ComfyUIServer`: the block (configuration) and its one client (`get_client`)
+  pool       `ComfyUIPool`: several servers, slots as Prefect global concurrency limits
+  progress   live progress in the Prefect run: log lines and a progress artifact
+  run        `render_on`: slot, submit or re-attach, follow, download (`PromptRun`)
+"""
+
+from blocks.comfyui.client import ComfyUIClient, check_api_graph
+from blocks.comfyui.errors import (
+    ComfyUIAuthError,
+    ComfyUICancelled,
+    ComfyUIConcurrencyLimitMissing,
+    ComfyUIError,
+    ComfyUIExecutionError,
+    ComfyUIOutputError,
+    ComfyUIOutputTooLarge,
+    ComfyUIPoolBusy,
+    ComfyUIPromptLost,
+    ComfyUIProtocolError,
+    ComfyUIRenderTimeout,
+    ComfyUITransientError,
+    ComfyUIUnavailable,
+    ComfyUIValidationError,
+    retry_transient_only,
+)
+from blocks.comfyui.models import PromptResult, prompt_id_for
+from blocks.comfyui.pool import ComfyUIPool, ensure_concurrency_limits
+from blocks.comfyui.progress import RenderProgress
+from blocks.comfyui.run import PromptRun, render_on
+from blocks.comfyui.server import ComfyUIServer
+
+__all__ = [
+    "ComfyUIAuthError",
+    "ComfyUICancelled",
+    "ComfyUIClient",
+    "ComfyUIConcurrencyLimitMissing",
+    "ComfyUIError",
+    "ComfyUIExecutionError",
+    "ComfyUIOutputError",
+    "ComfyUIOutputTooLarge",
+    "ComfyUIPool",
+    "ComfyUIPoolBusy",
+    "ComfyUIPromptLost",
+    "ComfyUIProtocolError",
+    "ComfyUIRenderTimeout",
+    "ComfyUIServer",
+    "ComfyUITransientError",
+    "ComfyUIUnavailable",
+    "ComfyUIValidationError",
+    "PromptResult",
+    "PromptRun",
+    "RenderProgress",
+    "check_api_graph",
+    "ensure_concurrency_limits",
+    "prompt_id_for",
+    "render_on",
+    "retry_transient_only",
+]

@@ -1,0 +1,346 @@
+"""The async ComfyUI client behind the `ComfyUIServer` block: ComfyUI's HTTP protocol
+(queue, history, object_info, system_stats, submit, cancel), with following a prompt
+(`blocks.comfyui.follow`) and downloading its outputs (`blocks.comfyui.downloads`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from blocks.comfyui.downloads import download_output
+from blocks.comfyui.errors import (
+    ComfyUICancelled,
+    ComfyUIError,
+    ComfyUIPromptLost,
+    ComfyUIProtocolError,
+    ComfyUIValidationError,
+)
+from blocks.comfyui.follow import Follower, PromptSocket
+from blocks.comfyui.models import (
+    CancelOutcome,
+    DownloadedFile,
+    HealthReport,
+    OutputFile,
+    ProgressEvent,
+    PromptDone,
+    PromptResult,
+    PromptState,
+    ServerEnvironment,
+    Submission,
+    client_id_for,
+)
+from blocks.comfyui.transport import ClientSettings, Transport
+
+logger = logging.getLogger("blocks.comfyui")
+
+# Prompts this process cancelled: a prompt deleted from the queue vanishes from the server,
+# so without this note a follower would report it lost (and a retry would render it).
+_cancelled: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+
+def _note_cancelled(server: str, prompt_id: str) -> None:
+    _cancelled[(server, prompt_id)] = None
+    while len(_cancelled) > 10_000:
+        _cancelled.popitem(last=False)
+
+
+class ComfyUIClient:
+    """One ComfyUI server's API. Every method opens its own HTTP session, so one client serves
+    any number of concurrent calls, from any event loop."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.transport = Transport(settings)
+        self.server = self.transport.server
+
+    async def _get(
+        self, http: httpx.AsyncClient, path: str, what: str, *, prompt_id: str | None = None
+    ) -> Any:
+        """The JSON answer of `GET path` (`what` names it if it is not JSON)."""
+        response = await self.transport.request(http, "GET", path, prompt_id=prompt_id)
+        return self.transport.json(response, what)
+
+    # -- small reads -----------------------------------------------------------------------
+    async def queue(self) -> dict[str, Any]:
+        async with self.transport.session() as http:
+            return await self._get(http, "/queue", "GET /queue")
+
+    async def object_info(self, class_type: str | None = None) -> dict[str, Any]:
+        path = (
+            "/object_info" if class_type is None else f"/object_info/{quote(class_type, safe='')}"
+        )
+        async with self.transport.session() as http:
+            return await self._get(http, path, f"GET {path}")
+
+    async def system_stats(self) -> ServerEnvironment:
+        async with self.transport.session() as http:
+            stats = await self._get(http, "/system_stats", "stats")
+        return ServerEnvironment.from_stats(stats if isinstance(stats, dict) else {})
+
+    async def health(self) -> HealthReport:
+        """Reachable, authorised, and how busy: never raises."""
+        started = time.monotonic()
+        try:
+            async with self.transport.session() as http:
+                stats = await self._get(http, "/system_stats", "stats")
+                status = await self._get(http, "/prompt", "GET /prompt")
+        except ComfyUIError as exc:
+            return HealthReport(server=self.server, ok=False, error=exc.detail)
+        exec_info = status.get("exec_info") if isinstance(status, dict) else None
+        remaining = (exec_info or {}).get("queue_remaining")
+        return HealthReport(
+            server=self.server,
+            ok=True,
+            latency_s=time.monotonic() - started,
+            queue_remaining=remaining if isinstance(remaining, int) else None,
+            comfyui_version=((stats or {}).get("system") or {}).get("comfyui_version"),
+        )
+
+    async def lookup(self, prompt_id: str) -> PromptState:
+        async with self.transport.session() as http:
+            return await self._lookup(http, prompt_id)
+
+    async def _lookup(self, http: httpx.AsyncClient, prompt_id: str) -> PromptState:
+        # Queue first, history second: ComfyUI writes the history entry before it drops a
+        # prompt from the running list, so "in neither" seen in this order means lost.
+        queue = await self._get(http, "/queue", "queue", prompt_id=prompt_id)
+        if not isinstance(queue, dict):
+            raise ComfyUIProtocolError(
+                "GET /queue did not answer a queue", server=self.server, prompt_id=prompt_id
+            )
+        for item in queue.get("queue_running") or []:
+            if len(item) > 1 and item[1] == prompt_id:
+                return PromptState("running", number=item[0])
+        pending = sorted(
+            (i for i in queue.get("queue_pending") or [] if len(i) > 1), key=lambda i: i[0]
+        )
+        for position, item in enumerate(pending):
+            if item[1] == prompt_id:
+                return PromptState("queued", position=position, number=item[0])
+        path = f"/history/{quote(prompt_id, safe='')}"
+        history = await self._get(http, path, path, prompt_id=prompt_id)
+        entry = history.get(prompt_id) if isinstance(history, dict) else None
+        if isinstance(entry, dict):
+            prompt = entry.get("prompt") or [None]
+            return PromptState("done", number=prompt[0], entry=entry)
+        return PromptState("absent")
+
+    async def result(self, prompt_id: str) -> PromptResult:
+        """The finished prompt's outputs from `/history` (raises while it is not finished)."""
+        async with self.transport.session() as http:
+            state = await self._lookup(http, prompt_id)
+        if state.phase == "done" and state.entry is not None:
+            return PromptResult.from_history(prompt_id, state.entry, self.server)
+        if state.phase == "absent":
+            raise self._absent(prompt_id)
+        raise ComfyUIError(
+            f"the prompt is still {state.phase}", server=self.server, prompt_id=prompt_id
+        )
+
+    def _absent(self, prompt_id: str) -> ComfyUIError:
+        if (self.server, prompt_id) in _cancelled:
+            return ComfyUICancelled(
+                "the prompt was taken off the queue", server=self.server, prompt_id=prompt_id
+            )
+        return ComfyUIPromptLost(
+            "the prompt is in neither the queue nor the history: the server restarted or the "
+            "prompt was deleted",
+            server=self.server,
+            prompt_id=prompt_id,
+        )
+
+    # -- submit ----------------------------------------------------------------------------
+    async def submit(
+        self, graph: dict[str, Any], prompt_id: str, *, extra_data: dict[str, Any] | None = None
+    ) -> Submission:
+        """Queue `graph` under `prompt_id`, unless the server already has that prompt: then
+        re-attach to it (a retry after a crash never renders twice)."""
+        async with self.transport.session() as http:
+            return await self._submit(http, graph, prompt_id, extra_data)
+
+    async def _submit(
+        self,
+        http: httpx.AsyncClient,
+        graph: dict[str, Any],
+        prompt_id: str,
+        extra_data: dict[str, Any] | None,
+    ) -> Submission:
+        check_api_graph(graph)
+        client_id = client_id_for(prompt_id)
+        state = await self._lookup(http, prompt_id)
+        if state.phase != "absent":
+            logger.info(
+                "prompt %s is already %s on %s: re-attaching instead of submitting again",
+                prompt_id,
+                state.phase,
+                self.server,
+            )
+            return Submission(
+                prompt_id=prompt_id,
+                server=self.server,
+                client_id=client_id,
+                number=state.number,
+                reattached=True,
+                state=state.phase,
+            )
+        body = {
+            "prompt": graph,
+            "client_id": client_id,
+            "prompt_id": prompt_id,
+            "extra_data": dict(extra_data or {}),
+        }
+        response = await self.transport.request(
+            http, "POST", "/prompt", accept=(200, 400), json=body, prompt_id=prompt_id
+        )
+        answer = self.transport.json(response, "POST /prompt", prompt_id)
+        if response.status_code == 400:
+            raise ComfyUIValidationError.from_body(answer, server=self.server, prompt_id=prompt_id)
+        if not isinstance(answer, dict):
+            raise ComfyUIProtocolError(
+                "POST /prompt did not answer a prompt id", server=self.server, prompt_id=prompt_id
+            )
+        if answer.get("node_errors"):
+            # ComfyUI queued the outputs that validated and dropped the rest: a partial render
+            # is not what was asked for, so take it back and report every node error.
+            await self._cancel(http, prompt_id)
+            partial = {
+                "error": {
+                    "type": "prompt_outputs_failed_validation",
+                    "message": "Some outputs failed validation",
+                },
+                "node_errors": answer["node_errors"],
+            }
+            raise ComfyUIValidationError.from_body(partial, server=self.server, prompt_id=prompt_id)
+        _cancelled.pop((self.server, prompt_id), None)  # queued anew: no longer cancelled
+        logger.info(
+            "queued prompt %s on %s (number %s)", prompt_id, self.server, answer.get("number")
+        )
+        return Submission(
+            prompt_id=str(answer.get("prompt_id") or prompt_id),
+            server=self.server,
+            client_id=client_id,
+            number=answer.get("number"),
+        )
+
+    # -- follow ----------------------------------------------------------------------------
+    async def follow(
+        self, prompt_id: str, *, raise_on_failure: bool = True
+    ) -> AsyncIterator[ProgressEvent]:
+        """Progress events of a submitted prompt, ending with `PromptDone`. With
+        `raise_on_failure`, an error or interrupt is raised after `PromptDone`."""
+        async with (
+            self.transport.session() as http,
+            PromptSocket(self.transport, client_id_for(prompt_id)) as socket,
+        ):
+            follower = self._follower(http, socket, prompt_id)
+            async for event in follower.events(raise_on_failure):
+                yield event
+
+    async def render(
+        self,
+        graph: dict[str, Any],
+        prompt_id: str,
+        *,
+        on_event: Callable[[ProgressEvent], Any] | None = None,
+        extra_data: dict[str, Any] | None = None,
+        raise_on_failure: bool = True,
+    ) -> PromptResult:
+        """Submit (or re-attach) and follow to the end, with the socket opened *before* the
+        prompt is queued so that no early progress is missed."""
+        async with (
+            self.transport.session() as http,
+            PromptSocket(self.transport, client_id_for(prompt_id)) as socket,
+        ):
+            await socket.connect(self.settings.connect_timeout_s)
+            await self._submit(http, graph, prompt_id, extra_data)
+            follower = self._follower(http, socket, prompt_id)
+            result: PromptResult | None = None
+            async for event in follower.events(raise_on_failure):
+                if on_event is not None:
+                    outcome = on_event(event)
+                    if asyncio.iscoroutine(outcome):
+                        await outcome
+                if isinstance(event, PromptDone):
+                    result = event.result
+            assert result is not None
+            return result
+
+    def _follower(self, http: httpx.AsyncClient, socket: PromptSocket, prompt_id: str) -> Follower:
+        return Follower(
+            self.transport,
+            socket,
+            prompt_id,
+            lookup=functools.partial(self._lookup, http, prompt_id),
+            lost=functools.partial(self._absent, prompt_id),
+        )
+
+    # -- cancel ----------------------------------------------------------------------------
+    async def cancel(self, prompt_id: str) -> CancelOutcome:
+        """Interrupt the prompt if it runs, take it off the queue if it waits."""
+        async with self.transport.session() as http:
+            return await self._cancel(http, prompt_id)
+
+    async def _cancel(self, http: httpx.AsyncClient, prompt_id: str) -> CancelOutcome:
+        for _ in range(5):
+            state = await self._lookup(http, prompt_id)
+            if state.phase == "running":
+                _note_cancelled(self.server, prompt_id)
+                await self.transport.request(
+                    http, "POST", "/interrupt", json={"prompt_id": prompt_id}, prompt_id=prompt_id
+                )
+                logger.info("interrupted prompt %s on %s", prompt_id, self.server)
+                return "interrupted"
+            if state.phase == "queued":
+                _note_cancelled(self.server, prompt_id)
+                await self.transport.request(
+                    http, "POST", "/queue", json={"delete": [prompt_id]}, prompt_id=prompt_id
+                )
+                after = await self._lookup(http, prompt_id)
+                if after.phase in ("absent", "done"):
+                    logger.info("took prompt %s off the queue of %s", prompt_id, self.server)
+                    return "dequeued"
+                continue  # it started between our two looks: interrupt it next round
+            return "already_finished" if state.phase == "done" else "unknown"
+        return "unknown"
+
+    # -- download --------------------------------------------------------------------------
+    async def download(
+        self, output: OutputFile, dest_dir: Path, *, max_bytes: int | None = None
+    ) -> DownloadedFile:
+        """Stream one output into `dest_dir` (never outside it), with a size cap."""
+        async with self.transport.session() as http:
+            return await download_output(self.transport, http, output, Path(dest_dir), max_bytes)
+
+    async def download_all(
+        self, result: PromptResult, dest_dir: Path, *, max_bytes: int | None = None
+    ) -> list[DownloadedFile]:
+        async with self.transport.session() as http:
+            return [
+                await download_output(self.transport, http, output, Path(dest_dir), max_bytes)
+                for output in result.outputs
+            ]
+
+
+def check_api_graph(graph: Any) -> None:
+    """Refuse what is not an API-format graph before it reaches the server."""
+    if not isinstance(graph, dict) or not graph:
+        raise ValueError("the workflow must be a non-empty API-format dict {node_id: node}")
+    if "nodes" in graph and "links" in graph:
+        raise ValueError(
+            "this is an editor (UI-format) workflow: convert it to API format before submitting"
+        )
+    for node_id, node in graph.items():
+        if not isinstance(node, dict) or "class_type" not in node:
+            raise ValueError(f"node {node_id!r} of the workflow has no class_type")
+        if not isinstance(node.get("inputs", {}), dict):
+            raise ValueError(f"node {node_id!r} ({node['class_type']}): inputs must be a dict")
