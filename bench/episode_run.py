@@ -149,7 +149,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     from db.engine import session_scope
     from db.models import Job
     from flows.episode import render_episode
-    from tasks.models import write_stand_in_models
+    from tests.scoring.stand_in_models import write_stand_in_models
 
     # -- untimed set-up ------------------------------------------------------------------
     migrate.upgrade()

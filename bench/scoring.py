@@ -1,13 +1,16 @@
 """Scoring benchmark: batched metrics versus a naive per-frame / per-pair Python loop.
 
 A 120-frame 512x512 clip (a disk gliding over a gradient) is scored by each metric twice: the
-batched code in tasks/ and the loop one would write first (one model call per frame or pair).
-Prints seconds and frames per second: the median of up to --repeats runs, fewer once a timing
-has used --budget seconds. The models are loaded beforehand, outside the timings.
+batched code in tasks/scoring/ and the loop one would write first (one model call per frame or
+pair). Prints seconds and frames per second: the median of up to --repeats runs, fewer once a
+timing has used --budget seconds. The models are loaded beforehand, outside the timings.
 
-    .venv/bin/python bench/scoring.py                 # stand-in tiny models, CPU
-    .venv/bin/python bench/scoring.py --device cuda   # on a GPU machine
-    .venv/bin/python bench/scoring.py --real          # the block's real weights (must be present)
+    .venv/bin/python -m bench.scoring                 # stand-in tiny models, CPU
+    .venv/bin/python -m bench.scoring --device cuda   # on a GPU machine
+    .venv/bin/python -m bench.scoring --real          # the block's real weights (must be present)
+
+Run it as a module from the repository root: the stand-in models come from the tests
+(tests/scoring/stand_in_models.py), which are not installed with the package.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ import numpy as np
 import torch
 
 from blocks.scoring import ScoringModels
-from tasks.aesthetic import aesthetic, aesthetic_of_frames
-from tasks.models import ModelUnavailable, load_lpips, load_subject_embedder, write_stand_in_models
-from tasks.scores import MetricResult
-from tasks.style import style_adherence, style_adherence_batch
-from tasks.temporal import (
+from tasks.scoring.aesthetic import aesthetic, aesthetic_of_frames
+from tasks.scoring.loading.errors import ModelUnavailable
+from tasks.scoring.loading.lpips import load_lpips
+from tasks.scoring.results import MetricResult
+from tasks.scoring.style import style_adherence, style_adherence_batch
+from tasks.scoring.temporal import (
     FlowBlendInterpolator,
     LinearBlendInterpolator,
+    load_subject_embedder,
     motion_smoothness,
     subject_consistency,
     temporal_lpips,
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         models = ScoringModels(allow_downloads=False)
     else:
+        from tests.scoring.stand_in_models import write_stand_in_models
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             models = write_stand_in_models(Path(tempfile.mkdtemp(prefix="bench-models-")))

@@ -41,7 +41,7 @@ def scoring_models(face_pack: Path):
 
 @pytest.fixture(scope="session")
 def embedder(scoring_models):
-    from tasks.faces_embedder import load_face_embedder
+    from tasks.scoring.face_embedder import load_face_embedder
 
     return load_face_embedder(scoring_models)
 

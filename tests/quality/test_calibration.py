@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.calibration import CalibrationReport, calibrate_cast, calibrate_character
-from tasks.faces import embed_references
+from tasks.scoring.calibration import CalibrationReport, calibrate_cast, calibrate_character
+from tasks.scoring.faces import embed_references
 
 from .conftest import T1_FACES, canvas, face_tile
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.faces import (
+from tasks.scoring.face_embedder import DetectedFace, to_rgb_array
+from tasks.scoring.faces import (
     FACE_SIMILARITY,
     SHEET_CONSISTENCY,
     assign_faces,
@@ -16,7 +17,6 @@ from tasks.faces import (
     main_face,
     sheet_consistency,
 )
-from tasks.faces_embedder import DetectedFace, to_rgb_array
 
 from .conftest import canvas, face_tile
 

@@ -12,15 +12,15 @@ import onnxruntime
 import pytest
 
 from blocks.scoring import ScoringModels
-from tasks import faces_embedder
-from tasks.faces_embedder import (
+from tasks.scoring import face_embedder
+from tasks.scoring.face_embedder import (
     FaceEmbedder,
     FaceModelUnavailable,
     InsightFaceEmbedder,
     load_face_embedder,
     onnx_providers,
 )
-from tasks.models import ModelUnavailable
+from tasks.scoring.loading.errors import ModelUnavailable
 
 
 @pytest.fixture
@@ -127,9 +127,9 @@ def test_cpu_device_uses_only_the_cpu_provider():
     reason="this onnxruntime has CUDA",
 )
 def test_cuda_request_without_cuda_runs_on_cpu_and_says_so_once(monkeypatch, caplog):
-    monkeypatch.setattr(faces_embedder, "_warned_cpu_fallback", False)
+    monkeypatch.setattr(face_embedder, "_warned_cpu_fallback", False)
     assert onnx_providers("auto") == ["CPUExecutionProvider"]
-    with caplog.at_level(logging.WARNING, logger=faces_embedder.__name__):
+    with caplog.at_level(logging.WARNING, logger=face_embedder.__name__):
         assert onnx_providers("cuda") == ["CPUExecutionProvider"]
         assert onnx_providers("cuda") == ["CPUExecutionProvider"]
     warnings = [r for r in caplog.records if "face models run on CPU" in r.getMessage()]

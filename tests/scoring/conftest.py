@@ -1,4 +1,4 @@
-"""Stand-in scoring models built on disk once per session, and empty model caches."""
+"""Stand-in scoring models built on disk once per session, empty model caches, a cut brief."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from blocks.scoring import ScoringModels
-from tasks.models import write_stand_in_models
+from db.briefs import CutBrief
+from tests.scoring.stand_in_models import write_stand_in_models
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,18 @@ def offline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return tmp_path
+
+
+@pytest.fixture
+def brief() -> CutBrief:
+    """A cut with nobody cast and no style references, for the judge's scoring functions."""
+    return CutBrief(
+        project_id=1,
+        project_slug="test",
+        episode_id=1,
+        episode_number=1,
+        scene_id=1,
+        scene_number=1,
+        cut_id=1,
+        cut_number=1,
+    )

@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from blocks.scoring import ScoringModels
-from tasks.aesthetic import aesthetic, aesthetic_batch, aesthetic_of_frames, score_aesthetic
-from tasks.models import AestheticMLP
+from db.briefs import CutBrief
+from tasks.scoring.aesthetic import aesthetic, aesthetic_batch, aesthetic_of_frames
+from tasks.scoring.judge import score_keyframe
+from tasks.scoring.loading.aesthetic_head import AestheticMLP
 from tests.scoring.clips import background, linear_motion
 
 
@@ -77,9 +79,9 @@ def test_clip_frames_give_mean_and_weakest_frame(stand_in_models: ScoringModels)
     assert result.details["worst_frame"] == int(np.argmin(per_frame))
 
 
-def test_task_turns_missing_weights_into_could_not_judge(tmp_path: Path) -> None:
+def test_judge_turns_missing_weights_into_could_not_judge(tmp_path: Path, brief: CutBrief) -> None:
     models = ScoringModels(aesthetic_head=str(tmp_path / "gone.pth"), allow_downloads=False,
                            clip_pretrained=str(tmp_path / "gone.pt"))  # fmt: skip
-    result = score_aesthetic.fn(background(), models)
+    [result] = score_keyframe(background(), brief, models, {"aesthetic"})
     assert result.value is None
     assert "ScoringModels.clip_pretrained" in (result.reason or "")

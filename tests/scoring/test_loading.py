@@ -10,14 +10,12 @@ import pytest
 import torch
 
 from blocks.scoring import AESTHETIC_HEAD_URL, ScoringModels
-from tasks.models import (
-    ModelUnavailable,
-    load_aesthetic_head,
-    load_clip,
-    load_dino,
-    load_lpips,
-    resolve_device,
-)
+from tasks.scoring.loading.aesthetic_head import load_aesthetic_head
+from tasks.scoring.loading.clip import load_clip
+from tasks.scoring.loading.device import resolve_device
+from tasks.scoring.loading.dino import load_dino
+from tasks.scoring.loading.errors import ModelUnavailable
+from tasks.scoring.loading.lpips import load_lpips
 
 FAST_S = 2.0
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from blocks.scoring import ScoringModels
-from tasks.style import style_adherence, style_adherence_batch
+from tasks.scoring.style import style_adherence, style_adherence_batch
 from tests.scoring.clips import background, linear_motion
 
 

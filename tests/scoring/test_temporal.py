@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from blocks.scoring import ScoringModels
-from tasks.models import load_lpips
-from tasks.temporal import (
+from tasks.scoring.loading.lpips import load_lpips
+from tasks.scoring.temporal import (
     FlowBlendInterpolator,
     LinearBlendInterpolator,
     lpips_consecutive,

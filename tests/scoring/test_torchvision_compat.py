@@ -16,8 +16,8 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_lpips_and_open_clip_import_in_a_fresh_process_after_the_shim() -> None:
     done = _run(
-        "from tasks.torchvision_compat import ensure_torchvision_importable as shim\n"
-        "applied = shim()\n"
+        "from tasks.scoring.loading import torchvision_compat\n"
+        "applied = torchvision_compat.ensure_torchvision_importable()\n"
         "import lpips, open_clip, torchvision\n"
         "print('ok', applied, torchvision.__version__)\n"
     )
@@ -28,7 +28,7 @@ def test_lpips_and_open_clip_import_in_a_fresh_process_after_the_shim() -> None:
 def test_plain_torchvision_import_is_what_the_shim_repairs() -> None:
     # On a matching torch/torchvision pair the extension loads and there is nothing to repair.
     probe = _run(
-        "from tasks.torchvision_compat import torchvision_extension_loads\n"
+        "from tasks.scoring.loading.torchvision_compat import torchvision_extension_loads\n"
         "print(torchvision_extension_loads())"
     )
     if probe.stdout.strip() == "True":

@@ -1,8 +1,8 @@
 """Face detection and embedding behind one small interface; InsightFace is the default.
 
 InsightFace's packs (buffalo_l: SCRFD detector + ArcFace recognizer) are trained on
-photographs and are weak on cartoon faces, so the metrics in ``tasks.faces`` only talk to a
-``FaceEmbedder``; another embedder (an anime-face detector + recognizer) can replace it.
+photographs and are weak on cartoon faces, so the metrics in ``tasks.scoring.faces`` only talk
+to a ``FaceEmbedder``; another embedder (an anime-face detector + recognizer) can replace it.
 
 Loading never downloads. ``insightface.app.FaceAnalysis`` would: given a pack name whose folder
 is missing it fetches the zip from GitHub (a hang or a retry loop offline), and given a folder
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from tasks.models import ModelUnavailable
+from tasks.scoring.loading.errors import FaceModelUnavailable
 
 if TYPE_CHECKING:
     from blocks.scoring import ScoringModels
@@ -49,13 +49,6 @@ KNOWN_PACK_FILES: dict[str, tuple[str, str]] = {
     "buffalo_sc": ("det_500m.onnx", "w600k_mbf.onnx"),
     "antelopev2": ("scrfd_10g_bnkps.onnx", "glintr100.onnx"),
 }
-
-
-class FaceModelUnavailable(ModelUnavailable):
-    """The face models cannot be loaded from local files; the message says what goes where.
-
-    A ``tasks.models.ModelUnavailable``, so one ``except`` covers every scoring model.
-    """
 
 
 def _model_label(face_model: str, folder: Path) -> str:

@@ -21,26 +21,20 @@ import os
 from collections.abc import Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
 from scipy.optimize import linear_sum_assignment
 
-from tasks.faces_embedder import (
+from tasks.scoring.face_embedder import (
     DetectedFace,
     FaceEmbedder,
-    FaceModelUnavailable,
     ImageInput,
     load_face_embedder,
     to_rgb_array,
 )
-from tasks.scores import MetricResult
-
-if TYPE_CHECKING:
-    from blocks.scoring import ScoringModels
+from tasks.scoring.results import MetricResult
 
 FACE_SIMILARITY = "face_similarity"
 SHEET_CONSISTENCY = "sheet_consistency"
@@ -322,56 +316,3 @@ def sheet_consistency(
     embedder = embedder or load_face_embedder()
     found = main_face_embeddings(images, embedder)
     return sheet_consistency_from_embeddings(found, subject=subject, model=embedder.name)
-
-
-# --- Prefect tasks ---------------------------------------------------------------------------
-
-
-def _missing_model(
-    metric: str, subjects: Sequence[str | None], exc: Exception
-) -> list[MetricResult]:
-    get_run_logger().warning("%s could not be judged: %s", metric, exc)
-    return [
-        MetricResult(metric=metric, value=None, subject=s, reason=f"model weights missing: {exc}")
-        for s in subjects
-    ]
-
-
-@task(name="face-similarity", cache_policy=NO_CACHE)
-def face_similarity_task(
-    image: ImageInput,
-    cast: Mapping[str, Any],
-    models: ScoringModels | None = None,
-    reduce: Reduction = "max",
-) -> list[MetricResult]:
-    """face_similarity with the face model the ScoringModels block names.
-
-    Missing model files make every character could-not-judge ("model weights missing: ...").
-    """
-    try:
-        embedder = load_face_embedder(models)
-    except FaceModelUnavailable as exc:
-        return _missing_model(FACE_SIMILARITY, list(cast), exc)
-    return face_similarity(image, cast, embedder, reduce=reduce)
-
-
-@task(name="sheet-consistency", cache_policy=NO_CACHE)
-def sheet_consistency_task(
-    images: Sequence[ImageInput] | Mapping[str, ImageInput],
-    models: ScoringModels | None = None,
-    subject: str | None = None,
-) -> MetricResult:
-    try:
-        embedder = load_face_embedder(models)
-    except FaceModelUnavailable as exc:
-        return _missing_model(SHEET_CONSISTENCY, [subject], exc)[0]
-    return sheet_consistency(images, embedder, subject=subject)
-
-
-@task(name="embed-references", cache_policy=NO_CACHE)
-def embed_references_task(
-    images: Sequence[ImageInput] | Mapping[str, ImageInput],
-    models: ScoringModels | None = None,
-) -> ReferenceEmbeddings:
-    """Reference embeddings for storage; missing models raise (nothing to store otherwise)."""
-    return embed_references(images, load_face_embedder(models))

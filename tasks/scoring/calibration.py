@@ -23,11 +23,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from tasks.faces import Reduction, reduce_cosines, reference_matrix
+from tasks.scoring.faces import Reduction, reduce_cosines, reference_matrix
 
 
 class ScoreDistribution(BaseModel):
@@ -222,13 +220,3 @@ def calibrate_cast(
         slug: calibrate_character(slug, refs, library, reduce=reduce)
         for slug, refs in library.items()
     }
-
-
-@task(name="calibrate-face-threshold", cache_policy=NO_CACHE)
-def calibrate_character_task(
-    character: str,
-    references: Any,
-    others: Mapping[str, Any],
-    reduce: Reduction = "max",
-) -> CalibrationReport:
-    return calibrate_character(character, references, others, reduce=reduce)

@@ -8,30 +8,20 @@ unusual images; we clamp to [1, 10] so gates compare like with like and record t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.scoring import ScoringModels
-from tasks.models import (
-    FramesLike,
-    ImageLike,
-    ModelUnavailable,
-    load_aesthetic_head,
-    load_clip,
-    load_frames,
-    load_image,
-)
-from tasks.scores import MetricResult
+from tasks.scoring.images import FramesLike, ImageLike, load_frames, load_image
+from tasks.scoring.loading.aesthetic_head import load_aesthetic_head
+from tasks.scoring.loading.clip import load_clip
+from tasks.scoring.loading.errors import ModelUnavailable
+from tasks.scoring.results import MetricResult
 
 METRIC = "aesthetic"
 SCALE = (1.0, 10.0)
-
-logger = logging.getLogger(__name__)
 
 
 def _predict(
@@ -101,27 +91,3 @@ def aesthetic_of_frames(frames: FramesLike, models: ScoringModels | None = None)
             "scale": list(SCALE),
         },
     )
-
-
-def _could_not_judge(exc: ModelUnavailable, subject: str | None = None) -> MetricResult:
-    logger.error("aesthetic not measured: %s", exc)
-    return MetricResult(metric=METRIC, value=None, subject=subject, reason=str(exc))
-
-
-@task(name="aesthetic", cache_policy=NO_CACHE)
-def score_aesthetic(image: ImageLike, models: ScoringModels | None = None) -> MetricResult:
-    """Aesthetic score of one image; missing weights give a could-not-judge result."""
-    try:
-        return aesthetic(image, models)
-    except ModelUnavailable as exc:
-        return _could_not_judge(exc)
-
-
-@task(name="aesthetic-of-frames", cache_policy=NO_CACHE)
-def score_aesthetic_of_frames(
-    frames: FramesLike, models: ScoringModels | None = None
-) -> MetricResult:
-    try:
-        return aesthetic_of_frames(frames, models)
-    except ModelUnavailable as exc:
-        return _could_not_judge(exc)

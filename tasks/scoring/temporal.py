@@ -8,26 +8,19 @@ where we differ.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import torch
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+from PIL import Image
 
 from blocks.scoring import ScoringModels
-from tasks.models import (
-    FramesLike,
-    LpipsNet,
-    ModelUnavailable,
-    load_frames,
-    load_lpips,
-    load_subject_embedder,
-)
-from tasks.scores import MetricResult
-
-logger = logging.getLogger(__name__)
+from tasks.scoring.images import FramesLike, load_frames
+from tasks.scoring.loading.clip import load_clip
+from tasks.scoring.loading.dino import load_dino
+from tasks.scoring.loading.lpips import LpipsNet, load_lpips
+from tasks.scoring.results import MetricResult
 
 
 def _too_short(metric: str, frames: int, needed: int, model: str = "") -> MetricResult:
@@ -128,6 +121,23 @@ def temporal_lpips(
 
 
 # --------------------------------------------------------------------------- subject consistency
+
+
+class ImageEmbedder(Protocol):
+    """Turns images into L2-normalised feature rows, in batches (CLIP and DINO both do)."""
+
+    name: str
+
+    def embed(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
+        """(N, D) float32 CPU tensor, each row of unit length."""
+        ...
+
+
+def load_subject_embedder(models: ScoringModels) -> ImageEmbedder:
+    """The feature backbone subject consistency uses: CLIP by default, DINO when chosen."""
+    if models.subject_backbone == "dino":
+        return load_dino(models)
+    return load_clip(models)
 
 
 def subject_consistency_from_features(features: torch.Tensor) -> tuple[float, np.ndarray]:
@@ -274,40 +284,3 @@ def motion_smoothness(
             "worst_abs_error": float(errors[worst]),
         },
     )
-
-
-# --------------------------------------------------------------------------- tasks
-
-
-def _could_not_judge(metric: str, exc: ModelUnavailable) -> MetricResult:
-    logger.error("%s not measured: %s", metric, exc)
-    return MetricResult(metric=metric, value=None, reason=str(exc))
-
-
-@task(name="temporal-lpips", cache_policy=NO_CACHE)
-def score_temporal_lpips(
-    frames: FramesLike, models: ScoringModels | None = None, loop: bool = False
-) -> MetricResult:
-    try:
-        return temporal_lpips(frames, models, loop=loop)
-    except ModelUnavailable as exc:
-        return _could_not_judge("temporal_lpips", exc)
-
-
-@task(name="subject-consistency", cache_policy=NO_CACHE)
-def score_subject_consistency(
-    frames: FramesLike, models: ScoringModels | None = None
-) -> MetricResult:
-    try:
-        return subject_consistency(frames, models)
-    except ModelUnavailable as exc:
-        return _could_not_judge("subject_consistency", exc)
-
-
-@task(name="motion-smoothness", cache_policy=NO_CACHE)
-def score_motion_smoothness(
-    frames: FramesLike,
-    interpolator: FrameInterpolator | None = None,
-    models: ScoringModels | None = None,
-) -> MetricResult:
-    return motion_smoothness(frames, interpolator, models)

@@ -19,21 +19,16 @@ import numpy as np
 from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
 from db.briefs import CutBrief
-from db.models import Phase
-from tasks.scores import MetricResult
+from db.vocabulary import Phase
+from tasks.scoring.gates import JobDecision, decide_job
+from tasks.scoring.loading.errors import ModelUnavailable
+from tasks.scoring.results import MetricResult
 
 logger = logging.getLogger(__name__)
 
 FACE = "face_similarity"
 KEYFRAME_METRICS = ("face_similarity", "aesthetic", "style_adherence")
 CLIP_METRICS = ("temporal_lpips", "motion_smoothness", "subject_consistency")
-
-
-def _unavailable_errors() -> tuple[type[Exception], ...]:
-    from tasks.faces_embedder import FaceModelUnavailable
-    from tasks.models import ModelUnavailable
-
-    return (ModelUnavailable, FaceModelUnavailable)
 
 
 def _environmental(metric: str, reason: str, subject: str | None = None) -> MetricResult:
@@ -49,14 +44,14 @@ def _guard(
     """Run one metric; a missing model is could-not-judge with the loader's own message."""
     try:
         result = compute()
-    except _unavailable_errors() as exc:
+    except ModelUnavailable as exc:  # FaceModelUnavailable too
         return [_environmental(metric, str(exc), subject)]
     return list(result) if isinstance(result, list) else [result]
 
 
 def face_results(image: Any, brief: CutBrief, models: ScoringModels) -> list[MetricResult]:
-    from tasks.faces import face_similarity
-    from tasks.faces_embedder import load_face_embedder
+    from tasks.scoring.face_embedder import load_face_embedder
+    from tasks.scoring.faces import face_similarity
 
     cast = {m.slug: np.asarray(m.reference_embeddings, dtype=np.float32) for m in brief.cast}
     results = [
@@ -73,7 +68,7 @@ def face_results(image: Any, brief: CutBrief, models: ScoringModels) -> list[Met
     if usable:
         try:
             embedder = load_face_embedder(models)
-        except _unavailable_errors() as exc:
+        except ModelUnavailable as exc:  # FaceModelUnavailable too
             results += [_environmental(FACE, str(exc), slug) for slug in usable]
         else:
             results += face_similarity(image, usable, embedder)
@@ -83,8 +78,8 @@ def face_results(image: Any, brief: CutBrief, models: ScoringModels) -> list[Met
 def score_keyframe(
     image: Any, brief: CutBrief, models: ScoringModels, wanted: set[str]
 ) -> list[MetricResult]:
-    from tasks.aesthetic import aesthetic
-    from tasks.style import style_adherence
+    from tasks.scoring.aesthetic import aesthetic
+    from tasks.scoring.style import style_adherence
 
     results = face_results(image, brief, models) if FACE in wanted and brief.cast else []
     if "aesthetic" in wanted:
@@ -100,7 +95,7 @@ def score_keyframe(
 def score_clip(
     frames: np.ndarray, brief: CutBrief, models: ScoringModels, wanted: set[str]
 ) -> list[MetricResult]:
-    from tasks.temporal import motion_smoothness, subject_consistency, temporal_lpips
+    from tasks.scoring.temporal import motion_smoothness, subject_consistency, temporal_lpips
 
     metrics = {
         "temporal_lpips": lambda: temporal_lpips(frames, models),
@@ -120,9 +115,8 @@ def required_metrics(phase: Phase, brief: CutBrief, thresholds: QualityThreshold
 
 def decide(
     results: list[MetricResult], phase: Phase, brief: CutBrief, thresholds: QualityThresholds
-):
-    from tasks.gates import decide_job
-
+) -> JobDecision:
+    """The job's decision: the phase's gates, with the cast's calibrated face thresholds."""
     face_thresholds = {m.slug: m.face_threshold for m in brief.cast if m.face_threshold is not None}
     return decide_job(
         results,

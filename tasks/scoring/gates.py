@@ -13,13 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from blocks.quality import QualityThresholds
-from db.models.enums import GateDecision, Phase, Verdict
-from tasks.scores import MetricResult
+from db.vocabulary import GateDecision, Phase, Verdict
+from tasks.scoring.results import MetricResult
 
 _SYMBOL = {
     Verdict.PASSED: "passed",
@@ -261,26 +259,3 @@ def decide_phase_gate(
         items=gate_items,
         explanation="\n".join(lines),
     )
-
-
-# --- Prefect tasks ---------------------------------------------------------------------------
-
-
-@task(name="decide-job", cache_policy=NO_CACHE)
-def decide_job_task(
-    results: list[MetricResult],
-    phase: Phase | str,
-    thresholds: QualityThresholds | None = None,
-    face_thresholds: Mapping[str, float] | None = None,
-    required: Collection[str] | None = None,
-) -> JobDecision:
-    return decide_job(results, phase, thresholds, face_thresholds, required=required)
-
-
-@task(name="decide-phase-gate", cache_policy=NO_CACHE)
-def decide_phase_gate_task(
-    items: list[tuple[str, Verdict | str | JobDecision]],
-    phase: Phase | str,
-    thresholds: QualityThresholds | None = None,
-) -> PhaseGateDecision:
-    return decide_phase_gate(items, phase, thresholds)

@@ -14,21 +14,17 @@ With no references the metric cannot judge, and says so.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks.scoring import ScoringModels
-from tasks.models import ImageLike, ModelUnavailable, load_clip, load_image
-from tasks.scores import MetricResult
+from tasks.scoring.images import ImageLike, load_image
+from tasks.scoring.loading.clip import load_clip
+from tasks.scoring.results import MetricResult
 
 METRIC = "style_adherence"
 NO_REFERENCES = "story bible has no style reference images"
-
-logger = logging.getLogger(__name__)
 
 
 def style_adherence_batch(
@@ -75,17 +71,3 @@ def style_adherence(
 ) -> MetricResult:
     """Mean CLIP image-image cosine of ``image`` with the style references (max in details)."""
     return style_adherence_batch([image], style_references, models)[0]
-
-
-@task(name="style-adherence", cache_policy=NO_CACHE)
-def score_style_adherence(
-    image: ImageLike,
-    style_references: Sequence[ImageLike],
-    models: ScoringModels | None = None,
-) -> MetricResult:
-    """Style adherence of one image; missing weights give a could-not-judge result."""
-    try:
-        return style_adherence(image, style_references, models)
-    except ModelUnavailable as exc:
-        logger.error("style adherence not measured: %s", exc)
-        return MetricResult(metric=METRIC, value=None, reason=str(exc))
