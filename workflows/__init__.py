@@ -7,7 +7,7 @@ Public API::
     render_template(name, params, *, object_info=None) -> dict   # API-format graph
     validate_graph(graph, object_info, template=None, *, ignore=()) -> None
     find_problems(graph, object_info, template=None) -> list[GraphProblem]
-    extract_params(graph) -> GenerationParams
+    extract_params(graph) -> GraphParams
     canonical_json(graph) -> str;  graph_sha256(graph) -> str
     ui_to_api(ui_graph, object_info) -> dict
 """
@@ -24,7 +24,7 @@ from workflows.errors import (
 from workflows.extraction import (
     AnimateDiffUse,
     ControlNetUse,
-    GenerationParams,
+    GraphParams,
     IPAdapterUse,
     LoraUse,
     SamplerUse,
@@ -48,7 +48,7 @@ __all__ = [
     "Catalogue",
     "ControlNetSpec",
     "ControlNetUse",
-    "GenerationParams",
+    "GraphParams",
     "GraphProblem",
     "GraphValidationError",
     "IPAdapterUse",

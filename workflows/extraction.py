@@ -109,7 +109,7 @@ class SamplerUse(BaseModel):
     negative: str | None = None
 
 
-class GenerationParams(BaseModel):
+class GraphParams(BaseModel):
     """What a job stores about how an output was made, read from the graph as submitted."""
 
     seed: int | None = None
@@ -542,7 +542,7 @@ def _animatediff(reader: _Reader) -> list[AnimateDiffUse]:
     return uses
 
 
-def extract_params(graph: Mapping[str, Any]) -> GenerationParams:
+def extract_params(graph: Mapping[str, Any]) -> GraphParams:
     """Read seeds, models, sampling, size, frames, prompts, LoRAs, ControlNets, IPAdapters and
     AnimateDiff settings from an API-format graph. Unknown nodes never break extraction."""
     if not isinstance(graph, Mapping):
@@ -555,7 +555,7 @@ def extract_params(graph: Mapping[str, Any]) -> GenerationParams:
             "convert it with ui_to_api(ui_graph, object_info) first"
         )
     reader = _Reader(graph)
-    params = GenerationParams(class_types=sorted({reader.class_type(n) for n in reader.order}))
+    params = GraphParams(class_types=sorted({reader.class_type(n) for n in reader.order}))
 
     for node_id in reader.order:
         for key in SEED_KEYS:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from workflows import GenerationParams, extract_params, render_template
+from workflows import GraphParams, extract_params, render_template
 
 
 def test_keyframe_parameters_come_back_as_rendered(full_params):
     params = extract_params(render_template("keyframe", full_params["keyframe"]))
-    assert isinstance(params, GenerationParams)
+    assert isinstance(params, GraphParams)
     assert params.seed == 11 and params.seeds == {"13.seed": 11}
     assert params.checkpoint == "anything-v5.safetensors"
     assert (params.sampler, params.scheduler, params.steps) == ("dpmpp_2m", "karras", 24)
@@ -196,5 +196,5 @@ def test_editor_format_is_refused_with_a_pointer_to_ui_to_api(load_fixture):
 
 def test_params_serialise_for_storage(full_params):
     params = extract_params(render_template("keyframe", full_params["keyframe"]))
-    restored = GenerationParams.model_validate_json(params.model_dump_json())
+    restored = GraphParams.model_validate_json(params.model_dump_json())
     assert restored == params
