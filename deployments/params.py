@@ -8,14 +8,19 @@ parameter instead of creating a run that crashes later.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import inspect
+from collections.abc import Callable
+from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model, model_validator
 
-from db.models.enums import Phase
+from db.vocabulary import Phase
+from flows.character_sheet import character_sheet
+from flows.episode import render_episode
+from flows.nightly import nightly_render
+from flows.quality import quality_review
+from flows.reproduce import reproduce_job
 
-Renderer = Literal["auto", "animatic", "comfyui"]
-ProjectSlug = Field(min_length=1, max_length=100, description="project slug")
 EPISODE_PHASES = (Phase.GENERATION, Phase.ANIMATION, Phase.QUALITY)
 
 
@@ -23,33 +28,19 @@ class DeploymentParams(BaseModel):
     # A misspelt parameter is an error, not a silently ignored value.
     model_config = ConfigDict(extra="forbid")
 
-
-class RenderSettingsParams(DeploymentParams):
-    """What every render deployment shares: renderer, servers, budget, blocks."""
-
-    renderer: Renderer = Field("auto", description="auto picks ComfyUI when servers are given")
-    comfyui_servers: list[str] | None = Field(
-        None, description="ComfyUI server block names to render on"
-    )
-    attempt_budget: int = Field(3, ge=1, le=20, description="attempts per cut before review")
-    thresholds_block: str | None = Field(None, description="QualityThresholds block name")
-    scoring_block: str | None = Field(None, description="ScoringModels block name")
-
+    # Rules across parameters, for the deployments that have them.
     @model_validator(mode="after")
     def _servers_for_comfyui(self):
-        if self.renderer == "comfyui" and not self.comfyui_servers:
+        if getattr(self, "renderer", None) == "comfyui" and not getattr(
+            self, "comfyui_servers", None
+        ):
             raise ValueError("renderer 'comfyui' needs comfyui_servers (ComfyUI block names)")
         return self
 
-
-class EpisodeTarget(DeploymentParams):
-    project: str = ProjectSlug
-    episode: int = Field(ge=1, description="episode number")
-    phase: Phase = Field(Phase.GENERATION, description="phase to start from")
-    until: Phase = Field(Phase.QUALITY, description="last phase to run")
-
     @model_validator(mode="after")
     def _phase_order(self):
+        if "until" not in type(self).model_fields:
+            return self
         for name in ("phase", "until"):
             if getattr(self, name) not in EPISODE_PHASES:
                 raise ValueError(
@@ -60,50 +51,21 @@ class EpisodeTarget(DeploymentParams):
         return self
 
 
-class CharacterTarget(DeploymentParams):
-    project: str = ProjectSlug
-    character: str = Field(min_length=1, max_length=100, description="character slug")
-
-
-# The target's fields come first (pydantic orders inherited fields from the last base on),
-# so the Prefect UI shows project and episode at the top, as the flows' signatures do.
-class RenderEpisodeParams(RenderSettingsParams, EpisodeTarget):
-    review_timeout_s: int | None = Field(
-        None,
-        ge=1,
-        le=604800,
-        description="wait this long for people's decisions on flagged cuts (None: no wait)",
-    )
-
-
-class NightlyRenderParams(RenderSettingsParams):
-    pass
-
-
-class CharacterSheetParams(RenderSettingsParams, CharacterTarget):
-    pass
-
-
-class ReproduceJobParams(DeploymentParams):
-    job_id: int = Field(ge=1, description="the job to render again")
-    comfyui_servers: list[str] | None = Field(
-        None, description="ComfyUI server block names (ComfyUI jobs; default: its own server)"
-    )
-
-
-class QualityReviewParams(DeploymentParams):
-    project: str = ProjectSlug
-    episode: int = Field(ge=1, description="episode number")
-    thresholds_block: str | None = Field(None, description="QualityThresholds block name")
+def params_of(fn: Callable[..., Any], name: str) -> type[DeploymentParams]:
+    """The flow function's own parameters (types, bounds, descriptions from flows/parameters.py,
+    defaults), in its order, as a strict model: the signature is their one declaration."""
+    hints = get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    for parameter in inspect.signature(fn).parameters.values():
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[parameter.name] = (hints[parameter.name], default)
+    return create_model(name, __base__=DeploymentParams, **fields)
 
 
 # Deployment name -> its parameters. The names are the flows' names (see prefect.yaml).
 DEPLOYMENT_PARAMS: dict[str, type[DeploymentParams]] = {
-    "render-episode": RenderEpisodeParams,
-    "nightly-render": NightlyRenderParams,
-    "character-sheet": CharacterSheetParams,
-    "reproduce-job": ReproduceJobParams,
-    "quality-review": QualityReviewParams,
+    flow.name: params_of(flow.fn, "".join(w.title() for w in flow.name.split("-")) + "Params")
+    for flow in (render_episode, nightly_render, character_sheet, reproduce_job, quality_review)
 }
 
 

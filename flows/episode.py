@@ -12,19 +12,29 @@ there, on the review page, the API or the CLI count in the gate like automatic v
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import BaseModel, Field
 
-from db.models import GateDecision, GateScope, Phase
+from db.vocabulary import GateDecision, GateScope, Phase
 from flows.limits import scene_admission, set_render_limit
+from flows.parameters import (
+    AttemptBudget,
+    ComfyUIServers,
+    EpisodeNumber,
+    LastPhase,
+    ProjectSlug,
+    RendererChoice,
+    ReviewTimeout,
+    ScoringBlock,
+    StartPhase,
+    ThresholdsBlock,
+)
 from flows.quality import quality_review
 from flows.review import apply_decisions, wait_for_review, with_human_verdicts
 from flows.scene import render_scene
-from tasks.gates import PhaseGateDecision, decide_phase_gate
 from tasks.notify import notify_phase_gate
 from tasks.planning import (
     EpisodePlan,
@@ -37,6 +47,7 @@ from tasks.planning import (
 from tasks.production import record_phase_gate
 from tasks.references import embed_references
 from tasks.reports import CutOutcome, Progress, publish_phase_report
+from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
 
 
 class PhaseResult(BaseModel):
@@ -102,16 +113,16 @@ async def render_phase(
 
 @flow(name="render-episode", flow_run_name="{project}-ep{episode}-{phase}", persist_result=False)
 async def render_episode(
-    project: str,
-    episode: int,
-    phase: Phase = Phase.GENERATION,
-    until: Phase = Phase.QUALITY,
-    renderer: Literal["auto", "animatic", "comfyui"] = "auto",
-    comfyui_servers: list[str] | None = None,
-    attempt_budget: int = 3,
-    thresholds_block: str | None = None,
-    scoring_block: str | None = None,
-    review_timeout_s: int | None = None,
+    project: ProjectSlug,
+    episode: EpisodeNumber,
+    phase: StartPhase = Phase.GENERATION,
+    until: LastPhase = Phase.QUALITY,
+    renderer: RendererChoice = "auto",
+    comfyui_servers: ComfyUIServers = None,
+    attempt_budget: AttemptBudget = 3,
+    thresholds_block: ThresholdsBlock = None,
+    scoring_block: ScoringBlock = None,
+    review_timeout_s: ReviewTimeout = None,
 ):
     """Render an episode from ``phase`` on; each next phase starts only when the gate opens.
 

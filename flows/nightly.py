@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from db.queries import PendingEpisode, pending_episodes
 from flows.episode import render_episode
-from tasks.production import in_session
+from flows.parameters import (
+    AttemptBudget,
+    ComfyUIServers,
+    RendererChoice,
+    ScoringBlock,
+    ThresholdsBlock,
+)
+from tasks.pending import find_pending
 
 
 class NightlyReport(BaseModel):
@@ -18,18 +21,13 @@ class NightlyReport(BaseModel):
     results: list[str] = Field(default_factory=list)
 
 
-@task(name="find-pending-episodes", cache_policy=NO_CACHE)
-async def find_pending() -> list[PendingEpisode]:
-    return await in_session(pending_episodes)
-
-
 @flow(name="nightly-render", persist_result=False)
 async def nightly_render(
-    renderer: Literal["auto", "animatic", "comfyui"] = "auto",
-    comfyui_servers: list[str] | None = None,
-    attempt_budget: int = 3,
-    thresholds_block: str | None = None,
-    scoring_block: str | None = None,
+    renderer: RendererChoice = "auto",
+    comfyui_servers: ComfyUIServers = None,
+    attempt_budget: AttemptBudget = 3,
+    thresholds_block: ThresholdsBlock = None,
+    scoring_block: ScoringBlock = None,
 ) -> NightlyReport:
     logger = get_run_logger()
     pending = await find_pending()

@@ -6,16 +6,17 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from blocks.quality import QualityThresholds
-from db.models import GateScope, Phase
-from tasks.gates import PhaseGateDecision, decide_phase_gate
+from db.vocabulary import GateScope, Phase
+from flows.parameters import EpisodeNumber, ProjectSlug, ThresholdsBlock
 from tasks.planning import load_block, plan_episode
 from tasks.production import episode_review_items, record_phase_gate
 from tasks.reports import CutOutcome, publish_phase_report
+from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
 
 
 @flow(name="quality-review", flow_run_name="{project}-ep{episode}-review", persist_result=False)
 async def quality_review(
-    project: str, episode: int, thresholds_block: str | None = None
+    project: ProjectSlug, episode: EpisodeNumber, thresholds_block: ThresholdsBlock = None
 ) -> PhaseGateDecision:
     thresholds = await load_block(QualityThresholds, thresholds_block)
     plan = await plan_episode(project, episode)
