@@ -11,7 +11,7 @@ What each wrapper marks (epoch seconds, the clock the ComfyUI servers stamp hist
 - `ComfyUIPool.slot` and `ComfyUIPool._acquire_one`: entering the pool, the start of the
   acquisition that succeeded (polls before it that found no free slot are waiting), and the
   moment the slot is held.
-- `tasks.render._score`: the scoring itself (model forward passes), in its worker thread.
+- `tasks.judging._score_cut`: the scoring itself (model forward passes), in its worker thread.
 
 Counters (whole run): HTTP requests by target (Prefect API or ComfyUI), method and path
 template, `httpx.AsyncClient`s created (each loads the CA bundle: ~20 ms of CPU here), and
@@ -80,8 +80,8 @@ def install() -> None:
 
     import flows.cut
     import flows.scene
-    import tasks.render
-    from blocks.comfyui_pool import ComfyUIPool
+    import tasks.judging
+    from blocks.comfyui import ComfyUIPool
 
     render_cut = flows.scene.render_cut
 
@@ -138,7 +138,7 @@ def install() -> None:
     ComfyUIPool.slot = timed_pool_slot  # type: ignore[method-assign]
     ComfyUIPool._acquire_one = timed_acquire_one  # type: ignore[method-assign]
 
-    score = tasks.render._score
+    score = tasks.judging._score_cut
 
     def timed_score(*args: Any, **kwargs: Any) -> Any:
         started = _now()
@@ -149,7 +149,7 @@ def install() -> None:
             if times is not None:
                 times.score_spans.append((started, _now()))
 
-    tasks.render._score = timed_score
+    tasks.judging._score_cut = timed_score
     _count_requests()
 
 

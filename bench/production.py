@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from anime.production import parse_production
 from db.engine import session_scope
 from db.models import (
     Artifact,
@@ -32,6 +31,7 @@ from db.models import (
     Scene,
     Verdict,
 )
+from db.production_file import parse_production
 from db.production_io import import_production
 
 PROJECT = "bench-studio"

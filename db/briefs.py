@@ -169,6 +169,29 @@ def load_character_brief(session: Session, character_id: int) -> tuple[CastBrief
     return cast_brief(character), style_brief(character.project), character.project_id
 
 
+class SheetBrief(BaseModel):
+    """What a character sheet is rendered from: the character and its project's style."""
+
+    project_id: int
+    project_slug: str
+    character: CastBrief
+    style: StyleBrief
+
+    @property
+    def label(self) -> str:
+        return f"{self.character.slug} sheet"
+
+
+def load_sheet_brief(session: Session, project: str, character: str) -> SheetBrief:
+    row = session.scalar(
+        select(Character).join(Project).where(Project.slug == project, Character.slug == character)
+    )
+    if row is None:
+        raise LookupError(f"project {project!r} has no character {character!r}")
+    cast, style, project_id = load_character_brief(session, row.id)
+    return SheetBrief(project_id=project_id, project_slug=project, character=cast, style=style)
+
+
 def reference_embeddings(session: Session, character_id: int, model_name: str) -> list[list[float]]:
     rows = session.scalars(
         select(FaceEmbedding.vector)

@@ -29,6 +29,7 @@ from db.models import (
     Scene,
     Verdict,
 )
+from db.renders import RenderResult
 
 PARAM_FIELDS = (
     "template",
@@ -130,46 +131,37 @@ def mark_running(
 
 
 def record_render(
-    session: Session,
-    job_id: int,
-    *,
-    params: Mapping[str, Any],
-    workflow: dict[str, Any],
-    workflow_sha256: str,
-    environment: dict[str, Any],
-    outputs: Iterable[Mapping[str, Any]],
-    prompt_id: str | None = None,
-    server: str | None = None,
-    extra: dict[str, Any] | None = None,
+    session: Session, job_id: int, result: RenderResult, *, extra: dict[str, Any] | None = None
 ) -> Job:
     """Parameters, the exact workflow and the outputs of a finished render, in one go."""
     job = get_job(session, job_id)
+    params = result.params
     values = {name: params.get(name) for name in PARAM_FIELDS if params.get(name) is not None}
     stored = job.params or GenerationParams(job_id=job.id)
     for name, value in values.items():
         setattr(stored, name, value)
-    stored.workflow = workflow
-    stored.workflow_sha256 = workflow_sha256
-    stored.environment = environment
-    stored.extra = extra or {}
+    stored.workflow = result.workflow
+    stored.workflow_sha256 = result.workflow_sha256
+    stored.environment = result.environment
+    stored.extra = {"renderer": result.renderer, **(extra or {})}
     job.params = stored
     session.execute(delete(Artifact).where(Artifact.job_id == job.id))
-    for out in outputs:
+    for out in result.outputs:
         session.add(
             Artifact(
                 job_id=job.id,
-                kind=out.get("kind", "image"),
-                uri=out["path"],
-                sha256=out["sha256"],
-                mime=out["mime"],
-                size_bytes=out["size_bytes"],
-                width=out.get("width"),
-                height=out.get("height"),
-                frames=out.get("frames"),
+                kind=out.kind,
+                uri=out.path,
+                sha256=out.sha256,
+                mime=out.mime,
+                size_bytes=out.size_bytes,
+                width=out.width,
+                height=out.height,
+                frames=out.frames,
             )
         )
-    job.comfyui_prompt_id = prompt_id or job.comfyui_prompt_id
-    job.comfyui_server = server or job.comfyui_server
+    job.comfyui_prompt_id = result.prompt_id or job.comfyui_prompt_id
+    job.comfyui_server = result.server or job.comfyui_server
     job.status = JobStatus.RENDERED
     job.finished_at = now()
     return job

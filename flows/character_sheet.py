@@ -4,22 +4,36 @@ sheet's faces agree, and on approval make the images the character's reference l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 from pydantic import BaseModel
 
-from db.models import GateDecision, GateScope, Phase, Verdict
-from tasks import sheets
-from tasks.gates import decide_phase_gate
-from tasks.notify import notify_phase_gate, notify_review
-from tasks.planning import resolve_settings
-from tasks.production import flag_for_review, record_error, record_phase_gate
-from tasks.render import store_render
+from db.briefs import SheetBrief
+from db.vocabulary import GateDecision, GateScope, Phase, Verdict
+from flows.attempts import run_attempts
+from flows.parameters import (
+    AttemptBudget,
+    CharacterSlug,
+    ComfyUIServers,
+    ProjectSlug,
+    RendererChoice,
+    ScoringBlock,
+    ThresholdsBlock,
+)
+from tasks import production
+from tasks.judging import SheetJudgement, judge_sheet
+from tasks.notify import notify_phase_gate
+from tasks.planning import RenderSettings, resolve_settings
+from tasks.production import record_phase_gate
+from tasks.prompts import character_prompt
+from tasks.rendering.request import BoardFigure, RenderRequest, Storyboard
+from tasks.scoring.gates import decide_phase_gate
 from tasks.seeds import attempt_seed
 from tasks.storage import character_output_dir
+
+VIEWS = ["front", "three-quarter", "side", "back"]
 
 
 class SheetReport(BaseModel):
@@ -33,95 +47,94 @@ class SheetReport(BaseModel):
     explanation: str = ""
 
 
+class SheetAttempts:
+    """The sheet's side of the attempt loop: its jobs, its render request, its judge."""
+
+    phase = Phase.CONCEPT.value
+
+    def __init__(self, brief: SheetBrief, settings: RenderSettings) -> None:
+        self.brief, self.settings = brief, settings
+        self.label = brief.label
+        self.project_id = brief.project_id
+
+    async def history(self) -> production.AttemptHistory:
+        return await production.sheet_history(self.brief.character.character_id)
+
+    async def open_attempt(self, attempt: int) -> int:
+        target = production.AttemptTarget.of_sheet(self.brief)
+        return await production.open_attempt(
+            target, attempt, self.settings.renderer, flow_run.get_id()
+        )
+
+    def request(self, attempt: int, job_id: int, new_job: bool) -> RenderRequest:
+        brief, character = self.brief, self.brief.character
+        return RenderRequest(
+            renderer=self.settings.renderer,
+            job_id=job_id,
+            attempt=attempt,
+            phase=Phase.CONCEPT,
+            label=brief.label,
+            name=f"{character.slug}-sheet",
+            out_dir=str(
+                character_output_dir(
+                    Path(self.settings.artifacts_dir), brief.project_slug, character.slug, attempt
+                )
+            ),
+            seed=attempt_seed(f"{brief.project_slug}/{character.slug}/sheet", attempt),
+            template=self.settings.sheet_template or "character_sheet",
+            parameters={
+                "positive": f"{character_prompt(character)}, {brief.style.style_prompt}",
+                "negative": brief.style.negative_prompt or None,
+            },
+            board=Storyboard(
+                cast=[
+                    BoardFigure(slug=character.slug, reference_images=character.reference_images)
+                ],
+                palette=brief.style.palette,
+                views=VIEWS,
+            ),
+            servers=self.settings.comfyui_servers,
+            new_job=new_job,
+        )
+
+    async def judge(self, job_id: int, outputs: list[str]) -> SheetJudgement:
+        return await judge_sheet(job_id, outputs, VIEWS, self.settings)
+
+
 @flow(name="character-sheet", flow_run_name="{project}-{character}-sheet", persist_result=False)
 async def character_sheet(
-    project: str,
-    character: str,
-    renderer: Literal["auto", "animatic", "comfyui"] = "auto",
-    comfyui_servers: list[str] | None = None,
-    attempt_budget: int = 3,
-    thresholds_block: str | None = None,
-    scoring_block: str | None = None,
+    project: ProjectSlug,
+    character: CharacterSlug,
+    renderer: RendererChoice = "auto",
+    comfyui_servers: ComfyUIServers = None,
+    attempt_budget: AttemptBudget = 3,
+    thresholds_block: ThresholdsBlock = None,
+    scoring_block: ScoringBlock = None,
 ):
     logger = get_run_logger()
-    brief = await sheets.load_sheet_brief(project, character)
+    brief, history = await production.load_sheet(project, character)
     settings = await resolve_settings(
         renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block
     )
-    views = sheets.VIEWS
-    previous = {a.attempt: a for a in await sheets.sheet_attempts(brief.character.character_id)}
+    subject = SheetAttempts(brief, settings)
+    result = await run_attempts(subject, history, settings.attempt_budget)
+    judgement = result.judgement
+    added = 0
+    if result.status == "approved" and isinstance(judgement, SheetJudgement):
+        added = await production.approve_sheet(
+            result.job_id, result.outputs, VIEWS, judgement.embeddings, judgement.model
+        )
+    explanation = judgement.explanation if judgement else ""
     report = SheetReport(
         project=project,
         character=character,
-        status="",
-        job_id=None,
-        attempts=0,
-        consistency=None,
+        status=result.status,
+        job_id=result.job_id,
+        attempts=result.attempts,
+        consistency=judgement.value if isinstance(judgement, SheetJudgement) else None,
+        references_added=added,
+        explanation=f"{result.note}\n{explanation}".strip(),
     )
-    judged: dict[int, tuple[int, sheets.SheetJudgement, list[str]]] = {}
-    for attempt in range(1, settings.attempt_budget + 1):
-        before = previous.get(attempt)
-        if before is not None and before.verdict is Verdict.FAILED:
-            continue
-        if before is not None and before.outputs:
-            job_id, paths = before.job_id, before.outputs
-        else:
-            job_id = await sheets.open_sheet_attempt(
-                brief, attempt, settings.renderer, flow_run.get_id()
-            )
-            seed = attempt_seed(f"{project}/{character}/sheet", attempt)
-            out_dir = character_output_dir(
-                Path(settings.artifacts_dir), project, character, attempt
-            )
-            try:
-                result = await render_sheet(brief, views, seed, out_dir, job_id, attempt, settings)
-            except Exception as exc:
-                await record_error(job_id, f"{type(exc).__name__}: {exc}")
-                raise
-            await store_render(job_id, result)
-            paths = [o.path for o in result.outputs]
-        judgement = await sheets.judge_sheet(job_id, paths, views, settings)
-        judged[attempt] = (job_id, judgement, paths)
-        logger.info("%s sheet attempt %d: %s", character, attempt, judgement.verdict)
-        if judgement.verdict == Verdict.PASSED.value:
-            added = await sheets.approve_sheet(job_id, paths, views, judgement)
-            report = report.model_copy(
-                update=dict(
-                    status="approved",
-                    job_id=job_id,
-                    attempts=attempt,
-                    consistency=judgement.value,
-                    references_added=added,
-                    explanation=judgement.explanation,
-                )
-            )
-            break
-        if judgement.environmental:
-            break
-
-    if report.status != "approved":
-        if not judged:
-            raise RuntimeError(
-                f"{character}: every attempt of the budget ({settings.attempt_budget}) has "
-                "failed already; raise attempt_budget to render more"
-            )
-        best_attempt = max(judged, key=lambda a: (judged[a][1].value or -2.0, -a))
-        job_id, judgement, _ = judged[best_attempt]
-        note = (
-            f"sheet flagged for review after {len(judged)} attempt(s): "
-            f"best is attempt {best_attempt}"
-        )
-        await flag_for_review(job_id, note)
-        await notify_review(brief.project_id, f"{character} sheet", "concept", note, job_id)
-        report = report.model_copy(
-            update=dict(
-                status="needs_review",
-                job_id=job_id,
-                attempts=len(judged),
-                consistency=judgement.value,
-                explanation=f"{note}\n{judgement.explanation}",
-            )
-        )
 
     verdict = Verdict.PASSED.value if report.status == "approved" else Verdict.FAILED.value
     decision = decide_phase_gate([(character, verdict)], Phase.CONCEPT, settings.thresholds)
@@ -139,16 +152,3 @@ async def character_sheet(
     if decision.decision is not GateDecision.OPEN:
         return Completed(name="GateClosed", message=report.explanation.splitlines()[0], data=report)
     return report
-
-
-async def render_sheet(brief, views, seed, out_dir, job_id, attempt, settings):
-    if settings.renderer == "animatic":
-        import anyio
-
-        spec = sheets.sheet_spec(brief, views, seed)
-        return await anyio.to_thread.run_sync(
-            sheets.render_sheet_animatic, spec, out_dir, f"{brief.character.slug}-sheet"
-        )
-    from tasks.comfyui_render import render_sheet_on_comfyui
-
-    return await render_sheet_on_comfyui(brief, seed, out_dir, job_id, attempt, settings)

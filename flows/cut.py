@@ -1,10 +1,4 @@
-"""render_cut: one cut through one phase.
-
-Each attempt renders with the next seed of a deterministic sequence and is judged; a failed
-attempt is regenerated until the attempt budget is spent, then the best attempt is flagged for
-review (never dropped). Re-running is safe: an approved cut is skipped, a stored but unjudged
-output is judged without rendering again, an output that could not be judged is judged again
-(models may have been installed since), and a failed attempt is never rendered twice.
+"""render_cut: one cut through one phase, through the attempt loop (flows/attempts.py).
 
 People decide where the gates cannot (db/review.py): a cut a person approved is skipped like
 any approved cut (its outcome names who decided); a cut a person rejected is rendered again on
@@ -21,13 +15,14 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from db.briefs import CutBrief
-from db.models import JobStatus, Phase, Verdict
+from db.vocabulary import Phase
+from flows.attempts import run_attempts
 from flows.limits import render_slot
 from tasks import production
-from tasks.notify import notify_review
+from tasks.judging import Judgement, judge_cut
 from tasks.planning import RenderSettings
 from tasks.prompts import build_cut_prompt
-from tasks.render import CutRender, Judgement, judge, render, store_render
+from tasks.rendering.request import BoardFigure, RenderRequest, Storyboard
 from tasks.reports import CutOutcome
 from tasks.seeds import attempt_seed
 from tasks.storage import cut_output_dir
@@ -39,54 +34,81 @@ def template_for(phase: Phase, brief: CutBrief) -> str:
     return brief.template or str(brief.project_settings.get("default_template", "keyframe"))
 
 
-def _attempt_job(
-    brief: CutBrief,
-    phase: Phase,
-    attempt: int,
-    job_id: int,
-    settings: RenderSettings,
-    source_image: str | None,
-    new_job: bool,
-) -> CutRender:
-    return CutRender(
-        job_id=job_id,
-        attempt=attempt,
-        seed=attempt_seed(
-            f"{brief.project_slug}/{brief.label}/{phase.value}",
-            attempt,
-            brief.overrides.get("seed"),
-        ),
-        phase=phase,
-        renderer=settings.renderer,
-        brief=brief,
-        prompt=build_cut_prompt(brief),
-        template=template_for(phase, brief),
-        source_image=source_image,
-        comfyui_servers=settings.comfyui_servers,
-        new_job=new_job,
-        out_dir=str(
-            cut_output_dir(
-                Path(settings.artifacts_dir),
-                brief.project_slug,
-                brief.episode_number,
-                brief.scene_number,
-                brief.cut_number,
-                phase.value,
+class CutAttempts:
+    """The cut's side of the attempt loop: its jobs, its render request, its judge."""
+
+    def __init__(
+        self, brief: CutBrief, phase: Phase, settings: RenderSettings, keyframe: str | None
+    ) -> None:
+        self.brief, self.phase, self.settings, self.keyframe = brief, phase, settings, keyframe
+        self.label = brief.label
+        self.project_id = brief.project_id
+
+    async def history(self) -> production.CutState:
+        return await production.cut_state(self.brief.cut_id, self.phase)
+
+    async def open_attempt(self, attempt: int) -> int:
+        target = production.AttemptTarget.of_cut(self.brief, self.phase)
+        return await production.open_attempt(
+            target, attempt, self.settings.renderer, flow_run.get_id()
+        )
+
+    def request(self, attempt: int, job_id: int, new_job: bool) -> RenderRequest:
+        brief, phase = self.brief, self.phase
+        animating = phase is Phase.ANIMATION
+        prompt = build_cut_prompt(brief)
+        return RenderRequest(
+            renderer=self.settings.renderer,
+            job_id=job_id,
+            attempt=attempt,
+            phase=phase,
+            label=brief.label,
+            name=f"{brief.label}-{phase.value}-a{attempt:02d}",
+            out_dir=str(
+                cut_output_dir(
+                    Path(self.settings.artifacts_dir),
+                    brief.project_slug,
+                    brief.episode_number,
+                    brief.scene_number,
+                    brief.cut_number,
+                    phase.value,
+                    attempt,
+                )
+            ),
+            seed=attempt_seed(
+                f"{brief.project_slug}/{brief.label}/{phase.value}",
                 attempt,
-            )
-        ),
-    )
+                brief.overrides.get("seed"),
+            ),
+            template=template_for(phase, brief),
+            parameters={
+                "positive": prompt.positive,
+                "negative": prompt.negative,
+                "width": brief.overrides.get("width"),
+                "height": brief.overrides.get("height"),
+                "frames": brief.frames if animating else 1,
+                "fps": brief.fps,
+                **{k: v for k, v in brief.overrides.items() if k != "seed"},
+            },
+            board=Storyboard(
+                description=brief.description,
+                dialogue=brief.dialogue,
+                camera=brief.camera,
+                cast=[
+                    BoardFigure(
+                        slug=m.slug, reference_images=m.reference_images, position=m.position
+                    )
+                    for m in brief.cast
+                ],
+                palette=brief.style.palette,
+                source_image=self.keyframe,
+            ),
+            servers=self.settings.comfyui_servers,
+            new_job=new_job,
+        )
 
-
-async def _render_and_store(job: CutRender) -> str:
-    try:
-        async with render_slot():
-            result = await render(job)
-    except Exception as exc:
-        await production.record_error(job.job_id, f"{type(exc).__name__}: {exc}")
-        raise
-    await store_render(job.job_id, result)
-    return result.outputs[0].path
+    async def judge(self, job_id: int, outputs: list[str]) -> Judgement:
+        return await judge_cut(job_id, outputs[0], self.brief, self.phase, self.settings)
 
 
 @flow(
@@ -124,71 +146,18 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
             )
         )
 
-    judgements: dict[int, Judgement] = {}
-    first = state.fresh_from
-    for attempt in range(first, first + settings.attempt_budget):
-        previous = state.attempt(attempt)
-        if previous is not None and previous.verdict is Verdict.FAILED:
-            continue  # judged and failed in an earlier run: move on to the next seed
-        if previous is not None and previous.outputs and previous.status is not JobStatus.ERROR:
-            job_id, output = previous.job_id, previous.outputs[0]  # stored already: judge it
-        else:
-            job_id = await production.open_attempt(
-                brief, phase, attempt, settings.renderer, flow_run.get_id()
-            )
-            # A job no earlier run opened: no ComfyUI server can have its prompt yet.
-            fresh = previous is None
-            job = _attempt_job(
-                brief, phase, attempt, job_id, settings, state.approved_keyframe, fresh
-            )
-            output = await _render_and_store(job)
-        verdict = await judge(job_id, output, brief, phase, settings)
-        judgements[job_id] = verdict
-        logger.info("%s attempt %d: %s", brief.label, attempt, verdict.verdict)
-        if verdict.verdict == Verdict.PASSED.value:
-            return outcome.model_copy(
-                update=dict(
-                    status="approved",
-                    verdict="passed",
-                    job_id=job_id,
-                    attempts=attempt,
-                    output=output,
-                    explanation=verdict.explanation,
-                    scores=verdict.summary,
-                )
-            )
-        if verdict.environmental:
-            break  # a missing model or reference is not fixed by a new seed
-
-    return await _flag_best(brief, phase, settings, judgements, outcome)
-
-
-async def _flag_best(
-    brief: CutBrief,
-    phase: Phase,
-    settings: RenderSettings,
-    judgements: dict[int, Judgement],
-    outcome: CutOutcome,
-) -> CutOutcome:
-    state = await production.cut_state(brief.cut_id, phase)
-    judged = [a for a in state.attempts if a.verdict is not None and a.attempt >= state.fresh_from]
-    best = max(judged, key=lambda a: (a.passed_metrics, a.margin, -a.attempt))
-    note = (
-        f"flagged for review after {len(judged)} attempt(s) of {settings.attempt_budget}: "
-        f"best is attempt {best.attempt} (job {best.job_id})"
-    )
-    await production.flag_for_review(best.job_id, note)
-    await notify_review(brief.project_id, brief.label, phase.value, note, best.job_id)
-    get_run_logger().warning("%s %s", brief.label, note)
-    latest = judgements.get(best.job_id)
+    subject = CutAttempts(brief, phase, settings, state.approved_keyframe)
+    result = await run_attempts(subject, state, settings.attempt_budget, slot=render_slot)
+    judgement = result.judgement
+    explanation = judgement.explanation if judgement else ""
     return outcome.model_copy(
         update=dict(
-            status="needs_review",
-            verdict=(best.verdict or Verdict.FAILED).value,
-            job_id=best.job_id,
-            attempts=len(judged),
-            output=(best.outputs or [None])[0],
-            explanation=f"{note}\n{latest.explanation if latest else ''}".strip(),
-            scores=latest.summary if latest else {},
+            status=result.status,
+            verdict=result.verdict.value,
+            job_id=result.job_id,
+            attempts=result.attempts,
+            output=(result.outputs or [None])[0],
+            explanation=f"{result.note}\n{explanation}".strip(),
+            scores=judgement.summary if judgement else {},
         )
     )

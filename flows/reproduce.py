@@ -5,19 +5,22 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.parameters import JobId, ReproductionServers
+from tasks.production import open_attempt, record_error
+from tasks.rendering.task import render
 from tasks.reproduce import (
     ReproductionReport,
     load_stored_job,
-    open_reproduction,
     record_reproduction,
-    rerender,
+    reproduction_request,
+    reproduction_target,
 )
 from tasks.storage import artifacts_root
 
 
 @flow(name="reproduce-job", flow_run_name="reproduce-job-{job_id}", persist_result=False)
 async def reproduce_job(
-    job_id: int, comfyui_servers: list[str] | None = None
+    job_id: JobId, comfyui_servers: ReproductionServers = None
 ) -> ReproductionReport:
     """Render the exact stored workflow again; report identical bytes or the measured
     difference, and what changed in the environment (ComfyUI, PyTorch, device).
@@ -25,9 +28,17 @@ async def reproduce_job(
     ComfyUI jobs go to ``comfyui_servers`` (ComfyUI server block names); the server that
     rendered the original is recorded by URL, and a studio may have re-pointed its block."""
     stored = await load_stored_job(job_id)
-    new_job_id, attempt = await open_reproduction(stored, flow_run.get_id())
+    attempt = stored.next_attempt
+    new_job_id = await open_attempt(
+        reproduction_target(stored), attempt, stored.renderer, flow_run.get_id()
+    )
     out_dir = artifacts_root() / "reproductions" / f"job-{job_id}" / f"attempt-{attempt:02d}"
-    result = await rerender(stored, new_job_id, attempt, str(out_dir), comfyui_servers or [])
-    report = await record_reproduction(stored, new_job_id, attempt, result)
+    request = reproduction_request(stored, new_job_id, str(out_dir), comfyui_servers or [])
+    try:
+        result = await render(request)
+    except Exception as exc:
+        await record_error(new_job_id, f"{type(exc).__name__}: {exc}")
+        raise
+    report = await record_reproduction(stored, new_job_id, result)
     get_run_logger().info(report.summary())
     return report

@@ -6,7 +6,7 @@ import asyncio
 
 from prefect import flow
 
-from db.models import Phase
+from db.vocabulary import Phase
 from flows.cut import render_cut
 from flows.limits import cut_admission
 from tasks.planning import RenderSettings, ScenePlan

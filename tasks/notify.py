@@ -64,7 +64,7 @@ def run_links(flow_run_id: str | None, job_id: int | None = None) -> dict[str, s
 
 
 def gate_notice(project: str, label: str, decision: Any, flow_run_id: str | None) -> Notice:
-    """A PhaseGateDecision (tasks.gates) as a notice."""
+    """A PhaseGateDecision (tasks.scoring.gates) as a notice."""
     value = getattr(decision.decision, "value", decision.decision)
     rate = "n/a" if decision.pass_rate is None else f"{decision.pass_rate:.0%}"
     return Notice(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
 from db import jobs as db_jobs
-from db.models import Phase
+from db.vocabulary import Phase
 from tasks.production import in_session
 from tasks.storage import artifacts_root
 
@@ -109,10 +109,10 @@ async def resolve_settings(
     chosen = renderer if renderer != "auto" else ("comfyui" if comfyui_servers else "animatic")
     slots = 0
     if chosen == "comfyui":
-        from blocks.comfyui import ComfyUIServer
+        # The pool the renders will use, loaded once here and kept for them.
+        from tasks.rendering.comfyui import server_pool
 
-        for name in comfyui_servers:
-            slots += (await ComfyUIServer.aload(name)).slots
+        slots = sum(server.slots for server in (await server_pool(comfyui_servers)).servers)
     return RenderSettings(
         renderer=chosen,
         comfyui_servers=comfyui_servers if chosen == "comfyui" else [],

@@ -18,7 +18,7 @@ from db import briefs as db_briefs
 from db import jobs as db_jobs
 from db import review as db_review
 from db.engine import session_scope
-from db.models import GateDecision, GateScope, JobKind, JobStatus, Phase, Verdict
+from db.vocabulary import GateDecision, GateScope, JobKind, JobStatus, Phase, Verdict
 
 T = TypeVar("T")
 
@@ -45,11 +45,10 @@ class AttemptState(BaseModel):
     decision: str | None = None  # approved | rejected
 
 
-class CutState(BaseModel):
-    cut_id: int
-    phase: Phase
+class AttemptHistory(BaseModel):
+    """What is stored of a subject's attempts in one phase (a cut's, a character sheet's)."""
+
     attempts: list[AttemptState] = Field(default_factory=list)
-    approved_keyframe: str | None = None  # animation phase: the image to animate
     # First attempt of the current budget: after a person rejects the cut, the next run
     # renders from the attempt (and seed) after its last one, with a fresh budget.
     fresh_from: int = 1
@@ -60,6 +59,12 @@ class CutState(BaseModel):
 
     def attempt(self, number: int) -> AttemptState | None:
         return next((a for a in self.attempts if a.attempt == number), None)
+
+
+class CutState(AttemptHistory):
+    cut_id: int
+    phase: Phase
+    approved_keyframe: str | None = None  # animation phase: the image to animate
 
 
 def _attempt_state(job) -> AttemptState:
@@ -121,25 +126,55 @@ async def cut_state(cut_id: int, phase: Phase) -> CutState:
     return await in_session(read_cut_state, cut_id, phase)
 
 
+class AttemptTarget(BaseModel):
+    """Whose attempt a job is: a cut's keyframe or animation, or a character's sheet."""
+
+    project_id: int
+    phase: Phase
+    kind: JobKind
+    cut_id: int | None = None
+    character_id: int | None = None
+    parent_job_id: int | None = None  # a reproduction's original
+    story_bible_version: int | None = None
+
+    @classmethod
+    def of_cut(cls, brief: db_briefs.CutBrief, phase: Phase) -> AttemptTarget:
+        kind = JobKind.KEYFRAME if phase is Phase.GENERATION else JobKind.ANIMATION
+        return cls(
+            project_id=brief.project_id,
+            phase=phase,
+            kind=kind,
+            cut_id=brief.cut_id,
+            story_bible_version=brief.style.version,
+        )
+
+    @classmethod
+    def of_sheet(cls, brief: db_briefs.SheetBrief) -> AttemptTarget:
+        return cls(
+            project_id=brief.project_id,
+            phase=Phase.CONCEPT,
+            kind=JobKind.CHARACTER_SHEET,
+            character_id=brief.character.character_id,
+            story_bible_version=brief.style.version,
+        )
+
+
 @task(name="open-attempt", cache_policy=NO_CACHE)
 async def open_attempt(
-    brief: db_briefs.CutBrief,
-    phase: Phase,
-    attempt: int,
-    renderer: str,
-    flow_run_id: str | None,
+    target: AttemptTarget, attempt: int, renderer: str, flow_run_id: str | None
 ) -> int:
     """The job row of this attempt (found again on a re-run), marked running for this run."""
-    kind = JobKind.KEYFRAME if phase is Phase.GENERATION else JobKind.ANIMATION
 
     def run(session) -> int:
         job, _ = db_jobs.get_or_create_job(
             session,
-            project_id=brief.project_id,
-            phase=phase,
-            kind=kind,
+            project_id=target.project_id,
+            phase=target.phase,
+            kind=target.kind,
             attempt=attempt,
-            cut_id=brief.cut_id,
+            cut_id=target.cut_id,
+            character_id=target.character_id,
+            parent_job_id=target.parent_job_id,
             renderer=renderer,
         )
         db_jobs.mark_running(
@@ -147,11 +182,46 @@ async def open_attempt(
             job.id,
             flow_run_id=flow_run_id,
             renderer=renderer,
-            story_bible_version=brief.style.version,
+            story_bible_version=target.story_bible_version,
         )
         return job.id
 
     return await in_session(run)
+
+
+def read_sheet_history(session, character_id: int) -> AttemptHistory:
+    jobs = db_jobs.character_jobs(session, character_id, Phase.CONCEPT)
+    return AttemptHistory(attempts=[_attempt_state(j) for j in jobs])
+
+
+@task(name="load-sheet", cache_policy=NO_CACHE)
+async def load_sheet(
+    project: str, character: str
+) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
+    """A sheet run's start, in one transaction: the brief and its stored attempts."""
+
+    def read(session) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
+        brief = db_briefs.load_sheet_brief(session, project, character)
+        return brief, read_sheet_history(session, brief.character.character_id)
+
+    return await in_session(read)
+
+
+@task(name="read-sheet-history", cache_policy=NO_CACHE)
+async def sheet_history(character_id: int) -> AttemptHistory:
+    return await in_session(read_sheet_history, character_id)
+
+
+@task(name="approve-sheet", cache_policy=NO_CACHE)
+async def approve_sheet(
+    job_id: int, paths: list[str], views: list[str], embeddings: dict, model: str
+) -> int:
+    """The approved sheet's views become the character's references (with embeddings)."""
+    rows = [
+        (path, view, embeddings.get(view), model)
+        for view, path in zip(views, paths, strict=False)
+    ]
+    return await in_session(db_jobs.approve_sheet, job_id, rows)
 
 
 @task(name="flag-for-review", cache_policy=NO_CACHE)
@@ -175,7 +245,7 @@ async def record_phase_gate(
     decision: Any,
     flow_run_id: str | None,
 ) -> int:
-    """Store a PhaseGateDecision (tasks.gates) and return the gate's id."""
+    """Store a PhaseGateDecision (tasks.scoring.gates) and return the gate's id."""
 
     def run(session) -> int:
         gate = db_jobs.record_phase_gate(

@@ -12,8 +12,12 @@ from tasks.production import in_session
 
 def embed_project_references(session, project_id: int, models: ScoringModels) -> str:
     """Embed every reference image of the project that has no embedding for this model yet."""
-    from tasks.faces import main_face
-    from tasks.faces_embedder import FaceModelUnavailable, load_face_embedder, to_rgb_array
+    from tasks.scoring.face_embedder import (
+        FaceModelUnavailable,
+        load_face_embedder,
+        to_rgb_array,
+    )
+    from tasks.scoring.faces import main_face
 
     try:
         embedder = load_face_embedder(models)

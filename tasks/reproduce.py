@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import anyio
 import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from db import jobs as db_jobs
-from db.models import JobKind, JobStatus, Phase
-from tasks.animatic import load_frames, render_animatic
-from tasks.outputs import RenderResult
-from tasks.production import in_session
+from db.renders import RenderResult
+from db.vocabulary import JobKind, JobStatus, Phase
+from tasks.production import AttemptTarget, in_session
+from tasks.rendering.request import RenderRequest
+from tasks.scoring.images import load_frames
 
 # What must match for an exact reproduction, as reported by ComfyUI's /system_stats or the
 # animatic's own environment; anything else that differs is reported but not decisive.
@@ -34,10 +33,13 @@ ENVIRONMENT_KEYS = (
 class StoredJob(BaseModel):
     job_id: int
     project_id: int
-    phase: str
+    phase: Phase
     renderer: str
+    seed: int | None
     cut_id: int | None
     character_id: int | None
+    story_bible_version: int | None
+    next_attempt: int  # of its reproductions
     workflow: dict[str, Any]
     workflow_sha256: str | None
     environment: dict[str, Any]
@@ -88,10 +90,13 @@ def read_stored_job(session, job_id: int) -> StoredJob:
     return StoredJob(
         job_id=job.id,
         project_id=job.project_id,
-        phase=job.phase.value,
+        phase=job.phase,
         renderer=job.renderer,
+        seed=job.params.seed,
         cut_id=job.cut_id,
         character_id=job.character_id,
+        story_bible_version=job.story_bible_version,
+        next_attempt=1 + db_jobs.count_jobs(session, parent_job_id=job.id),
         workflow=job.params.workflow,
         workflow_sha256=job.params.workflow_sha256,
         environment=job.params.environment,
@@ -126,7 +131,7 @@ def compare_outputs(original: dict[str, Any], new_path: str, new_sha: str) -> Co
         return Comparison(identical=True, original_sha256=original["sha256"], new_sha256=new_sha)
     try:
         a, b = load_frames(original["path"]), load_frames(new_path)
-    except (OSError, FileNotFoundError) as exc:
+    except (OSError, ValueError) as exc:  # unreadable, missing, or not pictures
         return Comparison(
             identical=False,
             original_sha256=original["sha256"],
@@ -156,60 +161,42 @@ async def load_stored_job(job_id: int) -> StoredJob:
     return await in_session(read_stored_job, job_id)
 
 
-@task(name="open-reproduction", cache_policy=NO_CACHE)
-async def open_reproduction(stored: StoredJob, flow_run_id: str | None) -> tuple[int, int]:
-    """A new job linked to the original; returns (job id, its attempt number)."""
-
-    def run(session) -> tuple[int, int]:
-        attempt = 1 + db_jobs.count_jobs(session, parent_job_id=stored.job_id)
-        original = db_jobs.get_job(session, stored.job_id)
-        job, _ = db_jobs.get_or_create_job(
-            session,
-            project_id=stored.project_id,
-            phase=original.phase,
-            kind=JobKind.REPRODUCTION,
-            attempt=attempt,
-            cut_id=stored.cut_id,
-            character_id=stored.character_id,
-            parent_job_id=stored.job_id,
-            renderer=stored.renderer,
-        )
-        db_jobs.mark_running(
-            session,
-            job.id,
-            flow_run_id=flow_run_id,
-            renderer=stored.renderer,
-            story_bible_version=original.story_bible_version,
-        )
-        return job.id, attempt
-
-    return await in_session(run)
+def reproduction_target(stored: StoredJob) -> AttemptTarget:
+    """A new job linked to the original, for the same subject and phase."""
+    return AttemptTarget(
+        project_id=stored.project_id,
+        phase=stored.phase,
+        kind=JobKind.REPRODUCTION,
+        cut_id=stored.cut_id,
+        character_id=stored.character_id,
+        parent_job_id=stored.job_id,
+        story_bible_version=stored.story_bible_version,
+    )
 
 
-@task(name="rerender-stored-workflow", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-async def rerender(
-    stored: StoredJob, job_id: int, attempt: int, out_dir: str, server_names: list[str]
-) -> RenderResult:
-    name = f"reproduction-of-{stored.job_id}-{attempt:02d}"
-    if stored.renderer == "animatic":
-        return await anyio.to_thread.run_sync(render_animatic, stored.workflow, Path(out_dir), name)
-    from tasks.comfyui_render import render_graph
-
-    # Reproductions have their own job id, so the prompt id is new and the server renders
-    # the graph again instead of re-attaching to the original prompt.
-    return await render_graph(
-        stored.workflow,
+def reproduction_request(
+    stored: StoredJob, job_id: int, out_dir: str, server_names: list[str]
+) -> RenderRequest:
+    """The stored workflow, submitted as it is. Reproductions have their own job id, so the
+    prompt id is new and the server renders the graph again instead of re-attaching."""
+    name = f"reproduction-of-{stored.job_id}-{stored.next_attempt:02d}"
+    return RenderRequest(
+        renderer=stored.renderer,
         job_id=job_id,
-        attempt=attempt,
-        out_dir=Path(out_dir),
-        server_names=server_names,
-        phase=Phase(stored.phase),
+        attempt=stored.next_attempt,
+        phase=stored.phase,
+        label=f"job {stored.job_id}",
+        name=name,
+        out_dir=out_dir,
+        seed=stored.seed or 0,
+        workflow=stored.workflow,
+        servers=server_names,
     )
 
 
 @task(name="record-reproduction", cache_policy=NO_CACHE)
 async def record_reproduction(
-    stored: StoredJob, job_id: int, attempt: int, result: RenderResult
+    stored: StoredJob, job_id: int, result: RenderResult
 ) -> ReproductionReport:
     comparisons = [
         compare_outputs(original, new.path, new.sha256)
@@ -236,18 +223,15 @@ async def record_reproduction(
     )
 
     def run(session) -> None:
-        db_jobs.record_render(
-            session,
-            job_id,
-            params=result.params,
-            workflow=stored.workflow,
-            workflow_sha256=stored.workflow_sha256 or result.workflow_sha256,
-            environment=result.environment,
-            outputs=[o.model_dump() for o in result.outputs],
-            prompt_id=result.prompt_id,
-            server=result.server,
-            extra={"reproduction": report.model_dump(mode="json")},
+        # Stored as the original's workflow: what was asked for, byte for byte.
+        as_submitted = result.model_copy(
+            update=dict(
+                workflow=stored.workflow,
+                workflow_sha256=stored.workflow_sha256 or result.workflow_sha256,
+            )
         )
+        extra = {"reproduction": report.model_dump(mode="json")}
+        db_jobs.record_render(session, job_id, as_submitted, extra=extra)
         job = db_jobs.get_job(session, job_id)
         job.status = JobStatus.PASSED if identical else JobStatus.FAILED
         job.explanation = report.summary()

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from anime.production import load_production
 from blocks.quality import MetricGate, QualityThresholds
 from blocks.scoring import ScoringModels
 from db.engine import session_scope
 from db.models import Cut, Job
+from db.production_file import load_production
 from db.production_io import import_production
 from tests.conftest import EXAMPLE
 
@@ -62,7 +62,7 @@ SMALL = {
 @pytest.fixture
 def small_production(db, tmp_path, monkeypatch) -> str:
     """Three cuts in one scene: for the flow behaviours that need no bigger episode."""
-    from anime.production import parse_production
+    from db.production_file import parse_production
 
     monkeypatch.setenv("ANIME_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     with session_scope() as s:
@@ -72,7 +72,7 @@ def small_production(db, tmp_path, monkeypatch) -> str:
 
 @pytest.fixture(scope="session")
 def stand_in_models(tmp_path_factory) -> ScoringModels:
-    from tasks.models import write_stand_in_models
+    from tests.scoring.stand_in_models import write_stand_in_models
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -25,7 +25,8 @@ from db.models import (
     Scene,
     Verdict,
 )
-from tasks.gates import MetricLine
+from db.renders import RenderResult
+from tasks.scoring.gates import MetricLine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,15 +63,14 @@ def _judged_job(cut_id: int, attempt: int, verdict: Verdict, *, workflow: bool =
             renderer="animatic",
         )
         if workflow:
-            db_jobs.record_render(
-                s,
-                job.id,
+            result = RenderResult(
+                renderer="animatic",
                 params={"seed": 7},
                 workflow={"renderer": "animatic", "seed": 7},
                 workflow_sha256="0" * 64,
                 environment={"renderer": "animatic"},
-                outputs=[],
             )
+            db_jobs.record_render(s, job.id, result)
         lines = [
             MetricLine(
                 metric="aesthetic",

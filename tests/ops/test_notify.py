@@ -9,8 +9,8 @@ from prefect import flow
 
 from blocks.notifications import ProjectNotifications
 from db.models import GateDecision, Phase, Verdict
-from tasks.gates import decide_phase_gate
 from tasks.notify import Notice, notify_phase_gate, notify_review, send_notice
+from tasks.scoring.gates import decide_phase_gate
 from tests.ops.conftest import set_project_notifications
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -29,7 +29,8 @@ from db.models import (
     SceneCasting,
     Verdict,
 )
-from tasks.gates import MetricLine
+from db.renders import RenderOutput, RenderResult
+from tasks.scoring.gates import MetricLine
 from tests.review.conftest import api
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -68,10 +69,11 @@ def _judged(s, cut: Cut, phase: Phase, output: dict, verdict: Verdict) -> int:
         cut_id=cut.id,
         renderer="animatic",
     )
-    db_jobs.record_render(
-        s, job.id, params={"seed": 1}, workflow={}, workflow_sha256="0" * 64,
-        environment={}, outputs=[output],
+    result = RenderResult(
+        renderer="animatic", params={"seed": 1}, workflow_sha256="0" * 64,
+        outputs=[RenderOutput(**output)],
     )  # fmt: skip
+    db_jobs.record_render(s, job.id, result)
     line = MetricLine(
         metric="aesthetic",
         value=4.0 if verdict is Verdict.FAILED else 6.0,

@@ -18,7 +18,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL import __version__ as PILLOW_VERSION
 
-from tasks.outputs import RenderResult, canonical_sha256, describe_file
+from db.renders import RenderResult
+from db.vocabulary import Phase
+from tasks.rendering.outputs import describe_file
+from tasks.rendering.request import RenderRequest
+from workflows.graph import graph_sha256
 
 ANIMATIC_VERSION = "1"
 # Shot size -> how tall the characters stand in the frame.
@@ -219,7 +223,7 @@ def render_animatic(spec: dict[str, Any], out_dir: Path, name: str) -> RenderRes
         renderer="animatic",
         outputs=[output],
         workflow=spec,
-        workflow_sha256=canonical_sha256(spec),
+        workflow_sha256=graph_sha256(spec),
         environment=environment(),
         params={
             "seed": spec["seed"],
@@ -231,12 +235,105 @@ def render_animatic(spec: dict[str, Any], out_dir: Path, name: str) -> RenderRes
     )
 
 
-def load_frames(path: str | Path) -> np.ndarray:
-    """All frames of an image or animation as a T x H x W x 3 uint8 array."""
-    with Image.open(path) as im:
-        count = getattr(im, "n_frames", 1)
-        frames = []
-        for i in range(count):
-            im.seek(i)
-            frames.append(np.asarray(im.convert("RGB")))
-    return np.stack(frames)
+SHEET_SIZE = 384
+
+
+def sheet_spec(
+    *, character: str, references: list[str], views: list[str], palette: list[str], seed: int
+) -> dict[str, Any]:
+    """The animatic's 'workflow' for a character sheet: one panel per view."""
+    return {
+        "renderer": "animatic",
+        "kind": "character_sheet",
+        "version": "1",
+        "character": character,
+        "references": references,
+        "views": list(views),
+        "palette": palette,
+        "size": SHEET_SIZE,
+        "seed": seed,
+    }
+
+
+def render_sheet(spec: dict[str, Any], out_dir: Path, name: str) -> RenderResult:
+    """One panel per view: the character's references, turned and placed per view."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(spec["seed"])
+    size = spec["size"]
+    refs = [r for r in spec["references"] if Path(r).is_file()]
+    outputs = []
+    for index, view in enumerate(spec["views"]):
+        panel = Image.new("RGB", (size, size), (244, 242, 236))
+        if refs:
+            with Image.open(refs[index % len(refs)]) as src:
+                figure = cut_out_backdrop(src.convert("RGBA"))
+            figure = ImageOps.contain(figure, (size, int(size * 0.85)))
+            if view == "back":
+                figure = ImageOps.mirror(figure)
+            x = (size - figure.width) // 2 + rng.randint(-6, 6)
+            panel.paste(figure, (x, size - figure.height), figure)
+        ImageDraw.Draw(panel).text((8, 6), f"{spec['character']} / {view}", fill=(30, 30, 30))
+        path = out_dir / f"{name}-{index:02d}-{view}.png"
+        panel.save(path, format="PNG")
+        outputs.append(describe_file(path, "image", "image/png"))
+    return RenderResult(
+        renderer="animatic",
+        outputs=outputs,
+        workflow=spec,
+        workflow_sha256=graph_sha256(spec),
+        environment=environment(),
+        params={"seed": spec["seed"], "width": size, "height": size, "frames": len(outputs)},
+    )
+
+
+class AnimaticRenderer:
+    """Storyboard panels of what the subject says; deterministic, no GPU."""
+
+    name = "animatic"
+
+    def workflow(self, request: RenderRequest) -> dict[str, Any]:
+        board = request.board
+        if board.views:
+            figure = board.cast[0]
+            return sheet_spec(
+                character=figure.slug,
+                references=figure.reference_images,
+                views=board.views,
+                palette=board.palette,
+                seed=request.seed,
+            )
+        animating = request.phase is Phase.ANIMATION
+        wanted = request.parameters
+        return panel_spec(
+            label=request.label,
+            description=board.description,
+            dialogue=board.dialogue,
+            camera=board.camera,
+            cast=[
+                {
+                    "slug": f.slug,
+                    "reference_image": f.reference_images[0] if f.reference_images else None,
+                    "position": f.position,
+                }
+                for f in board.cast
+            ],
+            palette=board.palette,
+            width=int(wanted.get("width") or 640),
+            height=int(wanted.get("height") or 360),
+            seed=request.seed,
+            frames=int(wanted.get("frames") or 1) if animating else 1,
+            fps=int(wanted.get("fps") or 8),
+            source_image=board.source_image if animating else None,
+        )
+
+    async def execute(
+        self, workflow: dict[str, Any], request: RenderRequest, *, new_prompt: bool
+    ) -> RenderResult:
+        import anyio
+
+        draw = render_sheet if workflow.get("kind") == "character_sheet" else render_animatic
+        result = await anyio.to_thread.run_sync(
+            draw, workflow, Path(request.out_dir), request.name
+        )
+        result.params["template"] = "animatic"  # what it drew from: its own panel spec
+        return result
