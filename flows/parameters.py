@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from db.vocabulary import Phase
+from tasks.rendering.renderers import RENDERERS
 
 ProjectSlug = Annotated[str, Field(min_length=1, max_length=100, description="project slug")]
 CharacterSlug = Annotated[
@@ -23,8 +24,9 @@ LastPhase = Annotated[Phase, Field(description="last phase to run")]
 JobId = Annotated[int, Field(ge=1, description="the job to render again")]
 
 # What every render shares: renderer, servers, budget, blocks (tasks.planning.resolve_settings).
+# The renderers by name (tasks/rendering/renderers.py), so a new one is a choice everywhere.
 RendererChoice = Annotated[
-    Literal["auto", "animatic", "comfyui"],
+    Literal[("auto", *RENDERERS)],  # type: ignore[valid-type]
     Field(description="auto picks ComfyUI when servers are given"),
 ]
 ComfyUIServers = Annotated[

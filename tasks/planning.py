@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -15,6 +15,7 @@ from blocks.scoring import ScoringModels
 from db import jobs as db_jobs
 from db.vocabulary import Phase
 from tasks.production import in_session
+from tasks.rendering.renderers import RENDERERS
 from tasks.storage import artifacts_root
 
 
@@ -25,7 +26,7 @@ class RenderSettings(BaseModel):
     register an anonymous block document for every subflow run, about a second per cut.
     """
 
-    renderer: Literal["animatic", "comfyui"]
+    renderer: str  # a name in tasks/rendering/renderers.py RENDERERS
     comfyui_servers: list[str] = Field(default_factory=list)
     attempt_budget: int = Field(3, ge=1, le=20)
     max_parallel: int = Field(2, ge=1)
@@ -97,7 +98,7 @@ def _data(block: Any) -> dict[str, Any]:
 
 @task(name="resolve-settings", cache_policy=NO_CACHE)
 async def resolve_settings(
-    renderer: Literal["auto", "animatic", "comfyui"],
+    renderer: str,
     comfyui_servers: list[str],
     attempt_budget: int,
     thresholds_block: str | None,
@@ -107,6 +108,8 @@ async def resolve_settings(
     if renderer == "comfyui" and not comfyui_servers:
         raise ValueError("renderer 'comfyui' needs at least one ComfyUI server block name")
     chosen = renderer if renderer != "auto" else ("comfyui" if comfyui_servers else "animatic")
+    if chosen not in RENDERERS:
+        raise ValueError(f"unknown renderer {chosen!r} (renderers: auto, {', '.join(RENDERERS)})")
     slots = 0
     if chosen == "comfyui":
         # The pool the renders will use, loaded once here and kept for them.
