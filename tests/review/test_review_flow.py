@@ -177,7 +177,9 @@ async def test_a_rejected_cut_is_rendered_again_with_the_next_seed(small_product
     assert "E01S01C01" in gate.explanation.split("Failed")[1].splitlines()[0]
 
 
-async def _paused_run_id(timeout: float = 60) -> str:
+async def _paused_run_id(timeout: float = 180) -> str:
+    # A deadline for "it pauses at all", not a speed check: late in the suite the shared
+    # SQLite test harness holds every earlier run and answers slowly (a CI run took > 60 s).
     deadline = time.monotonic() + timeout
     async with get_client() as client:
         while time.monotonic() < deadline:
