@@ -130,7 +130,7 @@ class RenderProgress:
         self.artifact_throttle = artifact_throttle or Throttle(min_interval_s=5.0, min_step=25.0)
         self.artifact_delay_s = artifact_delay_s
         self.started: float | None = None
-        self.logger = logger or _run_logger()
+        self.logger = logger or run_logger()
         in_run = FlowRunContext.get() is not None or TaskRunContext.get() is not None
         self.artifacts = in_run if artifacts is None else artifacts
         self.artifact_id: UUID | None = None
@@ -164,7 +164,7 @@ class RenderProgress:
             self.artifacts = False
 
 
-def _run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
+def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
     try:
         return get_run_logger()
     except Exception:

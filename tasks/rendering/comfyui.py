@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blocks.comfyui import ComfyUIPool, prompt_id_for, render_on
+from blocks.comfyui.progress import run_logger
 from blocks.loop_local import loop_local
 from db.renders import RenderOutput, RenderResult
 from db.vocabulary import Phase
@@ -92,7 +93,7 @@ class ComfyUIRenderer:
             request.template, {**request.parameters, "seed": request.seed}
         )
         if ignored:
-            _log().info(
+            run_logger().info(
                 "%s: template %s has no parameter(s) %s; not used",
                 request.label,
                 request.template,
@@ -143,14 +144,3 @@ def _described(file) -> RenderOutput:
     described = describe_file(file.path, "image", mime)
     kind = "animation" if (described.frames or 1) > 1 else "image"
     return described.model_copy(update={"kind": kind})
-
-
-def _log():
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except Exception:  # outside a run (a script, a test): the module's own logger
-        import logging
-
-        return logging.getLogger(__name__)
