@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 GPU ?= 0
 PIP := $(BIN)/pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test test-embedded test-pg15 lint bench clean browser
+.PHONY: install demo test test-embedded test-pg15 lint bench clean browser comfyui-peer
 
 $(BIN)/anime: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ test: install lint test-embedded test-pg15
 lint: install
 	$(BIN)/ruff check .
 
-test-embedded: install browser
+test-embedded: install browser comfyui-peer
 	env -u DATABASE_URL $(BIN)/pytest -q
 
 # The review page is checked in a real headless browser: Debian's chromium.
@@ -40,6 +40,16 @@ browser:
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }
 	@command -v chromium >/dev/null || echo "chromium is not installed: the browser test will say it skipped"
+
+# The real ComfyUI tier (tests/real_comfyui) runs on the peer ComfyUI beside the checkout when
+# there is one: its own virtual environment is built once, here, not inside a test.
+COMFYUI_PEER ?= ../shared/peers/comfyui
+COMFYUI_PEER_VENV ?= .cache/comfyui-venv
+export ANIME_COMFYUI_PEER_VENV := $(abspath $(COMFYUI_PEER_VENV))
+comfyui-peer:
+	@if [ -n "$$COMFYUI_URL" ]; then echo "real ComfyUI tier: $$COMFYUI_URL"; \
+	elif [ ! -x $(COMFYUI_PEER)/setup.sh ]; then echo "real ComfyUI tier: no peer at $(COMFYUI_PEER)"; \
+	elif [ ! -f $(COMFYUI_PEER_VENV)/.ready ]; then $(COMFYUI_PEER)/setup.sh $(COMFYUI_PEER_VENV) && touch $(COMFYUI_PEER_VENV)/.ready; fi
 
 test-pg15: install
 	tests/with_debian_postgres.sh $(BIN)/pytest -q -m database

@@ -75,7 +75,7 @@ class Databases:
 
 # End-to-end flow tests exercise orchestration, not the database engine: every query they use
 # is covered by the database tests, so `make test` runs them once, on the embedded server.
-ENGINE_NEUTRAL = ("tests/flows/",)
+ENGINE_NEUTRAL = ("tests/flows/", "tests/real_comfyui/")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
