@@ -50,6 +50,10 @@ comfyui-peer:
 	@if [ -n "$$COMFYUI_URL" ]; then echo "real ComfyUI tier: $$COMFYUI_URL"; \
 	elif [ ! -x $(COMFYUI_PEER)/setup.sh ]; then echo "real ComfyUI tier: no peer at $(COMFYUI_PEER)"; \
 	elif [ ! -f $(COMFYUI_PEER_VENV)/.ready ]; then $(COMFYUI_PEER)/setup.sh $(COMFYUI_PEER_VENV) && touch $(COMFYUI_PEER_VENV)/.ready; fi
+	@# The newest workflow-template corpus (tests/real_comfyui/test_workflow_corpus.py), once.
+	@ls .cache/workflow-templates/comfyui_workflow_templates_json-*.whl >/dev/null 2>&1 || \
+	  $(BIN)/pip download -q --disable-pip-version-check --no-deps -d .cache/workflow-templates comfyui-workflow-templates-json || \
+	  echo "newest workflow templates not downloaded: that corpus test will say it skipped"
 
 test-pg15: install
 	tests/with_debian_postgres.sh $(BIN)/pytest -q -m database

@@ -57,8 +57,10 @@ class GraphValidationError(WorkflowError, ValueError):
 class UIImportError(WorkflowError, ValueError):
     """An editor (UI-format) graph could not be converted to API format."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, missing_node_types: list[str] = ()) -> None:
         self.problems = list(problems)
+        # Node types the server lacks (refusals the studio can fix by installing a pack).
+        self.missing_node_types = list(missing_node_types)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(
             f"editor workflow could not be converted to API format "

@@ -100,7 +100,9 @@ def test_broken_links_are_reported(object_info, load_fixture):
     ui["links"] = [link for link in ui["links"] if link[0] != 6]
     with pytest.raises(UIImportError) as err:
         ui_to_api(ui, object_info)
-    assert "node 7 (ImageBlend) input 'image2': link 6 is not in 'links'" in str(err.value)
+    assert "node 7 (ImageBlend) input 'image2': link 6 is not in the workflow's 'links'" in str(
+        err.value
+    )
 
 
 def test_muted_source_leaves_the_input_out_for_validation_to_report(object_info, load_fixture):
@@ -116,12 +118,231 @@ def test_muted_source_leaves_the_input_out_for_validation_to_report(object_info,
     ]
 
 
-def test_subgraphs_and_non_editor_input_get_clear_errors(object_info, load_fixture):
-    ui = load_fixture("ui_preview_frontend_1_27.json")
-    sub_id = "3f0c9e2a-1b7d-4c55-8f0e-2d9a6b1c7e44"
-    ui["definitions"] = {"subgraphs": [{"id": sub_id, "nodes": [], "links": []}]}
-    ui["nodes"].append({"id": 40, "type": sub_id, "mode": 0})
-    with pytest.raises(UIImportError, match="node 40 .*subgraphs are not supported"):
-        ui_to_api(ui, object_info)
+def test_non_editor_input_gets_a_clear_error(object_info):
     with pytest.raises(UIImportError, match="'nodes' list"):
         ui_to_api({"1": {"class_type": "EmptyImage", "inputs": {}}}, object_info)
+
+
+def _link(link_id, origin, origin_slot, target, target_slot, kind):
+    return [link_id, origin, origin_slot, target, target_slot, kind]
+
+
+def _default_json():
+    """ComfyUI's own default.json as the 0.1.95 template pack saves it (trimmed positions)."""
+    return {
+        "nodes": [
+            {
+                "id": 4,
+                "type": "CheckpointLoaderSimple",
+                "mode": 0,
+                "inputs": [],
+                "widgets_values": ["v1-5-pruned-emaonly.safetensors"],
+            },
+            {"id": 5, "type": "EmptyLatentImage", "mode": 0, "widgets_values": [512, 512, 1]},
+            {
+                "id": 6,
+                "type": "CLIPTextEncode",
+                "mode": 0,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": 3}],
+                "widgets_values": ["a castle on a hill"],
+            },
+            {
+                "id": 7,
+                "type": "CLIPTextEncode",
+                "mode": 0,
+                "inputs": [{"name": "clip", "type": "CLIP", "link": 5}],
+                "widgets_values": ["text, watermark"],
+            },
+            {
+                "id": 3,
+                "type": "KSampler",
+                "mode": 0,
+                "inputs": [
+                    {"name": "model", "type": "MODEL", "link": 1},
+                    {"name": "positive", "type": "CONDITIONING", "link": 4},
+                    {"name": "negative", "type": "CONDITIONING", "link": 6},
+                    {"name": "latent_image", "type": "LATENT", "link": 2},
+                ],
+                "widgets_values": [156680208700286, True, 20, 8, "euler", "normal", 1],
+            },
+            {
+                "id": 8,
+                "type": "VAEDecode",
+                "mode": 0,
+                "inputs": [
+                    {"name": "samples", "type": "LATENT", "link": 7},
+                    {"name": "vae", "type": "VAE", "link": 8},
+                ],
+            },
+            {
+                "id": 9,
+                "type": "SaveImage",
+                "mode": 0,
+                "inputs": [{"name": "images", "type": "IMAGE", "link": 9}],
+            },
+        ],
+        "links": [
+            _link(1, 4, 0, 3, 0, "MODEL"),
+            _link(2, 5, 0, 3, 3, "LATENT"),
+            _link(3, 4, 1, 6, 0, "CLIP"),
+            _link(4, 6, 0, 3, 1, "CONDITIONING"),
+            _link(5, 4, 1, 7, 0, "CLIP"),
+            _link(6, 7, 0, 3, 2, "CONDITIONING"),
+            _link(7, 3, 0, 8, 0, "LATENT"),
+            _link(8, 4, 2, 8, 1, "VAE"),
+            _link(9, 8, 0, 9, 0, "IMAGE"),
+        ],
+    }
+
+
+def test_control_slot_is_consumed_by_position_whatever_it_holds(studio_object_info):
+    object_info = studio_object_info
+    api = ui_to_api(_default_json(), object_info)
+    sampler = api["3"]["inputs"]
+    assert (sampler["seed"], sampler["steps"], sampler["cfg"]) == (156680208700286, 20, 8)
+    assert (sampler["sampler_name"], sampler["scheduler"], sampler["denoise"]) == (
+        "euler",
+        "normal",
+        1,
+    )
+    validate_graph(api, object_info)
+
+
+def test_missing_widget_values_take_the_declared_default(object_info):
+    api = ui_to_api(_default_json(), object_info)
+    assert api["9"]["inputs"]["filename_prefix"] == "ComfyUI"  # SaveImage's own default
+    ui = _default_json()
+    ui["nodes"][1]["widgets_values"] = [640]  # height and batch_size missing
+    assert ui_to_api(ui, object_info)["5"]["inputs"] == {
+        "width": 640,
+        "height": 512,
+        "batch_size": 1,
+    }
+
+
+def _as_subgraph(ui):
+    """default.json with its two text encoders moved into a subgraph (frontend 1.24+ form)."""
+    sub_id = "5e1f6a0c-7a2b-4a8e-9a3c-0f3b2d1e4c55"
+    inner = [n for n in ui["nodes"] if n["id"] in (6, 7)]
+    for node in inner:
+        node["inputs"][0]["link"] = 101 if node["id"] == 6 else 102
+    definition = {
+        "id": sub_id,
+        "name": "Prompts",
+        "inputs": [{"id": "in-clip", "name": "clip", "type": "CLIP", "linkIds": [101, 102]}],
+        "outputs": [
+            {"id": "out-pos", "name": "positive", "type": "CONDITIONING", "linkIds": [103]},
+            {"id": "out-neg", "name": "negative", "type": "CONDITIONING", "linkIds": [104]},
+        ],
+        "nodes": inner,
+        "links": [
+            {
+                "id": 101,
+                "origin_id": -10,
+                "origin_slot": 0,
+                "target_id": 6,
+                "target_slot": 0,
+                "type": "CLIP",
+            },
+            {
+                "id": 102,
+                "origin_id": -10,
+                "origin_slot": 0,
+                "target_id": 7,
+                "target_slot": 0,
+                "type": "CLIP",
+            },
+            {
+                "id": 103,
+                "origin_id": 6,
+                "origin_slot": 0,
+                "target_id": -20,
+                "target_slot": 0,
+                "type": "CONDITIONING",
+            },
+            {
+                "id": 104,
+                "origin_id": 7,
+                "origin_slot": 0,
+                "target_id": -20,
+                "target_slot": 1,
+                "type": "CONDITIONING",
+            },
+        ],
+    }
+    ui["nodes"] = [n for n in ui["nodes"] if n["id"] not in (6, 7)]
+    ui["nodes"].append(
+        {
+            "id": 20,
+            "type": sub_id,
+            "mode": 0,
+            "inputs": [{"name": "clip", "type": "CLIP", "link": 3}],
+            "outputs": [{"name": "positive", "links": [4]}, {"name": "negative", "links": [6]}],
+        }
+    )
+    ui["links"] = [
+        _link(1, 4, 0, 3, 0, "MODEL"),
+        _link(2, 5, 0, 3, 3, "LATENT"),
+        _link(3, 4, 1, 20, 0, "CLIP"),
+        _link(4, 20, 0, 3, 1, "CONDITIONING"),
+        _link(6, 20, 1, 3, 2, "CONDITIONING"),
+        _link(7, 3, 0, 8, 0, "LATENT"),
+        _link(8, 4, 2, 8, 1, "VAE"),
+        _link(9, 8, 0, 9, 0, "IMAGE"),
+    ]
+    ui["definitions"] = {"subgraphs": [definition]}
+    return ui
+
+
+def test_subgraphs_are_flattened_with_their_inputs_and_outputs(studio_object_info):
+    object_info = studio_object_info
+    api = ui_to_api(_as_subgraph(_default_json()), object_info)
+    assert "20" not in api
+    assert api["20:6"]["inputs"] == {"text": "a castle on a hill", "clip": ["4", 1]}
+    assert api["20:7"]["inputs"]["clip"] == ["4", 1]
+    assert api["3"]["inputs"]["positive"] == ["20:6", 0]
+    assert api["3"]["inputs"]["negative"] == ["20:7", 0]
+    validate_graph(api, object_info)
+    assert extract_params(api).positive == "a castle on a hill"
+
+
+def test_a_muted_subgraph_feeds_nothing(object_info):
+    ui = _as_subgraph(_default_json())
+    ui["nodes"][-1]["mode"] = 2
+    api = ui_to_api(ui, object_info)
+    assert "positive" not in api["3"]["inputs"] and "negative" not in api["3"]["inputs"]
+    assert not any(node_id.startswith("20") for node_id in api)
+
+
+def test_widgets_saved_by_another_node_version_are_realigned_and_noted(object_info):
+    ui = _default_json()
+    # An older KSampler save without the control slot: "randomize" would land nowhere and
+    # 20 (steps) would land in the control slot; by type every value finds its widget.
+    ui["nodes"][4]["widgets_values"] = [7, 20, 8.0, "euler", "normal", 1.0]
+    notes: list[str] = []
+    api = ui_to_api(ui, object_info, notes=notes)
+    inputs = api["3"]["inputs"]
+    assert (inputs["seed"], inputs["steps"], inputs["cfg"]) == (7, 20, 8.0)
+    assert (inputs["sampler_name"], inputs["denoise"]) == ("euler", 1.0)
+    assert len(notes) == 1 and notes[0].startswith("node 3 (KSampler): widget values")
+    assert "realigned by type" in notes[0]
+
+
+def test_a_cycle_is_named(object_info):
+    ui = _default_json()
+    # The decoded image fed back as the sampler's latent (types aside): a loop.
+    ui["links"].append(_link(10, 8, 0, 3, 3, "LATENT"))
+    ui["nodes"][4]["inputs"][3]["link"] = 10
+    with pytest.raises(UIImportError, match=r"node \d \(\w+\): its inputs form a cycle"):
+        ui_to_api(ui, object_info)
+
+
+def test_a_link_from_a_missing_node_is_named(object_info):
+    ui = _default_json()
+    ui["links"][0] = _link(1, 44, 0, 3, 0, "MODEL")
+    with pytest.raises(
+        UIImportError,
+        match="node 3 \\(KSampler\\) input 'model': link 1 comes "
+        "from node 44, which is not in the workflow",
+    ):
+        ui_to_api(ui, object_info)
