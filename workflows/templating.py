@@ -32,6 +32,7 @@ from workflows.manifest import (
     TemplateManifest,
     coerce_value,
 )
+from workflows.studio import studio_templates_dir
 from workflows.validation import validate_graph
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -58,13 +59,31 @@ class WorkflowTemplate:
         return self.manifest.parameters
 
 
-def _directory(directory: str | Path | None) -> Path:
-    return Path(directory) if directory is not None else TEMPLATES_DIR
+def _roots(directory: str | Path | None) -> list[Path]:
+    """Where names are looked up: the given folder, else the studio's own folder (imported
+    templates, which override shipped ones of the same name), then the shipped ones."""
+    if directory is not None:
+        return [Path(directory)]
+    return [studio_templates_dir(), TEMPLATES_DIR]
+
+
+def template_root(name: str, directory: str | Path | None = None) -> Path | None:
+    """The folder the template ``name`` is loaded from, or None when no folder has it."""
+    return next((root for root in _roots(directory) if name in _names_in(root)), None)
+
+
+def template_origin(name: str) -> str:
+    """``studio`` (imported) or ``shipped`` (in the package)."""
+    return "shipped" if template_root(name) == TEMPLATES_DIR else "studio"
 
 
 def list_templates(directory: str | Path | None = None) -> list[str]:
-    """Names of the templates that have both a graph and a manifest, sorted."""
-    root = _directory(directory)
+    """Names of the templates that have both a graph and a manifest, sorted (studio and
+    shipped together unless ``directory`` names one folder)."""
+    return sorted({name for root in _roots(directory) for name in _names_in(root)})
+
+
+def _names_in(root: Path) -> list[str]:
     names = set()
     for suffix in _MANIFEST_SUFFIXES:
         for path in root.glob(f"*{suffix}"):
@@ -76,11 +95,13 @@ def list_templates(directory: str | Path | None = None) -> list[str]:
 
 def load_template(name: str, directory: str | Path | None = None) -> WorkflowTemplate:
     """Load and check one template; raises UnknownTemplateError or ManifestError."""
-    root = _directory(directory)
-    known = list_templates(root)
-    if not isinstance(name, str) or name not in known:
-        raise UnknownTemplateError(str(name), known)
-    template = _load_checked(str(root.resolve()), name)
+    root = template_root(name, directory) if isinstance(name, str) else None
+    if root is None:
+        raise UnknownTemplateError(str(name), list_templates(directory))
+    stamps = tuple(
+        p.stat().st_mtime_ns for p in sorted(root.glob(f"{name}.*")) if p.name.count(".") <= 2
+    )  # an imported template may change on disk: a new stamp loads it afresh
+    template = _load_checked(str(root.resolve()), name, stamps)
     return WorkflowTemplate(
         name=template.name,
         manifest=template.manifest.model_copy(deep=True),
@@ -91,7 +112,7 @@ def load_template(name: str, directory: str | Path | None = None) -> WorkflowTem
 
 
 @lru_cache(maxsize=64)
-def _load_checked(root_text: str, name: str) -> WorkflowTemplate:
+def _load_checked(root_text: str, name: str, stamps: tuple[int, ...] = ()) -> WorkflowTemplate:
     root = Path(root_text)
     graph_path = root / f"{name}.json"
     manifest_path = next(

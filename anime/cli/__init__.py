@@ -8,6 +8,7 @@ from anime.cli import production as _production  # noqa: F401  (import / export 
 from anime.cli import render as _render  # noqa: F401  (render)
 from anime.cli import review as _review  # noqa: F401  (review list / approve / reject)
 from anime.cli import story as _story  # noqa: F401  (registers `anime story ...`)
+from anime.cli import workflow as _workflow  # noqa: F401  (workflow import / list / check)
 from anime.cli.app import app
 
 __all__ = ["app"]
