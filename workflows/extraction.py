@@ -312,7 +312,13 @@ def _read_sampler(reader: _Reader, node_id: str) -> SamplerUse:
         negative = guider_inputs.get("negative")
     if (sampler := reader.linked(node_id, "sampler")) is not None:
         use.sampler = _as_str(reader.get(sampler, "sampler_name")) or reader.class_type(sampler)
-    if (sigmas := reader.linked(node_id, "sigmas")) is not None:
+    sigmas = reader.linked(node_id, "sigmas")
+    for _ in range(8):  # SetFirstSigma, SplitSigmas, FlipSigmas... wrap the scheduler's sigmas
+        upstream = reader.linked(sigmas, "sigmas") if sigmas is not None else None
+        if upstream is None or "steps" in reader.inputs(sigmas):
+            break
+        sigmas = upstream
+    if sigmas is not None:
         use.scheduler = _as_str(reader.get(sigmas, "scheduler")) or reader.class_type(sigmas)
         use.steps = _as_int(reader.get(sigmas, "steps"))
         use.denoise = _as_float(reader.get(sigmas, "denoise"))

@@ -8,6 +8,7 @@ prompt is dropped from the queue at once, so only the server's validation runs.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from tests.real_comfyui.corpus import (
     submit_all,
 )
 from tests.real_comfyui.peer import REPO, RealComfyUI, peer_venv
-from workflows import Catalogue
+from workflows import Catalogue, extract_params
 
 NEWEST_WHEELS = REPO / ".cache" / "workflow-templates"
 
@@ -73,3 +74,69 @@ def test_newest_corpus_converts_and_the_server_accepts_what_it_can_run(
     assert result.total >= 150
     assert len(result.converted) >= 0.99 * result.known, result.report("newest")
     assert not result.rejected, result.report("newest")
+
+
+SAMPLER_TYPES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
+
+
+def test_extract_params_reads_every_converted_corpus_graph(real_comfyui: RealComfyUI) -> None:
+    folder = pinned_corpus()
+    if folder is None:
+        pytest.skip(f"comfyui_workflow_templates is not installed in {peer_venv()}")
+    catalogue = Catalogue(httpx.get(f"{real_comfyui.url}/object_info", timeout=120).json())
+    result = convert_all(editor_workflows(folder), catalogue)
+    with_sampler = 0
+    for name, graph in result.converted.items():
+        params = extract_params(graph)  # never raises, whatever nodes the graph holds
+        if any(node["class_type"] in SAMPLER_TYPES for node in graph.values()):
+            with_sampler += 1
+            assert params.steps is not None and params.sampler, name
+            assert params.checkpoint, name
+            disabled = any(n["class_type"] == "DisableNoise" for n in graph.values())
+            assert params.seed is not None or disabled, name
+    assert with_sampler >= 90
+    default = extract_params(result.converted["default.json"])
+    assert (default.seed, default.steps, default.cfg, default.sampler) == (
+        156680208700286, 20, 8.0, "euler",
+    )  # fmt: skip
+
+
+def test_check_names_missing_nodes_models_and_refused_values(
+    real_comfyui: RealComfyUI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from anime.cli import app
+    from workflows.importing import import_workflow
+
+    folder = pinned_corpus()
+    if folder is None:
+        pytest.skip(f"comfyui_workflow_templates is not installed in {peer_venv()}")
+    monkeypatch.setenv("ANIME_TEMPLATES_DIR", str(tmp_path / "templates"))
+    catalogue = Catalogue(httpx.get(f"{real_comfyui.url}/object_info", timeout=120).json())
+    graph = convert_all({"d": editor_workflows(folder)["default.json"]}, catalogue).converted["d"]
+    graph["4"]["inputs"]["ckpt_name"] = "studio/never-installed.safetensors"
+    graph["3"]["inputs"]["steps"] = 0  # KSampler's minimum is 1
+    graph["50"] = {
+        "class_type": "VHS_VideoCombine",
+        "inputs": {"images": ["8", 0], "frame_rate": 8},
+    }
+    source = tmp_path / "studio_castle.json"
+    source.write_text(json.dumps(graph))
+    import_workflow(source, None, kind="image")
+    result = CliRunner().invoke(
+        app, ["workflow", "check", "studio_castle", "--server", real_comfyui.url]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        "node 50: node type 'VHS_VideoCombine' is missing (install ComfyUI-VideoHelperSuite)"
+        in (result.output)
+    )
+    assert (
+        "node 4 (CheckpointLoaderSimple) input 'ckpt_name': model file missing: "
+        "models/checkpoints/studio/never-installed.safetensors" in result.output
+    )
+    assert "node 3 (KSampler), input 'steps'" in result.output
+    ok = CliRunner().invoke(app, ["workflow", "check", "preview", "--server", real_comfyui.url])
+    assert ok.exit_code == 0, ok.output
+    assert "has everything it needs" in ok.output
