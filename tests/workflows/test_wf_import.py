@@ -249,3 +249,27 @@ def test_usage_errors_exit_2(studio, catalogue_file, tmp_path, load_fixture):
     no_catalogue = invoke("import", str(source))
     assert no_catalogue.exit_code == 1
     assert "needs the server's node catalogue" in no_catalogue.output
+
+
+def test_webp_with_comfyui_exif_imports(studio, catalogue_file, tmp_path, load_fixture):
+    from PIL import Image
+
+    ui = default_ui(load_fixture)
+    # As ComfyUI's SaveAnimatedWEBP writes it: EXIF Make = "workflow:{...}", Model = "prompt:..."
+    exif = Image.Exif()
+    exif[0x010F] = "workflow:" + json.dumps(ui)
+    path = tmp_path / "clip_00001_.webp"
+    Image.new("RGB", (8, 8), "white").save(path, "WEBP", exif=exif.tobytes())
+    result = import_(path, catalogue_file)
+    assert result.exit_code == 0, result.output
+    assert "imported: clip_00001 v1" in result.output and "[ui (webp)]" in result.output
+
+
+def test_legacy_group_nodes_are_refused_with_what_to_do(object_info, load_fixture):
+    from workflows import UIImportError, ui_to_api
+
+    ui = default_ui(load_fixture)
+    ui["extra"] = {"groupNodes": {"Prompts": {"nodes": [], "links": [], "external": []}}}
+    ui["nodes"].append({"id": 70, "type": "workflow>Prompts", "mode": 0})
+    with pytest.raises(UIImportError, match=r"node 70 \(workflow>Prompts\): legacy group nodes"):
+        ui_to_api(ui, object_info)
