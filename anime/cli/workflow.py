@@ -18,17 +18,36 @@ WORKFLOW_SUFFIXES = (".json", ".png", ".webp", ".mp4", ".webm", ".mkv", ".mov")
 
 
 def fetch_object_info(server: str) -> dict[str, Any]:
+    """``GET /object_info`` of a server given by URL or by ComfyUIServer block name."""
     import httpx
 
-    url = server.rstrip("/")
+    url, headers = server.rstrip("/"), {}
     if not url.startswith(("http://", "https://")):
-        raise UserError(f"--server {server!r}: expected the server's URL (http://host:port)")
+        url, headers = block_endpoint(server)
     try:
-        answer = httpx.get(f"{url}/object_info", timeout=60)
+        answer = httpx.get(f"{url}/object_info", headers=headers, timeout=60)
         answer.raise_for_status()
         return answer.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise UserError(f"cannot read {url}/object_info: {exc}") from None
+
+
+def block_endpoint(name: str) -> tuple[str, dict[str, str]]:
+    """Base URL and auth header of the ComfyUIServer block ``name`` (the token stays secret:
+    it goes into the request header only)."""
+    from blocks.comfyui import ComfyUIServer
+
+    try:
+        block = ComfyUIServer.load(name)
+    except ValueError as exc:
+        raise UserError(
+            f"--server {name!r}: neither an http(s) URL nor a ComfyUIServer block ({exc})"
+        ) from None
+    headers: dict[str, str] = {}
+    if block.auth_token is not None:
+        token = block.auth_token.get_secret_value()
+        headers[block.auth_header] = f"{block.auth_scheme} {token}".strip()
+    return block.base_url.rstrip("/"), headers
 
 
 def load_catalogue(server: str | None, object_info: Path | None):
@@ -74,7 +93,8 @@ def import_command(
     server: Annotated[
         str | None,
         typer.Option(
-            help="ComfyUI URL whose /object_info names editor widgets (default: $COMFYUI_URL)."
+            help="ComfyUI URL or ComfyUIServer block name whose /object_info names editor "
+            "widgets (default: $COMFYUI_URL)."
         ),
     ] = None,
     object_info: Annotated[
@@ -163,7 +183,9 @@ def list_command() -> None:
 @clear_errors
 def check_command(
     name: Annotated[str, typer.Argument(help="Template name (see `anime workflow list`).")],
-    server: Annotated[str | None, typer.Option(help="ComfyUI URL (default: $COMFYUI_URL).")] = None,
+    server: Annotated[
+        str | None, typer.Option(help="ComfyUI URL or ComfyUIServer block (default: $COMFYUI_URL).")
+    ] = None,
 ) -> None:
     """Check a template against a live server: node types, model files, values."""
     from workflows import load_template

@@ -273,3 +273,32 @@ def test_legacy_group_nodes_are_refused_with_what_to_do(object_info, load_fixtur
     ui["nodes"].append({"id": 70, "type": "workflow>Prompts", "mode": 0})
     with pytest.raises(UIImportError, match=r"node 70 \(workflow>Prompts\): legacy group nodes"):
         ui_to_api(ui, object_info)
+
+
+def test_check_against_a_server_named_by_its_block(
+    prefect_harness, studio, catalogue_file, tmp_path, load_fixture
+):
+    import uuid
+
+    from blocks.comfyui import ComfyUIServer
+    from tests.comfyui_server import ComfyUITestServer
+
+    ui = default_ui(load_fixture)
+    source = write_json(tmp_path / "castle.json", ui)
+    assert import_(source, catalogue_file).exit_code == 0
+    name = f"check-{uuid.uuid4().hex[:6]}"
+    token = "s3cret-token-for-the-proxy"
+    with ComfyUITestServer(tmp_path / "comfy", auth=("Authorization", f"Bearer {token}")) as comfy:
+        ComfyUIServer(base_url=comfy.url, auth_token=token).save(name)
+        result = invoke("check", "castle", "--server", name)
+    assert result.exit_code == 1, result.output
+    assert f"castle v1: 1 problem(s) on {name}" in result.output
+    assert (
+        "node 4 (CheckpointLoaderSimple) input 'ckpt_name': model file missing: "
+        "models/checkpoints/v1-5-pruned-emaonly-fp16.safetensors" in result.output
+    )
+    assert token not in result.output
+    unknown = invoke("check", "castle", "--server", "no-such-block")
+    assert unknown.exit_code == 1 and "neither an http(s) URL nor a ComfyUIServer block" in (
+        unknown.output
+    )
