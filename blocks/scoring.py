@@ -68,11 +68,18 @@ class ScoringModels(Block):
     lpips_net: Literal["alex", "vgg", "squeeze"] = Field(
         "alex", description="LPIPS backbone for temporal_lpips (alex, vgg or squeeze)."
     )
+    lpips_backbone: str | None = Field(
+        None,
+        description=(
+            "torchvision backbone weights for LPIPS (alexnet-owt-7be5be79.pth for alex); "
+            "default: the torch hub cache, checkpoints/<torchvision's file name>."
+        ),
+    )
     lpips_pnet_rand: bool = Field(
         False,
         description=(
-            "LPIPS with a randomly initialised backbone (no torchvision download): tests and "
-            "dry runs only, the distances then mean little."
+            "refused when true: a randomly initialised LPIPS backbone gives distances that are "
+            "not perceptual (kept so saved blocks still load)."
         ),
     )
     subject_backbone: Literal["clip", "dino"] = Field(
