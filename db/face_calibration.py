@@ -15,6 +15,16 @@ def project_id_of(session: Session, project: str) -> int:
     return found
 
 
+def character_slugs(session: Session, project_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(Character.slug)
+            .where(Character.project_id == project_id)
+            .order_by(Character.slug)
+        )
+    )
+
+
 def face_library(session: Session, project_id: int) -> dict[str, dict[str, list[list[float]]]]:
     """Face model name -> character slug -> its reference embeddings from that model.
 

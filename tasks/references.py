@@ -42,6 +42,17 @@ def embed_project_references(session, project_id: int, models: ScoringModels) ->
     message = f"embedded {stored} reference image(s) with {embedder.name}"
     if faceless:
         message += f"; no face found in {len(faceless)}: {', '.join(faceless)}"
+    # References may have changed since the last run (imported, removed): calibrate again.
+    from tasks.face_calibration import calibrate_project
+
+    session.flush()
+    calibrated = calibrate_project(session, project_id, model_name=embedder.name)
+    thresholds = [
+        f"{c.character} {'default' if c.threshold is None else f'{c.threshold:.2f}'}"
+        for c in calibrated
+    ]
+    if thresholds:
+        message += f"; face thresholds: {', '.join(thresholds)}"
     return message
 
 

@@ -29,7 +29,19 @@ def import_(
     require_current_schema()
     with session_scope() as session:
         report = import_production(session, production, prune=prune)
+        calibrated = _recalibrate(session, report) if report.changed else []
     typer.echo(report.summary())
+    if calibrated:
+        typer.echo(f"face thresholds recalibrated: {', '.join(calibrated)}")
+
+
+def _recalibrate(session, report) -> list[str]:
+    """References may have changed: calibrate the cast again from the embeddings stored."""
+    from db.face_calibration import project_id_of
+    from tasks.face_calibration import calibrate_project
+
+    stored = calibrate_project(session, project_id_of(session, report.project))
+    return [f"{c.character} [{c.model_name}]" for c in stored]
 
 
 @app.command("export")
