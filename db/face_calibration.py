@@ -45,6 +45,15 @@ def face_library(session: Session, project_id: int) -> dict[str, dict[str, list[
         .order_by(FaceEmbedding.id)
     )
     library: dict[str, dict[str, list[list[float]]]] = {}
+    # Models calibrated before but without embeddings now (references replaced) are listed
+    # too, so their thresholds fall back to the default instead of going stale.
+    for model_name in session.scalars(
+        select(FaceCalibration.model_name)
+        .join(Character)
+        .where(Character.project_id == project_id)
+        .distinct()
+    ):
+        library[model_name] = {s: [] for s in slugs}
     for model_name, slug, vector in rows:
         per_model = library.setdefault(model_name, {s: [] for s in slugs})
         per_model[slug].append(list(vector))
