@@ -15,6 +15,11 @@ def project_id_of(session: Session, project: str) -> int:
     return found
 
 
+def project_settings(session: Session, project_id: int) -> dict:
+    """The project's settings (its choice of identity model among them)."""
+    return dict(session.scalar(select(Project.settings).where(Project.id == project_id)) or {})
+
+
 def character_slugs(session: Session, project_id: int) -> list[str]:
     return list(
         session.scalars(

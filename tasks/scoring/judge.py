@@ -76,6 +76,7 @@ def face_results(image: Any, brief: CutBrief, models: ScoringModels) -> list[Met
     from tasks.scoring.face_embedder import load_face_embedder
     from tasks.scoring.faces import face_similarity
 
+    models = models.for_project(brief.project_settings)
     if not any(refs for m in brief.cast for refs in m.face_references.values()):
         return [
             _environmental(FACE, _no_references(m, models.face_model), m.slug) for m in brief.cast
@@ -97,6 +98,10 @@ def face_results(image: Any, brief: CutBrief, models: ScoringModels) -> list[Met
         found = _guard(FACE, lambda: face_similarity(image, usable, embedder))
         if len(found) == 1 and found[0].subject is None:  # it raised: one line per character
             found = [found[0].model_copy(update={"subject": slug}) for slug in usable]
+        published = getattr(embedder, "threshold", None)  # CCIP's, as a cosine
+        if published is not None:
+            for result in found:
+                result.details["published_threshold"] = published
         results += found
     order = [m.slug for m in brief.cast]
     return sorted(results, key=lambda r: order.index(r.subject) if r.subject in order else 0)
@@ -169,13 +174,21 @@ def cast_face_thresholds(
 ) -> dict[str, tuple[float | None, str]]:
     """Per character: the production file's hand-set threshold, else the calibration of the
     face model that scored it (``MetricResult.model``), with how it was set."""
-    used = {r.subject: r.model for r in results if r.metric == FACE and r.model}
+    faces = {r.subject: r for r in results if r.metric == FACE}
     thresholds: dict[str, tuple[float | None, str]] = {}
     for member in brief.cast:
         if member.face_threshold is not None:
             thresholds[member.slug] = (member.face_threshold, "set in the production file")
             continue
-        calibration = member.face_calibrations.get(used.get(member.slug, ""))
+        face = faces.get(member.slug)
+        calibration = member.face_calibrations.get(face.model if face else "")
+        published = face.details.get("published_threshold") if face else None
+        if published is not None and (calibration is None or calibration.threshold is None):
+            thresholds[member.slug] = (
+                float(published),
+                f"{face.model}'s published threshold (not calibrated for {member.slug})",
+            )
+            continue
         if calibration is None:
             continue
         if calibration.threshold is None:
