@@ -115,3 +115,7 @@ def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> N
     typer.echo(f"\nrendering {production.project.slug} episode {episode} ...")
     run_episode(production.project.slug, episode, Phase.GENERATION, Phase.QUALITY, "auto", [], 3)
     status(production.project.slug)
+    from anime.cli.models import missing_models_hint
+
+    if hint := missing_models_hint():
+        typer.echo(f"\n{hint}")

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 
 from tasks.scoring.images import as_pil
 from tasks.scoring.loading.device import Runtime, batches, cached
-from tasks.scoring.loading.downloads import download_blocker
+from tasks.scoring.loading.downloads import download_blocker, models_dir
 from tasks.scoring.loading.errors import ModelUnavailable
 from tasks.scoring.loading.torchvision_compat import ensure_torchvision_importable
 
@@ -75,6 +76,11 @@ def _clip_source_hint(tag_cfg: dict[str, Any]) -> str:
     return tag_cfg.get("url", "") or "the open_clip release page"
 
 
+def clip_studio_path(repo: str, filename: str) -> Path:
+    """Where a tag's weights go when copied by hand: ``<models dir>/clip/<org>--<repo>/``."""
+    return models_dir() / "clip" / repo.replace("/", "--") / filename
+
+
 def _cached_clip_tag(tag_cfg: dict[str, Any], cache_dir: str | None) -> str | None:
     """The local file for a pretrained tag if a previous download left it, else None."""
     from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
@@ -96,6 +102,11 @@ def _cached_clip_tag(tag_cfg: dict[str, Any], cache_dir: str | None) -> str | No
             found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
             if isinstance(found, str) and os.path.isfile(found):
                 return found
+        # Copied by hand or by `anime models fetch --from`: the studio's own model folder.
+        for name in candidates:
+            placed = clip_studio_path(repo, name)
+            if placed.is_file():
+                return str(placed)
     url = tag_cfg.get("url", "")
     if url:
         folder = cache_dir or os.path.expanduser("~/.cache/clip")
