@@ -18,7 +18,6 @@ from db.models import (
     Cut,
     CutCasting,
     Episode,
-    FaceEmbedding,
     Project,
     Scene,
 )
@@ -236,15 +235,3 @@ def load_sheet_brief(session: Session, project: str, character: str) -> SheetBri
         raise LookupError(f"project {project!r} has no character {character!r}")
     cast, style, project_id = load_character_brief(session, row.id)
     return SheetBrief(project_id=project_id, project_slug=project, character=cast, style=style)
-
-
-def reference_embeddings(session: Session, character_id: int, model_name: str) -> list[list[float]]:
-    rows = session.scalars(
-        select(FaceEmbedding.vector)
-        .join(CharacterReference)
-        .where(
-            CharacterReference.character_id == character_id, FaceEmbedding.model_name == model_name
-        )
-        .order_by(FaceEmbedding.id)
-    )
-    return [list(v) for v in rows]
