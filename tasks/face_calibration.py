@@ -20,6 +20,7 @@ class StoredCalibration(BaseModel):
     references: int
     impostors: int
     explanation: str
+    own_rejected: int = 0  # the character's own references the threshold would fail
 
 
 def calibrate_project(
@@ -63,6 +64,7 @@ def calibrate_project(
                     references=report.references,
                     impostors=impostors,
                     explanation=explanation,
+                    own_rejected=report.false_rejects or 0,
                 )
             )
     return stored

@@ -44,3 +44,9 @@ def calibrate(
             f"({row.references} references, {row.impostors} impostors)"
         )
         typer.echo(f"  {row.explanation}")
+        if row.own_rejected:
+            typer.echo(
+                f"  warning: this threshold fails {row.own_rejected} of {row.character}'s own "
+                f"{row.references} references: check them, or set face_threshold by hand",
+                err=True,
+            )

@@ -155,3 +155,30 @@ def test_calibrate_names_an_unknown_character_or_project(cast) -> None:
     assert "no character 'nobody'" in out and "aki" in out
     out = anime("calibrate", "no-such-project", code=1)
     assert "no project 'no-such-project'" in out
+
+
+def test_calibrate_warns_when_the_threshold_fails_the_characters_own_references(db) -> None:
+    vectors = {
+        "aki": [[1, 0, 0], [0.99, 0.14, 0], [0, 0, 1]],  # the third is not like the others
+        "ren": [[0.5, 0.866, 0], [0, 1, 0], [0, 1, 0]],
+    }
+    with session_scope() as session:
+        import_production(session, load_production(EXAMPLE))
+        for character in session.scalars(select(Character)):
+            refs = sorted(character.references, key=lambda r: r.id)
+            for ref, vector in zip(refs, vectors[character.slug], strict=True):
+                db_jobs.store_face_embedding(session, ref.id, model_name="m", vector=vector)
+    result = CliRunner().invoke(app, ["calibrate", "moonlit-courier", "aki"])
+    assert result.exit_code == 0, result.output
+    assert "warning: this threshold fails 1 of aki's own 3 references" in result.output
+
+
+def test_a_sheet_image_that_cannot_be_read_is_could_not_judge(scoring_models, tmp_path) -> None:
+    from tasks.judging import score_sheet
+
+    missing = [str(tmp_path / "front.png"), str(tmp_path / "side.png")]
+    judgement, [result], _ = score_sheet(
+        missing, ["front", "side"], QualityThresholds(), scoring_models
+    )
+    assert judgement.verdict.value == "could_not_judge"
+    assert result.value is None and "FileNotFoundError" in result.reason
