@@ -166,3 +166,16 @@ def test_style_adherence_of_an_image_with_itself_is_at_most_one(
     Image.fromarray(linear_motion(1)[0]).save(path)
     result = style_adherence(str(path), [str(path)], stand_in_models)
     assert 0.999 < result.value <= 1.0
+
+
+def test_an_openai_style_torchscript_release_loads_with_quickgelu(
+    tmp_path: Path, stand_in_models: ScoringModels
+) -> None:
+    import open_clip
+
+    model = open_clip.create_model(STAND_IN_CLIP, pretrained=stand_in_models.clip_pretrained)
+    release = tmp_path / "openai-release.pt"
+    torch.jit.save(torch.jit.script(model), release)
+    loaded = load_clip(stand_in_models.model_copy(update={"clip_pretrained": str(release)}))
+    assert _activations(loaded.model) == {"QuickGELU"}
+    assert "QuickGELU" in loaded.name

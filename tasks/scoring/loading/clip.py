@@ -225,6 +225,25 @@ def _is_torchscript(path: str) -> bool:
         return any(n.endswith("/constants.pkl") for n in archive.namelist())
 
 
+# Buffers and constants a TorchScript CLIP carries that are not weights of the open_clip model.
+_TORCHSCRIPT_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+
+
+def _plain_state_dict(path: str) -> str:
+    """A TorchScript release's weights as a plain state dict in a temporary file.
+
+    torch.load opens TorchScript archives only with weights_only off, and the archive's state
+    dict carries constants (attn_mask, input_resolution ...) open_clip's strict load refuses."""
+    import tempfile
+
+    state = torch.jit.load(path, map_location="cpu").state_dict()
+    state = {k: v for k, v in state.items() if k not in _TORCHSCRIPT_EXTRAS}
+    fd, tmp = tempfile.mkstemp(suffix=".pth")
+    os.close(fd)
+    torch.save(state, tmp)
+    return tmp
+
+
 def _openai_file_names() -> set[str]:
     import open_clip
 
@@ -316,10 +335,16 @@ def _build_clip(models: ScoringModels, device: torch.device) -> tuple[Any, Any, 
         "quick_gelu"
     ):
         logger.info("CLIP %s: QuickGELU, as %s says its weights were trained", arch, why)
+    how = "Check that ScoringModels.clip_pretrained holds weights for ScoringModels.clip_model."
+    try:
+        weights = _plain_state_dict(path) if _is_torchscript(path) else path
+    except Exception as exc:
+        problem = f"TorchScript archive does not load ({exc})"
+        raise ModelUnavailable(f"open_clip {arch}", path, how, problem=problem) from exc
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             arch,
-            pretrained=path,
+            pretrained=weights,
             device=device,
             force_quick_gelu=quick_gelu,
             require_pretrained=True,
@@ -333,9 +358,12 @@ def _build_clip(models: ScoringModels, device: torch.device) -> tuple[Any, Any, 
         raise ModelUnavailable(
             f"open_clip {arch}",
             path,
-            "Check that ScoringModels.clip_pretrained holds weights for ScoringModels.clip_model.",
-            problem=f"checkpoint does not load ({str(exc).splitlines()[0][:300]})",
+            how,
+            problem=f"checkpoint does not load ({' '.join(str(exc).split())[:300]})",
         ) from exc
+    finally:
+        if weights != path:
+            os.unlink(weights)
     label = f"{arch}/{models.clip_pretrained if tag_cfg else os.path.basename(path)}"
     if quick_gelu and "quickgelu" not in arch:
         label += " (QuickGELU)"
