@@ -152,9 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from tests.scoring.stand_in_models import write_stand_in_models
 
+        folder = Path(tempfile.mkdtemp(prefix="bench-models-"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            models = write_stand_in_models(Path(tempfile.mkdtemp(prefix="bench-models-")))
+            models = write_stand_in_models(folder)
+            # LPIPS as shipped (AlexNet), random weights from a file: its cost is the real one.
+            import torchvision.models
+
+            alex = folder / "alexnet-random.pth"
+            torch.save(torchvision.models.alexnet(weights=None).state_dict(), alex)
+        models = models.model_copy(update={"lpips_net": "alex", "lpips_backbone": str(alex)})
     models = models.model_copy(update={"device": args.device, "batch_size": args.batch_size})
     frames = make_clip(args.frames, args.size)
     refs = [frames[0], frames[len(frames) // 2], 255 - frames[-1]]

@@ -159,13 +159,14 @@ class QualityThresholds(Block):
         metric: str,
         phase: Phase | str,
         subject: str | None = None,
-        calibrated: Mapping[str, float] | None = None,
+        calibrated: Mapping[str, float | tuple[float | None, str] | None] | None = None,
     ) -> tuple[MetricGate, str] | None:
         """The gate that applies, and where its threshold comes from; None when ungated.
 
         For face_similarity of a character: the hand-set ``face_thresholds`` value first,
-        then the calibrated one (``calibrated``, e.g. Character.face_threshold), then the
-        phase's gate, then the default.
+        then ``calibrated[subject]``: a threshold, or (threshold, how it was set) as the cast's
+        calibration gives it (threshold None: too few references, the phase's gate applies
+        and the explanation says why), then the phase's gate, then the default.
         """
         phase_value = Phase(phase).value
         base = self.phase_gates.get(phase_value, {}).get(metric)
@@ -179,7 +180,13 @@ class QualityThresholds(Block):
             if subject in self.face_thresholds:
                 gate = MetricGate(threshold=self.face_thresholds[subject], comparator=">=")
                 return gate, f"set for {subject} in QualityThresholds"
-            if calibrated and calibrated.get(subject) is not None:
-                gate = MetricGate(threshold=float(calibrated[subject]), comparator=">=")
+            found = (calibrated or {}).get(subject)
+            if isinstance(found, tuple):
+                value, how = found
+                if value is None:
+                    return base, f"{source}; {how}"
+                return MetricGate(threshold=float(value), comparator=">="), how
+            if found is not None:
+                gate = MetricGate(threshold=float(found), comparator=">=")
                 return gate, f"calibrated for {subject}"
         return base, source

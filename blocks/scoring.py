@@ -19,6 +19,14 @@ DINO_WEIGHTS_URL = (
 )
 
 
+# deepghs' CCIP (anime character similarity), ONNX, from the Hugging Face repository below.
+CCIP_REPO = "deepghs/ccip_onnx"
+CCIP_MODEL = "ccip-caformer-24-randaug-pruned"
+CCIP_FILES = ("model_feat.onnx", "model_metrics.onnx", "metrics.json")
+
+FaceEmbedderName = Literal["insightface", "ccip"]
+
+
 class ScoringModels(Block):
     """Models behind the quality metrics.
 
@@ -39,8 +47,23 @@ class ScoringModels(Block):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto picks CUDA when a GPU is present."
     )
+    face_embedder: FaceEmbedderName = Field(
+        "insightface",
+        description=(
+            "identity model for face_similarity and sheet_consistency: insightface (buffalo_l, "
+            "trained on photographs) or ccip (deepghs' anime character model). A project's "
+            "settings.face_embedder overrides it."
+        ),
+    )
     face_model: str = Field(
         "buffalo_l", description="InsightFace model pack name (under face_root) or a folder path."
+    )
+    ccip_model: str = Field(
+        CCIP_MODEL,
+        description=(
+            "CCIP model: a name (a folder under ~/.cache/tower-anime/models/ccip/) or a folder "
+            f"path; the folder holds {', '.join(CCIP_FILES)}."
+        ),
     )
     face_root: str | None = Field(
         None, description="InsightFace root folder (default ~/.insightface)."
@@ -50,8 +73,8 @@ class ScoringModels(Block):
     clip_pretrained: str = Field(
         "openai",
         description=(
-            "open_clip pretrained tag, or a local checkpoint path (OpenAI weights from a file: "
-            "use clip_model ViT-L-14-quickgelu)."
+            "open_clip pretrained tag, or a local checkpoint path (its activation follows the "
+            "checkpoint: the open_clip_config.json beside it, or OpenAI's file names)."
         ),
     )
     clip_cache_dir: str | None = Field(
@@ -68,11 +91,18 @@ class ScoringModels(Block):
     lpips_net: Literal["alex", "vgg", "squeeze"] = Field(
         "alex", description="LPIPS backbone for temporal_lpips (alex, vgg or squeeze)."
     )
+    lpips_backbone: str | None = Field(
+        None,
+        description=(
+            "torchvision backbone weights for LPIPS (alexnet-owt-7be5be79.pth for alex); "
+            "default: the torch hub cache, checkpoints/<torchvision's file name>."
+        ),
+    )
     lpips_pnet_rand: bool = Field(
         False,
         description=(
-            "LPIPS with a randomly initialised backbone (no torchvision download): tests and "
-            "dry runs only, the distances then mean little."
+            "refused when true: a randomly initialised LPIPS backbone gives distances that are "
+            "not perceptual (kept so saved blocks still load)."
         ),
     )
     subject_backbone: Literal["clip", "dino"] = Field(
@@ -96,3 +126,14 @@ class ScoringModels(Block):
             "fetch missing public weights when the download host answers; off: local files only."
         ),
     )
+
+    def for_project(self, settings: dict | None) -> ScoringModels:
+        """This block with the project's own choice of identity model (settings.face_embedder)."""
+        choice = (settings or {}).get("face_embedder")
+        if not choice or choice == self.face_embedder:
+            return self
+        if choice not in ("insightface", "ccip"):
+            raise ValueError(
+                f"project settings.face_embedder must be 'insightface' or 'ccip', got {choice!r}"
+            )
+        return self.model_copy(update={"face_embedder": choice})

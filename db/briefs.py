@@ -18,10 +18,10 @@ from db.models import (
     Cut,
     CutCasting,
     Episode,
-    FaceEmbedding,
     Project,
     Scene,
 )
+from db.vocabulary import Phase
 
 
 class StyleBrief(BaseModel):
@@ -31,6 +31,23 @@ class StyleBrief(BaseModel):
     palette: list[str] = Field(default_factory=list)
     style_references: list[str] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=list)
+
+
+class FaceCalibrationBrief(BaseModel):
+    """A character's calibrated face threshold for one face model (None: too few references)."""
+
+    model_name: str
+    threshold: float | None
+    references: int
+    impostors: int
+    explanation: str = ""
+
+    def source(self) -> str:
+        """How the threshold was set, as a gate's explanation names it."""
+        return (
+            f"calibrated threshold {self.threshold:.2f} from {self.references} references "
+            f"against {self.impostors} impostors ({self.model_name})"
+        )
 
 
 class CastBrief(BaseModel):
@@ -44,8 +61,15 @@ class CastBrief(BaseModel):
     variations: dict[str, tuple[str, str]] = Field(default_factory=dict)
     position: str = ""
     reference_images: list[str] = Field(default_factory=list)
-    reference_embeddings: list[list[float]] = Field(default_factory=list)
-    face_threshold: float | None = None
+    # face model name -> the reference embeddings that model made (never mixed: cosines
+    # between two models' embeddings mean nothing)
+    face_references: dict[str, list[list[float]]] = Field(default_factory=dict)
+    face_threshold: float | None = None  # set by hand in the production file
+    # face model name -> the threshold calibrated on its references
+    face_calibrations: dict[str, FaceCalibrationBrief] = Field(default_factory=dict)
+
+    def references_for(self, model_name: str) -> list[list[float]]:
+        return self.face_references.get(model_name, [])
 
 
 class CutBrief(BaseModel):
@@ -75,6 +99,12 @@ class CutBrief(BaseModel):
     def label(self) -> str:
         return f"E{self.episode_number:02d}S{self.scene_number:02d}C{self.cut_number:02d}"
 
+    def template_for(self, phase: Phase) -> str:
+        """The workflow template this cut renders with in ``phase``."""
+        if phase is Phase.ANIMATION:
+            return str(self.project_settings.get("animation_template", "animatediff_loop"))
+        return self.template or str(self.project_settings.get("default_template", "keyframe"))
+
 
 def style_brief(project: Project) -> StyleBrief:
     bible = project.story_bible
@@ -94,7 +124,20 @@ def cast_brief(
         if (kind, name) in by_key
     }
     refs = sorted(character.references, key=lambda r: r.id)
-    embeddings = [e.vector for r in refs for e in sorted(r.embeddings, key=lambda e: e.id)]
+    by_model: dict[str, list[list[float]]] = {}
+    for ref in refs:
+        for emb in sorted(ref.embeddings, key=lambda e: e.id):
+            by_model.setdefault(emb.model_name, []).append(list(emb.vector))
+    calibrations = {
+        c.model_name: FaceCalibrationBrief(
+            model_name=c.model_name,
+            threshold=c.threshold,
+            references=c.references,
+            impostors=c.impostors,
+            explanation=c.explanation,
+        )
+        for c in character.face_calibrations
+    }
     return CastBrief(
         character_id=character.id,
         slug=character.slug,
@@ -105,8 +148,9 @@ def cast_brief(
         variations=variations,
         position=position,
         reference_images=[r.path for r in refs],
-        reference_embeddings=[list(v) for v in embeddings],
+        face_references=by_model,
         face_threshold=character.face_threshold,
+        face_calibrations=calibrations,
     )
 
 
@@ -114,6 +158,7 @@ _CHARACTER_LOAD = (
     selectinload(Character.attributes),
     selectinload(Character.variations),
     selectinload(Character.references).selectinload(CharacterReference.embeddings),
+    selectinload(Character.face_calibrations),
 )
 
 
@@ -190,15 +235,3 @@ def load_sheet_brief(session: Session, project: str, character: str) -> SheetBri
         raise LookupError(f"project {project!r} has no character {character!r}")
     cast, style, project_id = load_character_brief(session, row.id)
     return SheetBrief(project_id=project_id, project_slug=project, character=cast, style=style)
-
-
-def reference_embeddings(session: Session, character_id: int, model_name: str) -> list[list[float]]:
-    rows = session.scalars(
-        select(FaceEmbedding.vector)
-        .join(CharacterReference)
-        .where(
-            CharacterReference.character_id == character_id, FaceEmbedding.model_name == model_name
-        )
-        .order_by(FaceEmbedding.id)
-    )
-    return [list(v) for v in rows]

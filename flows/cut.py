@@ -28,12 +28,6 @@ from tasks.seeds import attempt_seed
 from tasks.storage import cut_output_dir
 
 
-def template_for(phase: Phase, brief: CutBrief) -> str:
-    if phase is Phase.ANIMATION:
-        return str(brief.project_settings.get("animation_template", "animatediff_loop"))
-    return brief.template or str(brief.project_settings.get("default_template", "keyframe"))
-
-
 class CutAttempts:
     """The cut's side of the attempt loop: its jobs, its render request, its judge."""
 
@@ -80,7 +74,7 @@ class CutAttempts:
                 attempt,
                 brief.overrides.get("seed"),
             ),
-            template=template_for(phase, brief),
+            template=brief.template_for(phase),
             parameters={
                 "positive": prompt.positive,
                 "negative": prompt.negative,

@@ -97,19 +97,24 @@ def score_sheet(
     from tasks.scoring.results import MetricResult
 
     labels = {view: path for view, path in zip(views, paths, strict=False)}
+    embeddings: dict[str, list[float] | None] = {}
+    model = ""
     try:
         embedder = load_face_embedder(models)
-    except FaceModelUnavailable as exc:
+        found = main_face_embeddings(labels, embedder)
+    except Exception as exc:  # a missing model or any error: could not judge, never a crash
+        reason = (
+            str(exc)
+            if isinstance(exc, FaceModelUnavailable)
+            else (f"sheet_consistency failed: {type(exc).__name__}: {exc}")
+        )
         result = MetricResult(
             metric="sheet_consistency",
             value=None,
-            reason=str(exc),
+            reason=reason,
             details={"cause": "environment"},
         )
-        embeddings: dict[str, list[float] | None] = {}
-        model = ""
     else:
-        found = main_face_embeddings(labels, embedder)
         result = sheet_consistency_from_embeddings(found, model=embedder.name)
         embeddings = {k: (None if v is None else v.tolist()) for k, v in found.items()}
         model = embedder.name

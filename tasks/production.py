@@ -195,9 +195,7 @@ def read_sheet_history(session, character_id: int) -> AttemptHistory:
 
 
 @task(name="load-sheet", cache_policy=NO_CACHE)
-async def load_sheet(
-    project: str, character: str
-) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
+async def load_sheet(project: str, character: str) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
     """A sheet run's start, in one transaction: the brief and its stored attempts."""
 
     def read(session) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
@@ -218,10 +216,21 @@ async def approve_sheet(
 ) -> int:
     """The approved sheet's views become the character's references (with embeddings)."""
     rows = [
-        (path, view, embeddings.get(view), model)
-        for view, path in zip(views, paths, strict=False)
+        (path, view, embeddings.get(view), model) for view, path in zip(views, paths, strict=False)
     ]
-    return await in_session(db_jobs.approve_sheet, job_id, rows)
+
+    def approve(session) -> int:
+        from tasks.face_calibration import calibrate_project
+
+        added = db_jobs.approve_sheet(session, job_id, rows)
+        if added and model:  # new references: the cast's thresholds move, in one transaction
+            session.flush()
+            calibrate_project(
+                session, db_jobs.get_job(session, job_id).project_id, model_name=model
+            )
+        return added
+
+    return await in_session(approve)
 
 
 @task(name="flag-for-review", cache_policy=NO_CACHE)

@@ -12,6 +12,7 @@ from tasks.production import in_session
 
 def embed_project_references(session, project_id: int, models: ScoringModels) -> str:
     """Embed every reference image of the project that has no embedding for this model yet."""
+    from db.face_calibration import project_settings
     from tasks.scoring.face_embedder import (
         FaceModelUnavailable,
         load_face_embedder,
@@ -19,6 +20,7 @@ def embed_project_references(session, project_id: int, models: ScoringModels) ->
     )
     from tasks.scoring.faces import main_face
 
+    models = models.for_project(project_settings(session, project_id))
     try:
         embedder = load_face_embedder(models)
     except FaceModelUnavailable as exc:
@@ -42,6 +44,17 @@ def embed_project_references(session, project_id: int, models: ScoringModels) ->
     message = f"embedded {stored} reference image(s) with {embedder.name}"
     if faceless:
         message += f"; no face found in {len(faceless)}: {', '.join(faceless)}"
+    # References may have changed since the last run (imported, removed): calibrate again.
+    from tasks.face_calibration import calibrate_project
+
+    session.flush()
+    calibrated = calibrate_project(session, project_id, model_name=embedder.name)
+    thresholds = [
+        f"{c.character} {'default' if c.threshold is None else f'{c.threshold:.2f}'}"
+        for c in calibrated
+    ]
+    if thresholds:
+        message += f"; face thresholds: {', '.join(thresholds)}"
     return message
 
 

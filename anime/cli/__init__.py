@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
+from anime.cli import identity as _identity  # noqa: F401  (calibrate)
+from anime.cli import models as _models  # noqa: F401  (models status / fetch / check)
 from anime.cli import ops as _ops  # noqa: F401  (server, serve, api, deploy, reproduce)
 from anime.cli import production as _production  # noqa: F401  (import / export / status / demo)
 from anime.cli import render as _render  # noqa: F401  (render)

@@ -29,7 +29,19 @@ def import_(
     require_current_schema()
     with session_scope() as session:
         report = import_production(session, production, prune=prune)
+        calibrated = _recalibrate(session, report) if report.changed else []
     typer.echo(report.summary())
+    if calibrated:
+        typer.echo(f"face thresholds recalibrated: {', '.join(calibrated)}")
+
+
+def _recalibrate(session, report) -> list[str]:
+    """References may have changed: calibrate the cast again from the embeddings stored."""
+    from db.face_calibration import project_id_of
+    from tasks.face_calibration import calibrate_project
+
+    stored = calibrate_project(session, project_id_of(session, report.project))
+    return [f"{c.character} [{c.model_name}]" for c in stored]
 
 
 @app.command("export")
@@ -103,3 +115,7 @@ def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> N
     typer.echo(f"\nrendering {production.project.slug} episode {episode} ...")
     run_episode(production.project.slug, episode, Phase.GENERATION, Phase.QUALITY, "auto", [], 3)
     status(production.project.slug)
+    from anime.cli.models import missing_models_hint
+
+    if hint := missing_models_hint():
+        typer.echo(f"\n{hint}")

@@ -6,6 +6,7 @@ from db.models.character import (
     CharacterAttribute,
     CharacterReference,
     CharacterVariation,
+    FaceCalibration,
     FaceEmbedding,
 )
 from db.models.jobs import Artifact, GenerationParams, Job
@@ -47,6 +48,7 @@ __all__ = [
     "Cut",
     "CutCasting",
     "Episode",
+    "FaceCalibration",
     "FaceEmbedding",
     "GateDecision",
     "GateScope",

@@ -28,7 +28,7 @@ class Character(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     base_prompt: Mapped[str] = mapped_column(Text, default="")
     negative_prompt: Mapped[str] = mapped_column(Text, default="")
-    # Calibrated from its references (tasks/scoring/calibration.py); None = project default.
+    # Set by hand in the production file; wins over the calibrated one (FaceCalibration).
     face_threshold: Mapped[float | None] = mapped_column(Float, default=None)
 
     project: Mapped[Project] = relationship(back_populates="characters")
@@ -42,6 +42,11 @@ class Character(Timestamped, Base):
     )
     references: Mapped[list[CharacterReference]] = relationship(
         back_populates="character", order_by="CharacterReference.id", cascade="all, delete-orphan"
+    )
+    face_calibrations: Mapped[list[FaceCalibration]] = relationship(
+        back_populates="character",
+        order_by="FaceCalibration.model_name",
+        cascade="all, delete-orphan",
     )
 
     def attribute_map(self) -> dict[str, str]:
@@ -127,3 +132,23 @@ class FaceEmbedding(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     reference: Mapped[CharacterReference] = relationship(back_populates="embeddings")
+
+
+class FaceCalibration(Base):
+    """A character's face threshold for one face model, from its genuine and impostor pairs
+    (tasks/scoring/calibration.py); ``threshold`` None: too few references, the default holds."""
+
+    __tablename__ = "face_calibrations"
+    __table_args__ = (UniqueConstraint("character_id", "model_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(String(200))
+    threshold: Mapped[float | None] = mapped_column(Float, default=None)
+    references: Mapped[int] = mapped_column(default=0)
+    impostors: Mapped[int] = mapped_column(default=0)
+    method: Mapped[str] = mapped_column(String(200), default="")
+    explanation: Mapped[str] = mapped_column(Text, default="")
+    calibrated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    character: Mapped[Character] = relationship(back_populates="face_calibrations")

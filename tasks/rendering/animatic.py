@@ -332,8 +332,6 @@ class AnimaticRenderer:
         import anyio
 
         draw = render_sheet if workflow.get("kind") == "character_sheet" else render_animatic
-        result = await anyio.to_thread.run_sync(
-            draw, workflow, Path(request.out_dir), request.name
-        )
+        result = await anyio.to_thread.run_sync(draw, workflow, Path(request.out_dir), request.name)
         result.params["template"] = "animatic"  # what it drew from: its own panel spec
         return result

@@ -120,9 +120,7 @@ class ComfyUIRenderer:
             new_prompt=new_prompt,
         )
         outputs = [_described(file) for file in outcome.files]
-        environment = (
-            outcome.environment.model_dump(exclude={"raw"}) if outcome.environment else {}
-        )
+        environment = outcome.environment.model_dump(exclude={"raw"}) if outcome.environment else {}
         return RenderResult(
             renderer="comfyui",
             server=outcome.server,

@@ -25,7 +25,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tasks.scoring.faces import Reduction, reduce_cosines, reference_matrix
+from tasks.scoring.faces import Reduction, cosine, reduce_cosines, reference_matrix
+
+# Leave-one-out needs two references for one same-character score; fewer keeps the default.
+MIN_REFERENCES = 2
 
 
 class ScoreDistribution(BaseModel):
@@ -89,9 +92,9 @@ class CalibrationReport(BaseModel):
 def same_character_scores(references: np.ndarray, reduce: Reduction = "max") -> np.ndarray:
     """Each reference scored against the others (leave-one-out)."""
     n = references.shape[0]
-    if n < 2:
+    if n < MIN_REFERENCES:
         return np.zeros(0)
-    cosines = references @ references.T
+    cosines = cosine(references, references.T)
     return np.array(
         [reduce_cosines(np.delete(cosines[i], i), reduce) for i in range(n)], dtype=np.float64
     )
@@ -102,7 +105,7 @@ def other_character_scores(
 ) -> dict[str, np.ndarray]:
     """Each other character's references scored against this character's references."""
     return {
-        slug: np.array([reduce_cosines(references @ row, reduce) for row in refs])
+        slug: np.array([reduce_cosines(cosine(references, row), reduce) for row in refs])
         for slug, refs in others.items()
         if refs.shape[0] > 0
     }

@@ -2,7 +2,8 @@
 
 InsightFace's packs (buffalo_l: SCRFD detector + ArcFace recognizer) are trained on
 photographs and are weak on cartoon faces, so the metrics in ``tasks.scoring.faces`` only talk
-to a ``FaceEmbedder``; another embedder (an anime-face detector + recognizer) can replace it.
+to a ``FaceEmbedder``; deepghs' CCIP (``tasks.scoring.ccip``, anime characters) is the other
+one, chosen by ``ScoringModels.face_embedder`` or a project's ``settings.face_embedder``.
 
 Loading never downloads. ``insightface.app.FaceAnalysis`` would: given a pack name whose folder
 is missing it fetches the zip from GitHub (a hang or a retry loop offline), and given a folder
@@ -314,24 +315,32 @@ class InsightFaceEmbedder:
 
 # --- process cache --------------------------------------------------------------------------
 
-_cache: dict[tuple[object, ...], InsightFaceEmbedder] = {}
+_cache: dict[tuple[object, ...], FaceEmbedder] = {}
 _cache_lock = threading.Lock()
 
 
 def load_face_embedder(
     models: ScoringModels | None = None, *, det_thresh: float = 0.5
-) -> InsightFaceEmbedder:
-    """The InsightFace embedder the ScoringModels block names, loaded once per process.
-
-    Cached by (folder, detector size, providers, detection threshold). Raises
-    FaceModelUnavailable, without trying to download, when the models are not on disk.
-    """
+) -> FaceEmbedder:
+    """The identity model the ScoringModels block names (``face_embedder``), loaded once per
+    process: InsightFace (cached by folder, detector size, providers, detection threshold)
+    or CCIP. Raises FaceModelUnavailable, without trying to download, when the models are not
+    on disk."""
     if models is None:
         from blocks.scoring import ScoringModels
 
         models = ScoringModels()
-    folder = resolve_face_model_dir(models.face_model, models.face_root)
     providers = onnx_providers(models.device)
+    if models.face_embedder == "ccip":
+        from tasks.scoring.ccip import CcipEmbedder, ccip_folder
+
+        folder = ccip_folder(models)
+        key: tuple[object, ...] = ("ccip", str(folder), tuple(providers))
+        with _cache_lock:
+            if key not in _cache:
+                _cache[key] = CcipEmbedder(folder, providers=providers)
+            return _cache[key]
+    folder = resolve_face_model_dir(models.face_model, models.face_root)
     key = (str(folder), models.face_det_size, tuple(providers), float(det_thresh))
     with _cache_lock:
         embedder = _cache.get(key)

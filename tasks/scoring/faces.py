@@ -62,6 +62,12 @@ def reference_matrix(references: Any, *, character: str = "") -> np.ndarray:
     return matrix / norms if matrix.size else matrix
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosines of unit vectors (rows), clamped to [-1, 1]: float32 rounding puts the cosine of
+    a face with itself at 1.0000001, above the documented range."""
+    return np.clip(a @ b, -1.0, 1.0)
+
+
 def reduce_cosines(cosines: np.ndarray, reduce: Reduction) -> float:
     if reduce == "max":
         return float(np.max(cosines))
@@ -127,7 +133,7 @@ def face_similarity_from_faces(
             )
 
     cosines = {
-        slug: [references[slug] @ face.embedding for face in faces] for slug in judged
+        slug: [cosine(references[slug], face.embedding) for face in faces] for slug in judged
     }  # per character, per face: cosine against each reference
     scores = np.array(
         [[reduce_cosines(cosines[slug][f], reduce) for slug in judged] for f in range(len(faces))]
@@ -280,7 +286,7 @@ def sheet_consistency_from_embeddings(
             details=details,
         )
     pairs = [
-        {"a": a, "b": b, "cosine": float(present[a] @ present[b])}
+        {"a": a, "b": b, "cosine": float(cosine(present[a], present[b]))}
         for a, b in combinations(present, 2)
     ]
     cos = np.array([p["cosine"] for p in pairs])

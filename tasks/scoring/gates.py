@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -80,7 +81,7 @@ def _judge(
     result: MetricResult,
     phase: Phase,
     thresholds: QualityThresholds,
-    face_thresholds: Mapping[str, float] | None,
+    face_thresholds: Mapping[str, Any] | None,
     required: Collection[str],
 ) -> MetricLine:
     found = thresholds.gate_for(result.metric, phase, result.subject, face_thresholds)
@@ -111,13 +112,13 @@ def decide_job(
     results: Iterable[MetricResult],
     phase: Phase | str,
     thresholds: QualityThresholds | None = None,
-    face_thresholds: Mapping[str, float] | None = None,
+    face_thresholds: Mapping[str, Any] | None = None,
     *,
     required: Collection[str] | None = None,
 ) -> JobDecision:
     """Judge one job's metrics against the phase's gates.
 
-    ``face_thresholds``: calibrated per-character face thresholds (slug -> value), used
+    ``face_thresholds``: per character slug, a threshold or (threshold, how it was set), used
     unless QualityThresholds sets one by hand. ``required`` replaces the phase's required
     metrics (e.g. without face_similarity for a cut with nobody in it).
     """

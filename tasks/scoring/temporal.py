@@ -145,8 +145,9 @@ def subject_consistency_from_features(features: torch.Tensor) -> tuple[float, np
 
     For each frame i > 0: (max(0, cos(f[i-1], f[i])) + max(0, cos(f[0], f[i]))) / 2, averaged
     over frames 1 .. T-1. Returns the mean and the per-frame values (T-1)."""
-    previous = (features[1:] * features[:-1]).sum(-1).clamp(min=0.0)
-    first = (features[1:] * features[:1]).sum(-1).clamp(min=0.0)
+    # Rounding can put the cosine of identical unit rows a few ulps above 1: clamp to [0, 1].
+    previous = (features[1:] * features[:-1]).sum(-1).clamp(0.0, 1.0)
+    first = (features[1:] * features[:1]).sum(-1).clamp(0.0, 1.0)
     per_frame = ((previous + first) / 2).double().numpy()
     return float(per_frame.mean()), per_frame
 

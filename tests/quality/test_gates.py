@@ -333,7 +333,8 @@ def test_face_similarity_without_model_files_is_could_not_judge(tmp_path):
 
     from .conftest import canvas
 
-    mika = CastBrief(character_id=1, slug="mika", name="Mika", reference_embeddings=[[1.0, 0.0]])
+    refs = {"insightface:buffalo_l": [[1.0, 0.0]]}
+    mika = CastBrief(character_id=1, slug="mika", name="Mika", face_references=refs)
     brief = CutBrief(project_id=1, project_slug="test", episode_id=1, episode_number=1,
                      scene_id=1, scene_number=1, cut_id=1, cut_number=1, cast=[mika])  # fmt: skip
     models = ScoringModels(face_root=str(tmp_path))

@@ -24,8 +24,8 @@ def write_stand_in_models(folder: Path, *, seed: int = 0) -> ScoringModels:
 
     For offline tests, benchmarks and dry runs of the scoring code: a small open_clip ViT
     (registered as ``anime-stand-in-clip``), an aesthetic head of the published shape whose
-    output sits mid-scale, and LPIPS with a random backbone. They load through exactly the same
-    code as the real weights; their scores mean nothing."""
+    output sits mid-scale, and random SqueezeNet 1.1 weights for LPIPS's backbone. They load
+    through exactly the same code as the real weights; their scores mean nothing."""
     ensure_torchvision_importable()
     import open_clip
 
@@ -58,10 +58,18 @@ def write_stand_in_models(folder: Path, *, seed: int = 0) -> ScoringModels:
     torch.save(clip.state_dict(), clip_path)
     head_path = folder / "stand-in-aesthetic.pth"
     torch.save(head.state_dict(), head_path)
+    import torchvision.models
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        squeeze = torchvision.models.squeezenet1_1(weights=None)
+    lpips_path = folder / "stand-in-squeezenet1_1.pth"
+    torch.save(squeeze.state_dict(), lpips_path)
     return ScoringModels(
         clip_model=STAND_IN_CLIP,
         clip_pretrained=str(clip_path),
         aesthetic_head=str(head_path),
-        lpips_pnet_rand=True,
+        lpips_net="squeeze",
+        lpips_backbone=str(lpips_path),
         allow_downloads=False,
     )

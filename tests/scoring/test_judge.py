@@ -55,7 +55,7 @@ def test_judge_scores_only_the_wanted_metrics(
 def test_missing_model_in_the_judge_is_could_not_judge_not_a_crash(
     stand_in_models: ScoringModels, brief: CutBrief
 ) -> None:
-    broken = stand_in_models.model_copy(update={"lpips_pnet_rand": False, "lpips_net": "vgg",
+    broken = stand_in_models.model_copy(update={"lpips_backbone": None, "lpips_net": "vgg",
                                                 "allow_downloads": False})  # fmt: skip
     [result] = score_clip(linear_motion(4), brief, broken, {"temporal_lpips"})
     if result.measured:  # vgg16's torchvision weights happen to be cached on this machine

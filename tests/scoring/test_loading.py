@@ -28,12 +28,17 @@ def _fails_fast(load: Callable[[ScoringModels], object], models: ScoringModels) 
     return caught.value
 
 
-def test_clip_loads_once_per_process_and_config(stand_in_models: ScoringModels) -> None:
+def test_clip_loads_once_per_process_and_config(
+    stand_in_models: ScoringModels, tmp_path: Path
+) -> None:
+    import shutil
+
     first = load_clip(stand_in_models)
     again = load_clip(stand_in_models.model_copy())
     assert again.model is first.model
     assert load_lpips(stand_in_models).module is load_lpips(stand_in_models).module
-    other_lpips = stand_in_models.model_copy(update={"lpips_net": "squeeze"})
+    copy = shutil.copy(stand_in_models.lpips_backbone, tmp_path / "squeezenet1_1.pth")
+    other_lpips = stand_in_models.model_copy(update={"lpips_backbone": str(copy)})
     assert load_lpips(other_lpips).module is not load_lpips(stand_in_models).module
 
 
@@ -104,7 +109,8 @@ def test_lpips_backbone_missing_offline_says_which_file_goes_where(offline_home:
     folder = offline_home / "torch" / "hub" / "checkpoints"
     assert "alexnet-owt-7be5be79.pth" in str(error)
     assert str(folder) in str(error)
-    assert "ScoringModels.lpips_pnet_rand" in str(error)
+    assert "ScoringModels.lpips_backbone" in str(error)
+    assert "anime models fetch lpips" in str(error)
 
 
 def test_missing_dino_weights_name_the_field(tmp_path: Path) -> None:

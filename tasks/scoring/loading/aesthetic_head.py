@@ -59,7 +59,14 @@ def load_aesthetic_head(models: ScoringModels) -> AestheticMLP:
         if not path.is_file():
             if models.aesthetic_head:  # an explicit path is never replaced by a download
                 raise ModelUnavailable(model, str(path), how)
-            fetch_or_fail(models, AESTHETIC_HEAD_URL, path, model=model, field="aesthetic_head")
+            fetch_or_fail(
+                models,
+                AESTHETIC_HEAD_URL,
+                path,
+                model=model,
+                field="aesthetic_head",
+                kit="aesthetic",
+            )
         state = load_state_dict(path, model=model, how=how)
         first = state.get("layers.0.weight")
         if first is None or first.ndim != 2:

@@ -32,6 +32,11 @@ class DinoEmbedder:
     name: str
     short_side: int = 224
 
+    @property
+    def patch(self) -> int:
+        size = getattr(getattr(self.model, "patch_embed", None), "patch_size", 16)
+        return int(size[0] if isinstance(size, tuple | list) else size)
+
     @torch.inference_mode()
     def embed(self, images: Sequence[Image.Image | np.ndarray]) -> torch.Tensor:
         mean = torch.tensor([0.485, 0.456, 0.406], device=self.runtime.device).view(1, 3, 1, 1)
@@ -44,6 +49,14 @@ class DinoEmbedder:
             scale = self.short_side / min(h, w)
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=False)
+            # DINO's own ViT (VBench loads it through torch.hub) embeds patches with a stride-16
+            # convolution, which drops the last width % 16 columns and height % 16 rows; timm
+            # asserts divisibility instead, so crop the same pixels DINO ignores.
+            x = x[
+                ...,
+                : x.shape[-2] // self.patch * self.patch,
+                : x.shape[-1] // self.patch * self.patch,
+            ]
             with self.runtime.autocast():
                 features = self.model((x - mean) / std)
             rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
@@ -90,7 +103,9 @@ def load_dino(models: ScoringModels) -> DinoEmbedder:
         if not path.is_file():
             if models.dino_weights:
                 raise ModelUnavailable(model, str(path), how)
-            fetch_or_fail(models, DINO_WEIGHTS_URL, path, model=model, field="dino_weights")
+            fetch_or_fail(
+                models, DINO_WEIGHTS_URL, path, model=model, field="dino_weights", kit="dino"
+            )
         try:
             net = timm.create_model(
                 models.dino_arch, pretrained=False, num_classes=0, dynamic_img_size=True

@@ -85,9 +85,16 @@ def download_file(url: str, target: Path) -> None:
             os.unlink(tmp)
 
 
-def fetch_or_fail(models: ScoringModels, url: str, target: Path, *, model: str, field: str) -> None:
-    """Download ``url`` to ``target`` when allowed and online, else raise ModelUnavailable."""
-    how = f"Download {url} to {target}, or set ScoringModels.{field} to a local copy of that file."
+def fetch_or_fail(
+    models: ScoringModels, url: str, target: Path, *, model: str, field: str, kit: str
+) -> None:
+    """Download ``url`` to ``target`` when allowed and online, else raise ModelUnavailable.
+
+    ``kit``: the name ``anime models fetch`` knows this model by."""
+    how = (
+        f"Run `anime models fetch {kit}` where there is internet, or download {url} to "
+        f"{target}, or set ScoringModels.{field} to a local copy of that file."
+    )
     blocker = download_blocker(models, url)
     if blocker:
         raise ModelUnavailable(model, str(target), how, problem=f"not found ({blocker})")
