@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
+from anime.cli import episode as _episode  # noqa: F401  (episode export)
 from anime.cli import ops as _ops  # noqa: F401  (server, serve, api, deploy, reproduce)
 from anime.cli import production as _production  # noqa: F401  (import / export / status / demo)
 from anime.cli import render as _render  # noqa: F401  (render)

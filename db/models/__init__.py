@@ -12,6 +12,7 @@ from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
+from db.models.reel import Reel
 from db.models.review import ReviewDecision
 from db.models.story import (
     Story,
@@ -58,6 +59,7 @@ __all__ = [
     "PhaseGate",
     "Project",
     "QualityScore",
+    "Reel",
     "ReviewDecision",
     "ReviewOutcome",
     "Scene",

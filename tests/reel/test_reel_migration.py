@@ -1,0 +1,24 @@
+"""0007_reel: the reels table comes with the upgrade and goes with the downgrade, nothing else."""
+
+from __future__ import annotations
+
+from sqlalchemy import inspect
+
+from db import migrate
+from db.engine import get_engine
+
+
+def _tables() -> set[str]:
+    return set(inspect(get_engine()).get_table_names())
+
+
+def test_reel_migration_up_and_down(fresh_database):
+    migrate.upgrade("0003_review")
+    before = _tables()
+    assert "reels" not in before
+    migrate.upgrade("0007_reel")
+    assert _tables() == before | {"reels"}
+    columns = {c["name"] for c in inspect(get_engine()).get_columns("reels")}
+    assert {"sha256", "size_bytes", "duration_seconds", "cuts", "contact_sheet_uri"} <= columns
+    migrate.downgrade("0003_review")
+    assert _tables() == before
