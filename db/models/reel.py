@@ -6,9 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Float, ForeignKey, String, Text, UniqueConstraint, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base
+from db.models.production import Episode
 
 
 class Reel(Base):
@@ -42,3 +43,5 @@ class Reel(Base):
     contact_sheet_sha256: Mapped[str | None] = mapped_column(String(64))
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    episode: Mapped[Episode] = relationship()

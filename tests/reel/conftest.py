@@ -138,3 +138,10 @@ def reel_episode(db, tmp_path, monkeypatch) -> dict:
             "cuts": [c.id for c in cuts],
             "jobs": [clip, keyframe, attempt, None, broken],
         }
+
+
+from tests.flows.conftest import (  # noqa: E402, F401  (fixtures shared with the flow tests)
+    save_blocks,
+    small_production,
+    stand_in_models,
+)
