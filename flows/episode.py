@@ -146,7 +146,7 @@ async def render_episode(
         if current is Phase.QUALITY:
             cuts: list[CutOutcome] = []
             progress_id = None
-            decision = await quality_review(project, episode, thresholds_block)
+            decision = await quality_review(project, episode, thresholds_block, scoring_block)
         else:
             cuts, decision, progress_id = await render_phase(
                 plan, current, settings, review_timeout_s

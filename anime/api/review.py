@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from anime.api.review_page import review_page
+from db import continuity as db_continuity
 from db import reels as db_reels
 from db import review as db_review
 from db.vocabulary import Phase, ReviewOutcome
@@ -112,13 +113,13 @@ def _page_data(session, episode_id: int, needs_review: bool):
     found = db_review.episode_review(session, episode_id, needs_review_only=needs_review)
     reel = db_reels.latest_reel(session, episode_id)
     summary = None if reel is None else ReelSummary.of(reel, f"{found.project} {found.number}")
-    return found, summary
+    return found, summary, db_continuity.episode_continuity(session, episode_id)
 
 
 @router.get("/review/episodes/{episode_id}", response_class=HTMLResponse, responses={404: {}})
 async def page(episode_id: int = Path(ge=1), needs_review: bool = Query(False)) -> HTMLResponse:
-    found, reel = await in_session(_page_data, episode_id, needs_review)
-    return HTMLResponse(review_page(found, needs_review, reel))
+    found, reel, continuity = await in_session(_page_data, episode_id, needs_review)
+    return HTMLResponse(review_page(found, needs_review, reel, continuity))
 
 
 @router.post("/review/episodes/{episode_id}/cuts/{cut_id}", responses={303: {}, 422: {}})

@@ -8,6 +8,7 @@ from html import escape
 
 from anime.api.review_assets import SCRIPT, STYLE
 from db import review as db_review
+from db.continuity import ContinuityLine
 from tasks.reel.export import ReelSummary
 
 STATUSES = ("needs_review", "passed", "failed", "error", "not_rendered")
@@ -177,6 +178,29 @@ def _player(reel: ReelSummary | None) -> str:
     )
 
 
+def _continuity(cut_id: int, lines: list[ContinuityLine], labels: dict[int, str]) -> str:
+    """Between two cards: how well the later cut picks up where the earlier one ended."""
+    if not lines:
+        return ""
+    parts = []
+    for line in lines:
+        name = line.metric.removeprefix("continuity_")
+        name += f" {line.subject}" if line.subject else ""
+        if line.value is None:
+            shown = f"could not judge ({escape(line.reason or 'no reason given')})"
+        else:
+            shown = (
+                f"{_num(line.value)} <span class=\"{escape(line.verdict)}\">{escape(line.verdict)}"
+                f"</span> {escape(line.comparator)} {_num(line.threshold)}"
+            )
+        parts.append(f"{escape(name)}: {shown}")
+    before = labels.get(lines[0].previous_cut_id, "the cut before")
+    return (
+        f'<p class="continuity" data-after="{cut_id}">continuity with {escape(before)} '
+        f"(its last frame, this cut's first): {' &middot; '.join(parts)}</p>"
+    )
+
+
 def _select(name: str, label: str, options: list[tuple[str, str]]) -> str:
     items = "".join(f'<option value="{escape(v)}">{escape(t)}</option>' for v, t in options)
     return (
@@ -186,7 +210,10 @@ def _select(name: str, label: str, options: list[tuple[str, str]]) -> str:
 
 
 def review_page(
-    review: db_review.EpisodeReview, needs_review: bool, reel: ReelSummary | None = None
+    review: db_review.EpisodeReview,
+    needs_review: bool,
+    reel: ReelSummary | None = None,
+    continuity: dict[int, list[ContinuityLine]] | None = None,
 ) -> str:
     title = f"{review.project} episode {review.number}: {review.title}"
     here = f"/review/episodes/{review.episode_id}"
@@ -203,8 +230,12 @@ def review_page(
         + _select("scene", "scene", [(str(s), f"scene {s}") for s in scenes])
         + _select("character", "character", cast)
     )
+    labels = {c.cut_id: c.label for c in review.cuts}
+    continuity = continuity or {}
     body = "".join(
-        _cut_html(review.episode_id, c, reel, spans.get(c.cut_id)) for c in review.cuts
+        _continuity(c.cut_id, continuity.get(c.cut_id, []), labels)
+        + _cut_html(review.episode_id, c, reel, spans.get(c.cut_id))
+        for c in review.cuts
     ) or "<p>no cuts</p>"
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8>"

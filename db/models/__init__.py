@@ -8,6 +8,7 @@ from db.models.character import (
     CharacterVariation,
     FaceEmbedding,
 )
+from db.models.continuity import ContinuityScore
 from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
@@ -45,6 +46,7 @@ __all__ = [
     "CharacterAttribute",
     "CharacterReference",
     "CharacterVariation",
+    "ContinuityScore",
     "Cut",
     "CutCasting",
     "Episode",

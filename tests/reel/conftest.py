@@ -40,11 +40,13 @@ REEL_PRODUCTION = {
                 {
                     "number": 1,
                     "title": "Rooftop",
+                    "cast": ["mio"],
                     "cuts": [_cut(1, 8, 8, "Mio runs"), _cut(2, 12, 12, "Mio stops")],
                 },
                 {
                     "number": 2,
                     "title": "Street",
+                    "cast": ["mio"],
                     "cuts": [
                         _cut(1, 6, 8, "rain falls"),
                         _cut(2, 10, 10, "a door opens"),

@@ -1,4 +1,5 @@
-"""0007_reel: the reels table comes with the upgrade and goes with the downgrade, nothing else."""
+"""0007_reel_continuity: the reels and continuity tables come with the upgrade and go with the
+downgrade, nothing else."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ def test_reel_migration_up_and_down(fresh_database):
     migrate.upgrade("0003_review")
     before = _tables()
     assert "reels" not in before
-    migrate.upgrade("0007_reel")
-    assert _tables() == before | {"reels"}
+    migrate.upgrade("0007_reel_continuity")
+    assert _tables() == before | {"reels", "continuity_scores"}
     columns = {c["name"] for c in inspect(get_engine()).get_columns("reels")}
     assert {"sha256", "size_bytes", "duration_seconds", "cuts", "contact_sheet_uri"} <= columns
     migrate.downgrade("0003_review")

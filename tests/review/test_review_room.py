@@ -13,7 +13,6 @@ from anime.api.app import create_app
 from db.engine import session_scope
 from db.models import Job, JobStatus, ReviewDecision
 from tasks.reel.export import export_reel
-from tests.reel.conftest import reel_episode  # noqa: F401  (the five-cut episode)
 from tests.review.conftest import api
 from tests.review.test_review_page import _chromium
 
