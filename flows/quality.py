@@ -15,6 +15,7 @@ from tasks.planning import load_block, plan_episode
 from tasks.production import episode_review_items, record_phase_gate
 from tasks.reports import CutOutcome, publish_phase_report
 from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
+from tasks.yields import publish_yield
 
 
 @flow(name="quality-review", flow_run_name="{project}-ep{episode}-review", persist_result=False)
@@ -55,4 +56,5 @@ async def quality_review(
         for i in items
     ]
     await publish_phase_report(plan.label, "quality", outcomes, decision.explanation)
+    await publish_yield(plan.episode_id, plan.label)
     return decision

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from PIL import Image
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter
 from sqlalchemy import select
 
 from blocks.quality import QualityThresholds
@@ -62,3 +64,11 @@ async def test_the_quality_gate_counts_continuity_only_when_asked(
     assert off.total == 5 and on.total == 8  # five cuts, then three continuity lines besides
     labels = {i.label: i.verdict for i in on.items}
     assert labels["E01S01C02 after E01S01C01: continuity_colour"] is Verdict.FAILED
+
+    # The quality phase's artifacts carry the episode's yield.
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key={"like_": "%quality-yield"}), limit=5
+        )
+    assert artifacts and "| **episode** | 3/4 |" in artifacts[0].data
+    assert "| character mio | 3/4 |" in artifacts[0].data
