@@ -122,7 +122,7 @@ def reel_cut(session: Session, cut: Cut, *, only_approved: bool = False) -> Reel
     ):
         what = "animation" if found.phase == Phase.ANIMATION.value else "keyframe"
         view.source, view.footage = "attempt", found
-        view.status = f"not approved: {what} job {found.job_id} {found.status.replace('_', ' ')}"
+        view.status = f"{what} job {found.job_id}, {found.status.replace('_', ' ')}"
     return view
 
 

@@ -27,7 +27,7 @@ cursor:pointer;font-size:10px;color:#fff;overflow:hidden;white-space:nowrap}
 .marker.animation{background:var(--passed)}.marker.keyframe{background:#2e6fb0}
 .marker.attempt{background:var(--failed)}.marker.slate{background:var(--none)}
 .marker.current{outline:2px solid #fff;z-index:2}
-.note{color:#aab3c5;padding:.4em 0;margin:0}
+.note{color:#aab3c5;padding:.4em 0;margin:0}.note a{color:#9fb4ff}
 main{padding:.8em 1.2em;max-width:1400px;margin:auto}
 article.cut{background:var(--card);border:1px solid var(--line);border-left:5px solid var(--none);
 border-radius:6px;margin:0 0 .9em;padding:.7em .9em;outline:none}

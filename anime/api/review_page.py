@@ -166,7 +166,7 @@ def _player(reel: ReelSummary | None) -> str:
         f'<button class="marker {escape(c["source"])}" data-cut="{c["cut_id"]}" '
         f'title="{escape(c["label"])}: {escape(c["source"])}" '
         f'style="left:{100 * c["start_frame"] / reel.frames:.3f}%;'
-        f'width:{100 * c["frames"] / reel.frames:.3f}%">{escape(c["label"][-3:])}</button>'
+        f'width:{100 * c["frames"] / reel.frames:.3f}%">{escape(c["label"][-6:])}</button>'
         for c in reel.cuts
     )
     return (

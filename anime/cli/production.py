@@ -123,4 +123,4 @@ def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> N
     episode = production.episodes[0].number
     typer.echo(f"\nrendering {production.project.slug} episode {episode} ...")
     run_episode(production.project.slug, episode, Phase.GENERATION, Phase.QUALITY, "auto", [], 3)
-    status(production.project.slug)
+    status(production.project.slug, detail=False)
