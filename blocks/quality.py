@@ -54,6 +54,15 @@ DEFAULT_REQUIRED: dict[str, list[str]] = {
     Phase.QUALITY.value: [],
 }
 
+# Continuity between consecutive cuts of a scene (last frame of one, first of the next).
+# Measured and shown always; counted by the quality gate only with gate_on_continuity, since
+# these starting values are not calibrated on a production yet.
+DEFAULT_CONTINUITY_GATES: dict[str, MetricGate] = {
+    "continuity_identity": MetricGate(threshold=0.60),
+    "continuity_style": MetricGate(threshold=0.85),
+    "continuity_colour": MetricGate(threshold=0.75),
+}
+
 PHASES = [p.value for p in Phase]
 
 
@@ -107,6 +116,24 @@ class QualityThresholds(Block):
         description="a metric or item that could not be judged counts as not passing; when "
         "off it is listed but left out of the verdict and of the pass rate.",
     )
+
+    continuity_gates: dict[str, MetricGate] = Field(
+        default_factory=lambda: {k: g.model_copy() for k, g in DEFAULT_CONTINUITY_GATES.items()},
+        description="thresholds of continuity between consecutive cuts sharing a character: "
+        "continuity_identity (face), continuity_style (CLIP), continuity_colour (histogram).",
+    )
+    gate_on_continuity: bool = Field(
+        False,
+        description="count continuity in the quality gate (off until calibrated on a "
+        "production; the scores are measured and shown either way).",
+    )
+
+    @field_validator("continuity_gates")
+    @classmethod
+    def _keep_continuity_defaults(cls, gates: dict[str, MetricGate]) -> dict[str, MetricGate]:
+        merged = {k: g.model_copy() for k, g in DEFAULT_CONTINUITY_GATES.items()}
+        merged.update(gates)
+        return merged
 
     @field_validator("gates")
     @classmethod

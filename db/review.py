@@ -236,6 +236,9 @@ class CutView:
     needs_review: bool
     phases: list[PhaseView]
     cast: list[CastView]
+    scene: int = 0
+    frames: int = 0
+    fps: int = 0
 
 
 @dataclass
@@ -337,6 +340,9 @@ def episode_review(session: Session, episode_id: int, *, needs_review_only: bool
                 needs_review=flagged,
                 phases=phases,
                 cast=_cast(cut),
+                scene=cut.scene.number,
+                frames=cut.frames,
+                fps=cut.fps,
             )
         )
     return view

@@ -45,6 +45,8 @@ from tasks.planning import (
     resolve_settings,
 )
 from tasks.production import record_phase_gate
+from tasks.reel.export import ReelSummary
+from tasks.reel.task import assemble_reel
 from tasks.references import embed_references
 from tasks.reports import CutOutcome, Progress, publish_phase_report
 from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
@@ -65,6 +67,7 @@ class EpisodeReport(BaseModel):
     renderer: str
     phases: list[PhaseResult] = Field(default_factory=list)
     stopped_at: Phase | None = None  # the phase whose gate closed
+    reel: ReelSummary | None = None  # the episode as it stands after the run
 
     def summary(self) -> str:
         lines = [f"{self.project} episode {self.episode} ({self.renderer} renderer)"]
@@ -73,6 +76,8 @@ class EpisodeReport(BaseModel):
             lines.append(f"  {p.phase.value}: gate {p.decision} ({rate} of cuts passed)")
         if self.stopped_at:
             lines.append(f"  stopped: the {self.stopped_at.value} gate is closed")
+        if self.reel:
+            lines.append(f"  {self.reel.describe()}")
         return "\n".join(lines)
 
 
@@ -141,7 +146,7 @@ async def render_episode(
         if current is Phase.QUALITY:
             cuts: list[CutOutcome] = []
             progress_id = None
-            decision = await quality_review(project, episode, thresholds_block)
+            decision = await quality_review(project, episode, thresholds_block, scoring_block)
         else:
             cuts, decision, progress_id = await render_phase(
                 plan, current, settings, review_timeout_s
@@ -160,9 +165,15 @@ async def render_episode(
         await notify_phase_gate(plan.project_id, plan.label, decision)
         if decision.decision is not GateDecision.OPEN:
             report.stopped_at = current
-            return Completed(
-                name="GateClosed",
-                message=f"{current.value} gate closed: {decision.explanation.splitlines()[0]}",
-                data=report,
-            )
+            break
+
+    # Whatever gate closed, the episode is assembled as it stands: what people watch.
+    report.reel = await assemble_reel(plan.episode_id, flow_run.get_id())
+    if report.stopped_at is not None:
+        explanation = report.phases[-1].explanation.splitlines()[0]
+        return Completed(
+            name="GateClosed",
+            message=f"{report.stopped_at.value} gate closed: {explanation}",
+            data=report,
+        )
     return report

@@ -1,4 +1,5 @@
-"""quality_review: the episode as a whole: every cut needs an approved keyframe and animation."""
+"""quality_review: the episode as a whole: every cut needs an approved keyframe and animation;
+continuity between consecutive cuts is measured and, with ``gate_on_continuity``, counted."""
 
 from __future__ import annotations
 
@@ -6,22 +7,33 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from blocks.quality import QualityThresholds
+from blocks.scoring import ScoringModels
 from db.vocabulary import GateScope, Phase
-from flows.parameters import EpisodeNumber, ProjectSlug, ThresholdsBlock
+from flows.parameters import EpisodeNumber, ProjectSlug, ScoringBlock, ThresholdsBlock
+from tasks.continuity import score_continuity
 from tasks.planning import load_block, plan_episode
 from tasks.production import episode_review_items, record_phase_gate
 from tasks.reports import CutOutcome, publish_phase_report
 from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
+from tasks.yields import publish_yield
 
 
 @flow(name="quality-review", flow_run_name="{project}-ep{episode}-review", persist_result=False)
 async def quality_review(
-    project: ProjectSlug, episode: EpisodeNumber, thresholds_block: ThresholdsBlock = None
+    project: ProjectSlug,
+    episode: EpisodeNumber,
+    thresholds_block: ThresholdsBlock = None,
+    scoring_block: ScoringBlock = None,
 ) -> PhaseGateDecision:
     thresholds = await load_block(QualityThresholds, thresholds_block)
+    models = await load_block(ScoringModels, scoring_block)
     plan = await plan_episode(project, episode)
     items = await episode_review_items(plan.episode_id)
-    decision = decide_phase_gate([(i.label, i.verdict) for i in items], Phase.QUALITY, thresholds)
+    checks = await score_continuity(plan.episode_id, models, thresholds)
+    gated = [(i.label, i.verdict) for i in items]
+    if thresholds.gate_on_continuity:
+        gated += [(c.label, c.verdict) for c in checks]
+    decision = decide_phase_gate(gated, Phase.QUALITY, thresholds)
     await record_phase_gate(
         project_id=plan.project_id,
         episode_id=plan.episode_id,
@@ -44,4 +56,5 @@ async def quality_review(
         for i in items
     ]
     await publish_phase_report(plan.label, "quality", outcomes, decision.explanation)
+    await publish_yield(plan.episode_id, plan.label)
     return decision

@@ -8,6 +8,8 @@ Routes (OpenAPI at /docs and /openapi.json):
   POST /api/anime/deployments/{name}/runs     any studio deployment, parameters checked first
   GET  /health                                database, Prefect API, ComfyUI servers
   GET  /api/anime/artifacts/{id}/thumbnail    JPEG thumbnail (a clip's poster frame); /file
+  GET  /api/anime/episodes/{id}/reel         the episode's newest reel (MP4 + contact sheet)
+  GET  /api/anime/reels/{id}[/file|/contact-sheet]  a stored reel, its video, its sheet
   GET  /review/episodes/{id}                  the review page; decisions: see anime/api/review
 """
 

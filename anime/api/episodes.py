@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from db import api_queries
+from db import yields as db_yields
 from tasks.production import in_session
 
 router = APIRouter(prefix="/api/anime", tags=["episodes"])
@@ -66,3 +67,12 @@ class EpisodeScenes(BaseModel):
 async def scenes(episode_id: int = Path(ge=1, description="episode id")) -> EpisodeScenes:
     found = await in_session(api_queries.episode_scenes, episode_id)
     return EpisodeScenes.model_validate(asdict(found))
+
+
+@router.get("/episodes/{episode_id}/yield", responses={404: {}})
+async def episode_yield(episode_id: int = Path(ge=1)) -> dict:
+    """First-pass yield, attempts per approved cut, render seconds per approved second of
+    screen time, could-not-judge and human-decision shares: per episode, phase, scene and
+    character (see db/yields.py for how each is counted)."""
+    found = await in_session(db_yields.episode_yield, episode_id)
+    return found.as_dict()

@@ -1,4 +1,5 @@
-"""Pictures where people look: stored outputs and character references over HTTP, by id.
+"""Pictures where people look: stored outputs, character references and episode reels over
+HTTP, by id.
 
 Files are found by the id of their database row, never by a path a client sends, so nothing
 outside what the studio stored can be read. Thumbnails (JPEG, 320 px wide at most; the first
@@ -18,8 +19,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from PIL import Image
 
+from db import reels as db_reels
 from db import review as db_review
 from tasks.production import in_session
+from tasks.reel.export import ReelSummary
 
 router = APIRouter(prefix="/api/anime", tags=["media"])
 
@@ -102,3 +105,56 @@ async def reference_thumbnail(reference_id: int = Path(ge=1), width: int = Width
     """A JPEG thumbnail of a character's reference image."""
     reference = await in_session(db_review.reference_file, reference_id)
     return await _thumbnail_response(reference, width)
+
+
+# --- reels -----------------------------------------------------------------------------------
+
+
+def _reel_summary(session, reel_id: int) -> ReelSummary:
+    reel = db_reels.get_reel(session, reel_id)
+    episode = reel.episode
+    return ReelSummary.of(reel, f"{episode.project.slug} episode {episode.number}")
+
+
+def _latest_reel_id(session, episode_id: int) -> int:
+    reel = db_reels.latest_reel(session, episode_id)
+    if reel is None:
+        raise LookupError(
+            f"episode {episode_id} has no reel yet: a render-episode run or "
+            "`anime episode export PROJECT EPISODE` builds one"
+        )
+    return reel.id
+
+
+def _stored(path: str | None, what: str) -> str:
+    if not path or not FsPath(path).is_file():
+        raise LookupError(f"{what}: the stored file is missing on this machine")
+    return path
+
+
+@router.get("/episodes/{episode_id}/reel", responses={404: {}})
+async def episode_reel(episode_id: int = Path(ge=1)) -> ReelSummary:
+    """The episode's newest reel: file, sha256, size, duration and what each cut shows."""
+    reel_id = await in_session(_latest_reel_id, episode_id)
+    return await in_session(_reel_summary, reel_id)
+
+
+@router.get("/reels/{reel_id}", responses={404: {}})
+async def reel(reel_id: int = Path(ge=1)) -> ReelSummary:
+    """A stored reel and its recipe: per cut, the source, the job and artifact behind it."""
+    return await in_session(_reel_summary, reel_id)
+
+
+@router.get("/reels/{reel_id}/file", responses={404: {}})
+async def reel_file(reel_id: int = Path(ge=1)) -> FileResponse:
+    """The reel's MP4 (H.264); range requests are answered, so players can seek."""
+    found = await in_session(_reel_summary, reel_id)
+    return FileResponse(_stored(found.path, f"reel {reel_id}"), media_type="video/mp4")
+
+
+@router.get("/reels/{reel_id}/contact-sheet", responses={404: {}})
+async def reel_contact_sheet(reel_id: int = Path(ge=1)) -> FileResponse:
+    """The reel's contact sheet (PNG): one row per scene."""
+    found = await in_session(_reel_summary, reel_id)
+    path = _stored(found.contact_sheet, f"reel {reel_id}'s contact sheet")
+    return FileResponse(path, media_type="image/png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
+from anime.cli import episode as _episode  # noqa: F401  (episode export)
 from anime.cli import identity as _identity  # noqa: F401  (calibrate)
 from anime.cli import models as _models  # noqa: F401  (models status / fetch / check)
 from anime.cli import ops as _ops  # noqa: F401  (server, serve, api, deploy, reproduce)

@@ -69,15 +69,27 @@ def export(
 
 @app.command("status")
 @clear_errors
-def status(project: str | None = typer.Argument(None, help="project slug (default: all)")) -> None:
+def status(
+    project: str | None = typer.Argument(None, help="project slug (default: all)"),
+    detail: bool = typer.Option(
+        False, "--detail", help="yield per episode, phase, scene and character"
+    ),
+) -> None:
     """Projects, their episodes, jobs and phase gates."""
     from db.engine import describe_database, session_scope
+    from db.jobs import find_episode
     from db.queries import all_projects, get_project, project_status
+    from db.yields import episode_yield
 
     require_current_schema()
     with session_scope() as session:
         projects = [get_project(session, project)] if project else all_projects(session)
         statuses = [project_status(session, p) for p in projects]
+        yields = {
+            (s.slug, e.number): episode_yield(session, find_episode(session, s.slug, e.number).id)
+            for s in statuses
+            for e in s.episodes
+        } if detail else {}  # fmt: skip
     typer.echo(f"database: {describe_database()}")
     if not statuses:
         typer.echo("no projects yet: `anime import FILE`")
@@ -97,6 +109,15 @@ def status(project: str | None = typer.Argument(None, help="project slug (defaul
                 typer.echo(f"    gate {gate}")
             if e.story is not None:
                 typer.echo(f"    {e.story.describe()}")
+            if (found := yields.get((s.slug, e.number))) is not None:
+                typer.echo(f"    yield: {found.episode.describe()}")
+                groups = [
+                    *((f"phase {p}", f) for p, f in found.by_phase.items()),
+                    *((f"scene {n}", f) for n, f in sorted(found.by_scene.items())),
+                    *((f"character {c}", f) for c, f in sorted(found.by_character.items())),
+                ]
+                for name, figures in groups:
+                    typer.echo(f"      {name}: {figures.describe()}")
 
 
 @app.command("demo")
@@ -114,7 +135,7 @@ def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> N
     episode = production.episodes[0].number
     typer.echo(f"\nrendering {production.project.slug} episode {episode} ...")
     run_episode(production.project.slug, episode, Phase.GENERATION, Phase.QUALITY, "auto", [], 3)
-    status(production.project.slug)
+    status(production.project.slug, detail=False)
     from anime.cli.models import missing_models_hint
 
     if hint := missing_models_hint():

@@ -9,10 +9,12 @@ from db.models.character import (
     FaceCalibration,
     FaceEmbedding,
 )
+from db.models.continuity import ContinuityScore
 from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
+from db.models.reel import Reel
 from db.models.review import ReviewDecision
 from db.models.story import (
     Story,
@@ -45,6 +47,7 @@ __all__ = [
     "CharacterAttribute",
     "CharacterReference",
     "CharacterVariation",
+    "ContinuityScore",
     "Cut",
     "CutCasting",
     "Episode",
@@ -60,6 +63,7 @@ __all__ = [
     "PhaseGate",
     "Project",
     "QualityScore",
+    "Reel",
     "ReviewDecision",
     "ReviewOutcome",
     "Scene",

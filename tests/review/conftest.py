@@ -17,6 +17,7 @@ from tests.flows.conftest import (  # noqa: F401  (fixtures shared with the flow
     stand_in_models,
 )
 from tests.ops.conftest import free_port
+from tests.reel.conftest import reel_episode  # noqa: F401  (the five-cut episode of the reel tests)
 
 FAILING = {"aesthetic": 100.0, "motion_smoothness": 0.5}  # every keyframe fails its gate
 
