@@ -28,7 +28,10 @@ from tasks.seeds import attempt_seed
 from tasks.storage import cut_output_dir
 
 
-def template_for(phase: Phase, brief: CutBrief) -> str:
+def template_for(phase: Phase, brief: CutBrief, override: str | None = None) -> str:
+    """The run's override, else the cut's pin, else the project's default for the phase."""
+    if override:
+        return override
     if phase is Phase.ANIMATION:
         return str(brief.project_settings.get("animation_template", "animatediff_loop"))
     return brief.template or str(brief.project_settings.get("default_template", "keyframe"))
@@ -80,7 +83,7 @@ class CutAttempts:
                 attempt,
                 brief.overrides.get("seed"),
             ),
-            template=template_for(phase, brief),
+            template=template_for(phase, brief, self.settings.template),
             parameters={
                 "positive": prompt.positive,
                 "negative": prompt.negative,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anime.cli import comfyui as _comfyui  # noqa: F401  (comfyui add / list / remove)
 from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
 from anime.cli import ops as _ops  # noqa: F401  (server, serve, api, deploy, reproduce)
 from anime.cli import production as _production  # noqa: F401  (import / export / status / demo)

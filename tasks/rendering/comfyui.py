@@ -36,16 +36,21 @@ POOL_TTL_S = 60.0  # an edited server block is picked up within a minute
 
 
 async def server_pool(server_names: list[str]) -> ComfyUIPool:
-    """The pool over these server blocks, loaded once a minute per process, not per render:
-    one block read per server and render was a tenth of an episode's API traffic, and one
-    shared pool keeps its count of held slots and of servers found down."""
+    """The pool over these servers (block names or URLs), loaded once a minute per process,
+    not per render: one block read per server and render was a tenth of an episode's API
+    traffic, and one shared pool keeps its count of held slots and of servers found down.
+
+    Each load creates or updates the servers' concurrency limits (limit = slots), so a block
+    saved without one, or a server given by URL, renders with its slots enforced."""
     if not server_names:
         raise ValueError("the comfyui renderer needs at least one ComfyUI server block name")
     key = tuple(server_names)
     async with _loading():
         found = _pools.get(key)
         if found is None or time.monotonic() - found[0] > POOL_TTL_S:
-            found = _pools[key] = (time.monotonic(), await ComfyUIPool.load(server_names))
+            pool = await ComfyUIPool.load(server_names)
+            await pool.ensure_limits()
+            found = _pools[key] = (time.monotonic(), pool)
     return found[1]
 
 
