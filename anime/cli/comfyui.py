@@ -151,3 +151,44 @@ def remove(name: str = typer.Argument(..., help="block name")) -> None:
     if name.lower().startswith(("http://", "https://")):
         raise UserError(f"{name!r}: give the block's name (`anime comfyui list` shows them)")
     typer.echo(asyncio.run(forget()))
+
+
+@comfyui_app.command("check")
+@clear_errors
+def check(
+    name: str = typer.Argument(..., help="block name or URL"),
+    template: list[str] = typer.Option(
+        [], "--template", "-t", help="template to check (repeat; default: every template)"
+    ),
+) -> None:
+    """What the server lacks to render each template: node types and model files, as a
+    render would find them (the same check routes cuts between servers)."""
+    from blocks.comfyui import find_server
+    from tasks.rendering.comfyui import server_check
+    from workflows import UnknownTemplateError, list_templates, load_template
+
+    for wanted in template:
+        try:
+            load_template(wanted)
+        except UnknownTemplateError as exc:
+            raise UserError(f"--template: {exc}") from None
+    _where()
+
+    async def survey():
+        server = await find_server(name)
+        report = await server.get_client().health()
+        if not report.ok:
+            raise UserError(f"{name} ({server.base_url}) does not answer: {report.error}")
+        names = template or list_templates()
+        return server, [(t, await server_check(server, t)) for t in names]
+
+    server, results = asyncio.run(survey())
+    for wanted, problems in results:
+        if not problems:
+            typer.echo(f"{wanted}: can render on {name} ({server.base_url})")
+            continue
+        typer.echo(f"{wanted}: CANNOT render on {name} ({server.base_url}):")
+        for problem in problems:
+            typer.echo(f"  - {problem}")
+    if any(problems for _, problems in results):
+        raise typer.Exit(1)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from blocks.comfyui import ComfyUIPool, prompt_id_for, render_on
+from blocks.comfyui import ComfyUIPool, ComfyUIServer, prompt_id_for, render_on
 from blocks.comfyui.progress import run_logger
 from blocks.loop_local import loop_local
 from db.renders import RenderOutput, RenderResult
@@ -22,15 +22,17 @@ from db.vocabulary import Phase
 from tasks.rendering.outputs import describe_file
 from tasks.rendering.request import RenderRequest
 from workflows import (
+    GraphProblem,
     canonical_json,
     extract_params,
+    find_problems,
     graph_sha256,
     load_template,
     render_template,
     validate_graph,
 )
 
-_catalogues: dict[str, dict[str, Any]] = {}
+_catalogues: dict[str, tuple[float, dict[str, Any]]] = {}
 _pools: dict[tuple[str, ...], tuple[float, ComfyUIPool]] = {}
 POOL_TTL_S = 60.0  # an edited server block is picked up within a minute
 
@@ -54,14 +56,77 @@ async def server_pool(server_names: list[str]) -> ComfyUIPool:
     return found[1]
 
 
-async def _object_info(pool: ComfyUIPool) -> dict[str, Any]:
-    """The first server's node catalogue, fetched once per process (servers of one pool are
-    expected to carry the same nodes and models; a mismatch fails at submission, clearly)."""
-    server = pool.servers[0]
+async def object_info(server: ComfyUIServer) -> dict[str, Any]:
+    """A server's node catalogue (node types, model lists), fetched once a minute per process."""
     async with _loading():
-        if server.base_url not in _catalogues:
-            _catalogues[server.base_url] = await server.get_client().object_info()
-    return _catalogues[server.base_url]
+        found = _catalogues.get(server.base_url)
+        if found is None or time.monotonic() - found[0] > POOL_TTL_S:
+            found = _catalogues[server.base_url] = (
+                time.monotonic(),
+                await server.get_client().object_info(),
+            )
+    return found[1]
+
+
+class NoCapableServer(ValueError):
+    """No server of the run has what a graph needs; the message names what, on which."""
+
+    def __init__(self, template: str | None, problems: dict[str, list[GraphProblem]]) -> None:
+        self.problems = problems
+        what = f"template {template!r}" if template else "the workflow"
+        lines = [
+            f"  {server}:\n" + "\n".join(f"    - {problem}" for problem in found)
+            for server, found in problems.items()
+        ]
+        super().__init__(
+            f"{what} can render on none of its {len(problems)} ComfyUI servers; nothing was "
+            "queued:\n" + "\n".join(lines)
+        )
+
+
+async def capable_pool(
+    server_names: list[str], graph: dict[str, Any], template: str | None
+) -> ComfyUIPool:
+    """The pool of the servers that can render `graph`: those whose /object_info has its node
+    types and whose model lists hold its model files. None can: one error naming what is
+    missing on which server (one server: the validation error itself)."""
+    pool = await server_pool(server_names)
+    if len(pool.servers) == 1:
+        validate_graph(graph, await object_info(pool.servers[0]), template=template)
+        return pool
+    capable: list[str] = []
+    problems: dict[str, list[GraphProblem]] = {}
+    for name, server in zip(server_names, pool.servers, strict=True):
+        found = find_problems(graph, await object_info(server), template)
+        if found:
+            problems[f"{name} ({server.base_url})" if name != server.base_url else name] = found
+        else:
+            capable.append(name)
+    if not capable:
+        raise NoCapableServer(template, problems)
+    if problems:
+        run_logger().info(
+            "%s: not rendered on %s (missing what it needs)", template, ", ".join(problems)
+        )
+    return pool if not problems else await server_pool(capable)
+
+
+def probe_graph(template: str) -> dict[str, Any]:
+    """The template as a cut renders it by default, required parameters filled with stand-ins:
+    what `anime comfyui check` validates against a server."""
+    stand_ins = {"str": "check", "int": 0, "float": 0.0, "bool": False, "image": "check.png"}
+    spec = load_template(template).parameters
+    required = {
+        name: stand_ins.get(p.type, "check") for name, p in spec.items() if p.required
+    }
+    return render_template(template, required)
+
+
+async def server_check(server: ComfyUIServer, template: str) -> list[GraphProblem]:
+    """What the server lacks to render this template: node types and model files (input
+    images are a cut's own, so they are not counted)."""
+    problems = find_problems(probe_graph(template), await object_info(server), template)
+    return [p for p in problems if p.kind != "missing_input_file"]
 
 
 def _loading() -> asyncio.Lock:
@@ -113,8 +178,7 @@ class ComfyUIRenderer:
         # saves, and PostgreSQL's JSONB does not keep key order, so only a canonical order
         # makes a reproduction from the stored graph byte-identical.
         graph = json.loads(canonical_json(workflow))
-        pool = await server_pool(request.servers)
-        validate_graph(graph, await _object_info(pool), template=request.template)
+        pool = await capable_pool(request.servers, graph, request.template)
         prompt_id = prompt_id_for(request.job_id, request.attempt)
         outcome = await render_on(
             pool,
@@ -136,11 +200,24 @@ class ComfyUIRenderer:
             workflow=graph,
             workflow_sha256=graph_sha256(graph),
             environment={"renderer": "comfyui", "server": outcome.server, **environment},
-            params={
-                **extract_params(graph).model_dump(mode="json"),
-                "template": request.template,
-            },
+            params=_graph_params(graph, request.template),
         )
+
+
+def _graph_params(graph: dict[str, Any], template: str | None) -> dict[str, Any]:
+    """What the job stores, read from the graph as submitted: its prompts are the graph's own
+    (a graph without a prompt stores none, whatever the cut's brief said), and the template
+    by name and manifest version."""
+    found = extract_params(graph)
+    params: dict[str, Any] = {
+        **found.model_dump(mode="json"),
+        "positive_prompt": found.positive or "",
+        "negative_prompt": found.negative or "",
+    }
+    if template:
+        params["template"] = template
+        params["template_version"] = str(load_template(template).manifest.version)
+    return params
 
 
 def _described(file) -> RenderOutput:
