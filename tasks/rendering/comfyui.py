@@ -8,13 +8,20 @@ validated against the server's own /object_info before anything is queued.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import mimetypes
 import time
 from pathlib import Path
 from typing import Any
 
-from blocks.comfyui import ComfyUIPool, ComfyUIServer, prompt_id_for, render_on
+from blocks.comfyui import (
+    ComfyUIPool,
+    ComfyUIServer,
+    ComfyUITransientError,
+    prompt_id_for,
+    render_on,
+)
 from blocks.comfyui.progress import run_logger
 from blocks.loop_local import loop_local
 from db.renders import RenderOutput, RenderResult
@@ -23,13 +30,13 @@ from tasks.rendering.outputs import describe_file
 from tasks.rendering.request import RenderRequest
 from workflows import (
     GraphProblem,
+    GraphValidationError,
     canonical_json,
     extract_params,
     find_problems,
     graph_sha256,
     load_template,
     render_template,
-    validate_graph,
 )
 
 _catalogues: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -85,19 +92,33 @@ class NoCapableServer(ValueError):
 
 
 async def capable_pool(
-    server_names: list[str], graph: dict[str, Any], template: str | None
+    server_names: list[str],
+    graph: dict[str, Any],
+    template: str | None,
+    uploaded: dict[str, set[str]] | None = None,
 ) -> ComfyUIPool:
     """The pool of the servers that can render `graph`: those whose /object_info has its node
     types and whose model lists hold its model files. None can: one error naming what is
-    missing on which server (one server: the validation error itself)."""
+    missing on which server (one server: the validation error itself). `uploaded`: images
+    each server (base URL) was just given, newer than its cached catalogue."""
     pool = await server_pool(server_names)
+
+    async def problems_on(server: ComfyUIServer) -> list[GraphProblem]:
+        given = (uploaded or {}).get(server.base_url, set())
+        return [
+            p
+            for p in find_problems(graph, await object_info(server), template)
+            if not (p.kind == "missing_input_file" and any(n in p.message for n in given))
+        ]
+
     if len(pool.servers) == 1:
-        validate_graph(graph, await object_info(pool.servers[0]), template=template)
+        if found := await problems_on(pool.servers[0]):
+            raise GraphValidationError(found, template)
         return pool
     capable: list[str] = []
     problems: dict[str, list[GraphProblem]] = {}
     for name, server in zip(server_names, pool.servers, strict=True):
-        found = find_problems(graph, await object_info(server), template)
+        found = await problems_on(server)
         if found:
             problems[f"{name} ({server.base_url})" if name != server.base_url else name] = found
         else:
@@ -142,6 +163,75 @@ def bind_parameters(template: str, wanted: dict[str, Any]) -> tuple[dict[str, An
     return kept, sorted(k for k in wanted if k not in declared and wanted[k] is not None)
 
 
+def content_name(path: Path) -> str:
+    """The name an image has on every ComfyUI server: from its bytes, so the same image is
+    uploaded once per server and the graph (and its sha256) is the same everywhere."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"anime-{digest[:32]}{path.suffix.lower() or '.png'}"
+
+
+def pipeline_images(request: RenderRequest) -> dict[str, Any]:
+    """The images the pipeline hands a template by parameter name: the cast's first reference
+    (IPAdapter / FaceID) and the approved keyframe an animation starts from."""
+    board = request.board
+    found: dict[str, Any] = {}
+    references = [image for figure in board.cast for image in figure.reference_images]
+    if references:
+        found["reference_image"] = references[0]
+    if board.source_image:
+        found["init_image"] = board.source_image
+    return found
+
+
+def template_inputs(
+    request: RenderRequest,
+) -> tuple[dict[str, Any], list[str], dict[str, Path]]:
+    """The template's parameters, the names it ignores, and the local images to upload
+    (content-addressed name -> file): every image parameter (and a ControlNet's image) that
+    names a local file is given by its content-addressed name instead."""
+    assert request.template is not None
+    spec = load_template(request.template).parameters
+    offered = {k: v for k, v in pipeline_images(request).items() if k in spec}
+    params, ignored = bind_parameters(
+        request.template, {**offered, **request.parameters, "seed": request.seed}
+    )
+    uploads: dict[str, Path] = {}
+
+    def named(value: Any) -> Any:
+        if isinstance(value, str) and value and Path(value).is_file():
+            name = content_name(Path(value))
+            uploads[name] = Path(value)
+            return name
+        return value
+
+    for key, value in params.items():
+        kind = spec[key].type
+        if kind == "image":
+            params[key] = named(value)
+        elif kind == "controlnet" and isinstance(value, dict) and "image" in value:
+            params[key] = {**value, "image": named(value["image"])}
+    return params, ignored, uploads
+
+
+async def upload_images(server_names: list[str], uploads: dict[str, Path]) -> dict[str, set[str]]:
+    """Every image onto every server of the run (once per server: see `upload_image`);
+    returns what each server (base URL) now holds. A server that cannot take them now is
+    left out; the render then cannot go there (its validation names the missing file)."""
+    held: dict[str, set[str]] = {}
+    if not uploads:
+        return held
+    for server in (await server_pool(server_names)).servers:
+        client = server.get_client()
+        try:
+            for name, path in uploads.items():
+                await client.upload_image(path, name)
+        except ComfyUITransientError as exc:
+            run_logger().warning("images not uploaded to %s: %s", server.base_url, exc)
+            continue
+        held[server.base_url] = set(uploads)
+    return held
+
+
 def _primary_first(outputs: list[RenderOutput], phase: Phase) -> list[RenderOutput]:
     """The output the phase is judged on goes first: the clip for animation, an image else."""
     animated = [o for o in outputs if (o.frames or 1) > 1]
@@ -159,9 +249,7 @@ class ComfyUIRenderer:
     def workflow(self, request: RenderRequest) -> dict[str, Any]:
         if not request.template:
             raise ValueError(f"{request.label}: the comfyui renderer needs a template")
-        params, ignored = bind_parameters(
-            request.template, {**request.parameters, "seed": request.seed}
-        )
+        params, ignored, _ = template_inputs(request)
         if ignored:
             run_logger().info(
                 "%s: template %s has no parameter(s) %s; not used",
@@ -178,7 +266,9 @@ class ComfyUIRenderer:
         # saves, and PostgreSQL's JSONB does not keep key order, so only a canonical order
         # makes a reproduction from the stored graph byte-identical.
         graph = json.loads(canonical_json(workflow))
-        pool = await capable_pool(request.servers, graph, request.template)
+        uploads = template_inputs(request)[2] if request.workflow is None else {}
+        uploaded = await upload_images(request.servers, uploads)
+        pool = await capable_pool(request.servers, graph, request.template, uploaded)
         prompt_id = prompt_id_for(request.job_id, request.attempt)
         outcome = await render_on(
             pool,
@@ -200,7 +290,12 @@ class ComfyUIRenderer:
             workflow=graph,
             workflow_sha256=graph_sha256(graph),
             environment={"renderer": "comfyui", "server": outcome.server, **environment},
-            params=_graph_params(graph, request.template),
+            params={
+                **_graph_params(graph, request.template),
+                "uploads": [
+                    {"name": name, "source": str(path)} for name, path in sorted(uploads.items())
+                ],
+            },
         )
 
 

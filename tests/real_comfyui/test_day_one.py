@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import httpx
 import pytest
@@ -36,12 +39,23 @@ def _anime(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     return done.stdout
 
 
+@pytest.fixture
+def data_dir():
+    """The studio's data folder outside pytest's own (kept 0700 by every new pytest session
+    on the machine), so the embedded PostgreSQL's system user can always reach it."""
+    path = Path(tempfile.mkdtemp(prefix="anime-day-one-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.timeout(600)
-def test_one_machine_from_nothing_to_a_rendered_episode(real_comfyui: RealComfyUI, db, tmp_path):
+def test_one_machine_from_nothing_to_a_rendered_episode(
+    real_comfyui: RealComfyUI, db, tmp_path, data_dir
+):
     env = {
         **os.environ,
         "DATABASE_URL": db,
-        "ANIME_DATA_DIR": str(tmp_path / "data"),
+        "ANIME_DATA_DIR": str(data_dir),
         "ANIME_ARTIFACTS_DIR": str(tmp_path / "artifacts"),
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
     }
