@@ -24,9 +24,6 @@ def prefect_on_postgres() -> str | None:
 
     database = prefect_database()
     os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = database.url
-    # The first local command creates Prefect's schema (about a minute on a busy CPU), far
-    # past Prefect's 20 s wait for its temporary server.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     return database.where
 
 
