@@ -99,8 +99,11 @@ class CutBrief(BaseModel):
     def label(self) -> str:
         return f"E{self.episode_number:02d}S{self.scene_number:02d}C{self.cut_number:02d}"
 
-    def template_for(self, phase: Phase) -> str:
-        """The workflow template this cut renders with in ``phase``."""
+    def template_for(self, phase: Phase, override: str | None = None) -> str:
+        """The run's override (one template for a whole smoke-test run), else the cut's pin,
+        else the project's default for ``phase``."""
+        if override:
+            return override
         if phase is Phase.ANIMATION:
             return str(self.project_settings.get("animation_template", "animatediff_loop"))
         return self.template or str(self.project_settings.get("default_template", "keyframe"))

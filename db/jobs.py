@@ -143,7 +143,9 @@ def record_render(
     stored.workflow = result.workflow
     stored.workflow_sha256 = result.workflow_sha256
     stored.environment = result.environment
-    stored.extra = {"renderer": result.renderer, **(extra or {})}
+    # Images uploaded to the server for this render: content-addressed name and source file.
+    uploads = {"uploads": params["uploads"]} if params.get("uploads") else {}
+    stored.extra = {"renderer": result.renderer, **uploads, **(extra or {})}
     job.params = stored
     session.execute(delete(Artifact).where(Artifact.job_id == job.id))
     for out in result.outputs:

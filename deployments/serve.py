@@ -16,8 +16,6 @@ import threading
 from collections.abc import Awaitable, Callable
 
 import anyio
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.runner import Runner
 from prefect.utilities.annotations import NotSet
 
@@ -25,31 +23,15 @@ from deployments.catalogue import ScheduleOverrides, deployment_specs, runner_de
 
 logger = logging.getLogger("anime.serve")
 
-COMFYUI_BLOCK_TYPE = "anime-comfyui-server"
-
-
 class ServeError(RuntimeError):
     """Serving cannot start; the message says what to fix."""
 
 
 async def comfyui_server_blocks() -> list[tuple[str, object]]:
     """(block name, ComfyUIServer) for every ComfyUI server block saved in Prefect."""
-    from blocks.comfyui import ComfyUIServer
+    from blocks.comfyui import saved_servers
 
-    async with get_client() as client:
-        try:
-            documents = await client.read_block_documents_by_type(COMFYUI_BLOCK_TYPE)
-        except ObjectNotFound:  # the block type was never registered: no servers yet
-            return []
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return []
-            raise
-    return [
-        (doc.name, ComfyUIServer._from_block_document(doc))
-        for doc in documents
-        if doc.name and not doc.is_anonymous
-    ]
+    return list(await saved_servers())
 
 
 async def ensure_comfyui_limits() -> dict[str, int]:

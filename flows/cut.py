@@ -74,7 +74,7 @@ class CutAttempts:
                 attempt,
                 brief.overrides.get("seed"),
             ),
-            template=brief.template_for(phase),
+            template=brief.template_for(phase, self.settings.template),
             parameters={
                 "positive": prompt.positive,
                 "negative": prompt.negative,

@@ -30,6 +30,7 @@ from flows.parameters import (
     ReviewTimeout,
     ScoringBlock,
     StartPhase,
+    TemplateOverride,
     ThresholdsBlock,
 )
 from flows.quality import quality_review
@@ -128,15 +129,17 @@ async def render_episode(
     thresholds_block: ThresholdsBlock = None,
     scoring_block: ScoringBlock = None,
     review_timeout_s: ReviewTimeout = None,
+    template: TemplateOverride = None,
 ):
     """Render an episode from ``phase`` on; each next phase starts only when the gate opens.
 
     ``review_timeout_s``: wait that long for people's decisions on flagged cuts (None: no wait).
+    ``template``: one ComfyUI template for every cut and phase of this run.
     """
     logger = get_run_logger()
     plan = await plan_episode(project, episode)
     settings = await resolve_settings(
-        renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block
+        renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block, template
     )
     set_render_limit(settings.max_parallel)
     await embed_references(plan.project_id, settings.models)

@@ -32,6 +32,14 @@ RendererChoice = Annotated[
 ComfyUIServers = Annotated[
     list[str] | None, Field(description="ComfyUI server block names to render on")
 ]
+TemplateOverride = Annotated[
+    str | None,
+    Field(
+        min_length=1,
+        description="render every cut of the run with this ComfyUI template, whatever the "
+        "cuts and the project pin (a smoke test: `preview` needs no model files)",
+    ),
+]
 AttemptBudget = Annotated[int, Field(ge=1, le=20, description="attempts per cut before review")]
 ThresholdsBlock = Annotated[str | None, Field(description="QualityThresholds block name")]
 ScoringBlock = Annotated[str | None, Field(description="ScoringModels block name")]

@@ -25,20 +25,20 @@ async def reproduce_job(
     """Render the exact stored workflow again; report identical bytes or the measured
     difference, and what changed in the environment (ComfyUI, PyTorch, device).
 
-    ComfyUI jobs go to ``comfyui_servers`` (ComfyUI server block names); the server that
-    rendered the original is recorded by URL, and a studio may have re-pointed its block."""
+    ComfyUI jobs go to ``comfyui_servers`` (block names or URLs), by default to the server
+    that rendered the original (recorded by URL)."""
     stored = await load_stored_job(job_id)
     attempt = stored.next_attempt
     new_job_id = await open_attempt(
         reproduction_target(stored), attempt, stored.renderer, flow_run.get_id()
     )
     out_dir = artifacts_root() / "reproductions" / f"job-{job_id}" / f"attempt-{attempt:02d}"
-    request = reproduction_request(stored, new_job_id, str(out_dir), comfyui_servers or [])
-    try:
+    try:  # whatever fails, the reproduction job ends `error` with the reason, never `running`
+        request = reproduction_request(stored, new_job_id, str(out_dir), comfyui_servers or [])
         result = await render(request)
+        report = await record_reproduction(stored, new_job_id, result)
     except Exception as exc:
         await record_error(new_job_id, f"{type(exc).__name__}: {exc}")
         raise
-    report = await record_reproduction(stored, new_job_id, result)
     get_run_logger().info(report.summary())
     return report

@@ -32,6 +32,7 @@ class RenderSettings(BaseModel):
     max_parallel: int = Field(2, ge=1)
     artifacts_dir: str
     sheet_template: str | None = None
+    template: str | None = None  # one template for every cut of the run, whatever they pin
     thresholds_data: dict[str, Any] = Field(default_factory=dict)
     models_data: dict[str, Any] = Field(default_factory=dict)
 
@@ -103,8 +104,13 @@ async def resolve_settings(
     attempt_budget: int,
     thresholds_block: str | None,
     scoring_block: str | None,
+    template: str | None = None,
 ) -> RenderSettings:
     """Load the named blocks and decide the renderer: ComfyUI when servers are configured."""
+    if template is not None:
+        from workflows import load_template
+
+        load_template(template)  # an unknown name fails here, naming the known ones
     if renderer == "comfyui" and not comfyui_servers:
         raise ValueError("renderer 'comfyui' needs at least one ComfyUI server block name")
     chosen = renderer if renderer != "auto" else ("comfyui" if comfyui_servers else "animatic")
@@ -123,6 +129,7 @@ async def resolve_settings(
         # One ahead of the slots, so a cut is scored while the next one renders.
         max_parallel=(slots + 1) if chosen == "comfyui" else max(1, os.cpu_count() or 1),
         artifacts_dir=str(artifacts_root()),
+        template=template,
         thresholds_data=_data(await load_block(QualityThresholds, thresholds_block)),
         models_data=_data(await load_block(ScoringModels, scoring_block)),
     )

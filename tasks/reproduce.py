@@ -117,10 +117,24 @@ def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
     return data
 
 
+# What defines a device; free memory (vram_free, torch_vram_free) changes by the minute.
+DEVICE_KEYS = ("name", "type", "index", "vram_total", "torch_vram_total")
+
+
+def _defining(path: tuple[str, ...], value: Any) -> Any:
+    if path == ("devices",) and isinstance(value, list):
+        return [
+            {k: d.get(k) for k in DEVICE_KEYS if k in d} if isinstance(d, dict) else d
+            for d in value
+        ]
+    return value
+
+
 def environment_differences(before: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple]:
+    """What defines the environment and differs: versions, device names and total memory."""
     out = {}
     for path in ENVIRONMENT_KEYS:
-        a, b = _dig(before, path), _dig(now, path)
+        a, b = _defining(path, _dig(before, path)), _defining(path, _dig(now, path))
         if a != b and (a is not None or b is not None):
             out[".".join(path)] = (a, b)
     return out
@@ -178,8 +192,11 @@ def reproduction_request(
     stored: StoredJob, job_id: int, out_dir: str, server_names: list[str]
 ) -> RenderRequest:
     """The stored workflow, submitted as it is. Reproductions have their own job id, so the
-    prompt id is new and the server renders the graph again instead of re-attaching."""
+    prompt id is new and the server renders the graph again instead of re-attaching.
+    `server_names` (block names or URLs) empty: the server the job recorded."""
     name = f"reproduction-of-{stored.job_id}-{stored.next_attempt:02d}"
+    if not server_names and stored.server:
+        server_names = [stored.server]  # the server that rendered it, by its recorded URL
     return RenderRequest(
         renderer=stored.renderer,
         job_id=job_id,

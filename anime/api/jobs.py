@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Path, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from db import api_queries
 from deployments.trigger import trigger
@@ -15,6 +15,14 @@ from tasks.production import in_session
 router = APIRouter(prefix="/api/anime", tags=["jobs"])
 
 JobId = Path(ge=1, description="job id")
+
+
+class ReproductionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comfyui_servers: list[str] | None = Field(
+        None, description="ComfyUI servers, block names or URLs (default: the job's own)"
+    )
 
 
 class ReproductionStarted(BaseModel):
@@ -57,10 +65,16 @@ class JobQuality(BaseModel):
     response_model=ReproductionStarted,
     responses={404: {"description": "no such job"}, 409: {"description": "no stored workflow"}},
 )
-async def reproduce(job_id: int = JobId) -> ReproductionStarted:
-    """Render the job again from its stored workflow (the `reproduce-job` deployment)."""
+async def reproduce(
+    job_id: int = JobId, body: ReproductionOptions | None = None
+) -> ReproductionStarted:
+    """Render the job again from its stored workflow (the `reproduce-job` deployment), on the
+    server that rendered it unless `comfyui_servers` names others."""
     job = await in_session(api_queries.reproducible_job, job_id)
-    run = await trigger("reproduce-job", {"job_id": job.job_id})
+    parameters: dict[str, Any] = {"job_id": job.job_id}
+    if body is not None and body.comfyui_servers:
+        parameters["comfyui_servers"] = body.comfyui_servers
+    run = await trigger("reproduce-job", parameters)
     return ReproductionStarted(
         job_id=job.job_id,
         deployment=run.deployment,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from anime.cli import comfyui as _comfyui  # noqa: F401  (comfyui add / list / remove)
 from anime.cli import db as _db  # noqa: F401  (registers `anime db ...`)
 from anime.cli import episode as _episode  # noqa: F401  (episode export)
 from anime.cli import identity as _identity  # noqa: F401  (calibrate)

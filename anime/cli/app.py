@@ -10,6 +10,10 @@ from typing import Any, TypeVar
 import typer
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Read by Prefect once, at import: the first local command (no PREFECT_API_URL) creates
+# Prefect's schema in its temporary server, about a minute on a busy CPU, far past the 20 s
+# Prefect waits by default.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 app = typer.Typer(
     name="anime",

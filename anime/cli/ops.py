@@ -247,10 +247,14 @@ def worker(
 @clear_errors
 def reproduce(
     job: int = typer.Argument(..., min=1, help="job id"),
+    server: list[str] = typer.Option(
+        [], "--server", help="ComfyUI server, block name or URL (default: the job's own)"
+    ),
     wait: bool = typer.Option(False, "--wait", help="follow the run to its end"),
     timeout: float = typer.Option(600, help="seconds --wait waits"),
 ) -> None:
-    """Render a job again from its stored workflow (the reproduce-job deployment)."""
+    """Render a job again from its stored workflow (the reproduce-job deployment), on the
+    server that rendered it unless --server names others."""
     from anime.cli.db import require_current_schema
     from db import api_queries
     from db.engine import session_scope
@@ -262,7 +266,10 @@ def reproduce(
     except api_queries.Conflict as exc:
         raise UserError(str(exc)) from None
     typer.echo(f"job {found.job_id} ({found.project}, {found.phase}, {found.renderer})")
-    start_run("reproduce-job", {"job_id": job}, wait, timeout)
+    parameters: dict[str, Any] = {"job_id": job}
+    if server:
+        parameters["comfyui_servers"] = server
+    start_run("reproduce-job", parameters, wait, timeout)
 
 
 # -- anime render --deployment -------------------------------------------------------------------

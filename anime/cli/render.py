@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from anime.cli.app import app, clear_errors
+from anime.cli.app import UserError, app, clear_errors
 from anime.cli.db import require_current_schema
 from db.vocabulary import Phase
 
@@ -44,14 +44,17 @@ def run_episode(
     renderer: str,
     servers: list[str],
     budget: int,
+    template: str | None = None,
 ) -> None:
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
     from flows.episode import render_episode
 
+    check_template(template)
     local = prefect_on_postgres()
 
     async def run():
+        await check_servers(servers)
         state = await render_episode(
             project,
             episode,
@@ -60,6 +63,7 @@ def run_episode(
             renderer=renderer,
             comfyui_servers=servers,
             attempt_budget=budget,
+            template=template,
             return_state=True,
         )
         await settle()
@@ -84,6 +88,25 @@ def run_episode(
         )
 
 
+def check_template(template: str | None) -> None:
+    """An unknown --template is a usage error before any run exists."""
+    from workflows import UnknownTemplateError, load_template
+
+    if template is not None:
+        try:
+            load_template(template)
+        except UnknownTemplateError as exc:
+            raise UserError(f"--template: {exc}") from None
+
+
+async def check_servers(servers: list[str]) -> None:
+    """Every --server (block name or URL) resolves before any run exists."""
+    from blocks.comfyui import find_server
+
+    for name in servers:
+        await find_server(name)  # ComfyUIServerNotFound names it and how to add it
+
+
 def _fail(message: str) -> int:
     typer.echo(f"error: {message}", err=True)
     return 1
@@ -97,12 +120,17 @@ def render(
     phase: Phase = typer.Option(Phase.GENERATION, help="phase to start from"),
     until: Phase = typer.Option(Phase.QUALITY, help="last phase to run"),
     renderer: str = typer.Option("auto", help="auto | animatic | comfyui"),
-    server: list[str] = typer.Option([], "--server", help="ComfyUI server block name (repeat)"),
+    server: list[str] = typer.Option(
+        [], "--server", help="ComfyUI server: block name or URL (repeat)"
+    ),
     budget: int = typer.Option(3, help="attempts per cut before it is flagged for review"),
+    template: str | None = typer.Option(
+        None, help="render every cut with this ComfyUI template, whatever the cuts pin"
+    ),
 ) -> None:
     """Render an episode here: each phase, then its gate; stops where a gate closes."""
     require_current_schema()
-    run_episode(project, episode, phase, until, renderer, server, budget)
+    run_episode(project, episode, phase, until, renderer, server, budget, template)
 
 
 @app.command("sheet")
@@ -111,7 +139,9 @@ def sheet(
     project: str = typer.Argument(..., help="project slug"),
     character: str = typer.Argument(..., help="character slug"),
     renderer: str = typer.Option("auto", help="auto | animatic | comfyui"),
-    server: list[str] = typer.Option([], "--server", help="ComfyUI server block name (repeat)"),
+    server: list[str] = typer.Option(
+        [], "--server", help="ComfyUI server: block name or URL (repeat)"
+    ),
     budget: int = typer.Option(3, help="attempts before the sheet is flagged for review"),
 ) -> None:
     """Render a character sheet here; approved views become the character's references."""

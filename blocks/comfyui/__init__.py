@@ -29,6 +29,7 @@ from blocks.comfyui.errors import (
     ComfyUIPromptLost,
     ComfyUIProtocolError,
     ComfyUIRenderTimeout,
+    ComfyUIServerNotFound,
     ComfyUITransientError,
     ComfyUIUnavailable,
     ComfyUIValidationError,
@@ -38,7 +39,7 @@ from blocks.comfyui.models import PromptResult, prompt_id_for
 from blocks.comfyui.pool import ComfyUIPool, ensure_concurrency_limits
 from blocks.comfyui.progress import RenderProgress
 from blocks.comfyui.run import PromptRun, render_on
-from blocks.comfyui.server import ComfyUIServer
+from blocks.comfyui.server import ComfyUIServer, find_server, is_url, saved_servers
 
 __all__ = [
     "ComfyUIAuthError",
@@ -55,6 +56,7 @@ __all__ = [
     "ComfyUIProtocolError",
     "ComfyUIRenderTimeout",
     "ComfyUIServer",
+    "ComfyUIServerNotFound",
     "ComfyUITransientError",
     "ComfyUIUnavailable",
     "ComfyUIValidationError",
@@ -63,7 +65,10 @@ __all__ = [
     "RenderProgress",
     "check_api_graph",
     "ensure_concurrency_limits",
+    "find_server",
+    "is_url",
     "prompt_id_for",
     "render_on",
     "retry_transient_only",
+    "saved_servers",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import mimetypes
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -329,6 +330,44 @@ class ComfyUIClient:
                 await download_output(self.transport, http, output, Path(dest_dir), max_bytes)
                 for output in result.outputs
             ]
+
+    # -- inputs ----------------------------------------------------------------------------
+    async def upload_image(self, path: Path, name: str) -> str:
+        """Put a local image into the server's input folder as `name` (a content-addressed
+        name: the same bytes always get the same name), once: an image already there under
+        that name is not sent again. Returns the name LoadImage reads it by."""
+        if name in _uploaded.get(self.server, set()):
+            return name
+        async with self.transport.session() as http:
+            there = await self.transport.request(
+                http,
+                "GET",
+                "/view",
+                accept=(200, 404),
+                params={"filename": name, "type": "input"},
+            )
+            if there.status_code != 200:
+                data = Path(path).read_bytes()
+                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                answer = await self.transport.request(
+                    http,
+                    "POST",
+                    "/upload/image",
+                    files={"image": (name, data, mime)},
+                    data={"type": "input", "overwrite": "true"},
+                )
+                stored = self.transport.json(answer, "POST /upload/image").get("name")
+                if stored != name:
+                    raise ComfyUIProtocolError(
+                        f"/upload/image stored {path} as {stored!r}, not {name!r}",
+                        server=self.server,
+                    )
+        _uploaded.setdefault(self.server, set()).add(name)
+        return name
+
+
+# Content-addressed names this process knows each server holds (server -> names).
+_uploaded: dict[str, set[str]] = {}
 
 
 def check_api_graph(graph: Any) -> None:

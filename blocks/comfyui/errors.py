@@ -170,6 +170,10 @@ class ComfyUIConcurrencyLimitMissing(ComfyUIError):
     `ensure_concurrency_limits`); slots would not be enforced, so nothing runs."""
 
 
+class ComfyUIServerNotFound(ComfyUIError, LookupError):
+    """No ComfyUI server block by that name: a user's mistake, named in the message."""
+
+
 class ComfyUITransientError(ComfyUIError):
     """Retrying may help (the caller's Prefect task retries do)."""
 

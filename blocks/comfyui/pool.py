@@ -27,7 +27,7 @@ from blocks.comfyui.errors import (
     ComfyUIUnavailable,
 )
 from blocks.comfyui.models import ProgressEvent, PromptResult
-from blocks.comfyui.server import ComfyUIServer
+from blocks.comfyui.server import ComfyUIServer, find_server
 from blocks.loop_local import loop_local
 
 logger = logging.getLogger("blocks.comfyui.pool")
@@ -81,8 +81,8 @@ async def _announce_release() -> None:
 
 def _missing(name: str) -> ComfyUIConcurrencyLimitMissing:
     return ComfyUIConcurrencyLimitMissing(
-        f"the Prefect global concurrency limit {name!r} does not exist: run "
-        "ensure_concurrency_limits(servers) at start-up (slots are never skipped)"
+        f"the Prefect global concurrency limit {name!r} of this ComfyUI server does not "
+        "exist (slots are never skipped): `anime comfyui add NAME URL` creates it"
     )
 
 
@@ -116,8 +116,9 @@ class ComfyUIPool:
         self._down_until: dict[str, float] = {}
 
     @classmethod
-    async def load(cls, block_names: Sequence[str], **options: Any) -> ComfyUIPool:
-        servers = [await ComfyUIServer.aload(name) for name in block_names]
+    async def load(cls, names_or_urls: Sequence[str], **options: Any) -> ComfyUIPool:
+        """Servers by block name or URL (`find_server`)."""
+        servers = [await find_server(name) for name in names_or_urls]
         return cls(servers, **options)
 
     async def ensure_limits(self) -> dict[str, int]:

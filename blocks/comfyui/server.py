@@ -13,14 +13,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import Field, SecretStr, field_validator
 
 from blocks.comfyui.client import ComfyUIClient
+from blocks.comfyui.errors import ComfyUIServerNotFound
 from blocks.comfyui.transport import ClientSettings
 
 # Characters Prefect refuses in a global concurrency limit name.
 _LIMIT_NAME_BANNED = re.compile(r"[/%&<>]")
 _CLIENT = "_comfyui_client"  # where get_client keeps the client on the instance
+BLOCK_TYPE = "anime-comfyui-server"
 
 
 class ComfyUIServer(Block):
@@ -33,7 +37,7 @@ class ComfyUIServer(Block):
     """
 
     _block_type_name = "ComfyUI Server"
-    _block_type_slug = "anime-comfyui-server"
+    _block_type_slug = BLOCK_TYPE
     _description = "A ComfyUI server render tasks submit workflows to, with its slots."
     # A generic Prefect logo until the studio hosts its own; docs: the routes it speaks.
     _logo_url = (
@@ -147,3 +151,50 @@ class ComfyUIServer(Block):
             unreachable_grace_s=self.unreachable_grace_s,
             max_output_bytes=self.max_output_bytes,
         )
+
+
+# -- finding servers ---------------------------------------------------------------------------
+
+
+def is_url(name_or_url: str) -> bool:
+    return name_or_url.strip().lower().startswith(("http://", "https://"))
+
+
+async def saved_servers() -> list[tuple[str, ComfyUIServer]]:
+    """(block name, server) for every ComfyUI server block saved in Prefect, by name."""
+    async with get_client() as client:
+        try:
+            documents = await client.read_block_documents_by_type(BLOCK_TYPE)
+        except ObjectNotFound:  # the block type was never registered: no servers yet
+            return []
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return []
+            raise
+    found = [
+        (doc.name, ComfyUIServer._from_block_document(doc))
+        for doc in documents
+        if doc.name and not doc.is_anonymous
+    ]
+    return sorted(found, key=lambda pair: pair[0])
+
+
+async def find_server(name_or_url: str) -> ComfyUIServer:
+    """A server by block name, or by URL: a saved block with that URL when there is one (its
+    token and slots), else a server with the defaults (2 slots, no token)."""
+    if is_url(name_or_url):
+        wanted = ComfyUIServer(base_url=name_or_url)
+        for _, saved in await saved_servers():
+            if saved.base_url == wanted.base_url:
+                return saved
+        return wanted
+    try:
+        return await ComfyUIServer.aload(name_or_url)
+    except ValueError as exc:
+        if "Unable to find block document" not in str(exc):
+            raise
+    known = [name for name, _ in await saved_servers()]
+    raise ComfyUIServerNotFound(
+        f"no ComfyUI server named {name_or_url!r} (saved: {', '.join(known) or 'none'}): "
+        f"add it with `anime comfyui add {name_or_url} http://HOST:8188`, or give its URL"
+    )

@@ -8,13 +8,20 @@ validated against the server's own /object_info before anything is queued.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import mimetypes
 import time
 from pathlib import Path
 from typing import Any
 
-from blocks.comfyui import ComfyUIPool, prompt_id_for, render_on
+from blocks.comfyui import (
+    ComfyUIPool,
+    ComfyUIServer,
+    ComfyUITransientError,
+    prompt_id_for,
+    render_on,
+)
 from blocks.comfyui.progress import run_logger
 from blocks.loop_local import loop_local
 from db.renders import RenderOutput, RenderResult
@@ -22,41 +29,125 @@ from db.vocabulary import Phase
 from tasks.rendering.outputs import describe_file
 from tasks.rendering.request import RenderRequest
 from workflows import (
+    GraphProblem,
+    GraphValidationError,
     canonical_json,
     extract_params,
+    find_problems,
     graph_sha256,
     load_template,
     render_template,
-    validate_graph,
 )
 
-_catalogues: dict[str, dict[str, Any]] = {}
+_catalogues: dict[str, tuple[float, dict[str, Any]]] = {}
 _pools: dict[tuple[str, ...], tuple[float, ComfyUIPool]] = {}
 POOL_TTL_S = 60.0  # an edited server block is picked up within a minute
 
 
 async def server_pool(server_names: list[str]) -> ComfyUIPool:
-    """The pool over these server blocks, loaded once a minute per process, not per render:
-    one block read per server and render was a tenth of an episode's API traffic, and one
-    shared pool keeps its count of held slots and of servers found down."""
+    """The pool over these servers (block names or URLs), loaded once a minute per process,
+    not per render: one block read per server and render was a tenth of an episode's API
+    traffic, and one shared pool keeps its count of held slots and of servers found down.
+
+    Each load creates or updates the servers' concurrency limits (limit = slots), so a block
+    saved without one, or a server given by URL, renders with its slots enforced."""
     if not server_names:
         raise ValueError("the comfyui renderer needs at least one ComfyUI server block name")
     key = tuple(server_names)
     async with _loading():
         found = _pools.get(key)
         if found is None or time.monotonic() - found[0] > POOL_TTL_S:
-            found = _pools[key] = (time.monotonic(), await ComfyUIPool.load(server_names))
+            pool = await ComfyUIPool.load(server_names)
+            await pool.ensure_limits()
+            found = _pools[key] = (time.monotonic(), pool)
     return found[1]
 
 
-async def _object_info(pool: ComfyUIPool) -> dict[str, Any]:
-    """The first server's node catalogue, fetched once per process (servers of one pool are
-    expected to carry the same nodes and models; a mismatch fails at submission, clearly)."""
-    server = pool.servers[0]
+async def object_info(server: ComfyUIServer) -> dict[str, Any]:
+    """A server's node catalogue (node types, model lists), fetched once a minute per process."""
     async with _loading():
-        if server.base_url not in _catalogues:
-            _catalogues[server.base_url] = await server.get_client().object_info()
-    return _catalogues[server.base_url]
+        found = _catalogues.get(server.base_url)
+        if found is None or time.monotonic() - found[0] > POOL_TTL_S:
+            found = _catalogues[server.base_url] = (
+                time.monotonic(),
+                await server.get_client().object_info(),
+            )
+    return found[1]
+
+
+class NoCapableServer(ValueError):
+    """No server of the run has what a graph needs; the message names what, on which."""
+
+    def __init__(self, template: str | None, problems: dict[str, list[GraphProblem]]) -> None:
+        self.problems = problems
+        what = f"template {template!r}" if template else "the workflow"
+        lines = [
+            f"  {server}:\n" + "\n".join(f"    - {problem}" for problem in found)
+            for server, found in problems.items()
+        ]
+        super().__init__(
+            f"{what} can render on none of its {len(problems)} ComfyUI servers; nothing was "
+            "queued:\n" + "\n".join(lines)
+        )
+
+
+async def capable_pool(
+    server_names: list[str],
+    graph: dict[str, Any],
+    template: str | None,
+    uploaded: dict[str, set[str]] | None = None,
+) -> ComfyUIPool:
+    """The pool of the servers that can render `graph`: those whose /object_info has its node
+    types and whose model lists hold its model files. None can: one error naming what is
+    missing on which server (one server: the validation error itself). `uploaded`: images
+    each server (base URL) was just given, newer than its cached catalogue."""
+    pool = await server_pool(server_names)
+
+    async def problems_on(server: ComfyUIServer) -> list[GraphProblem]:
+        given = (uploaded or {}).get(server.base_url, set())
+        return [
+            p
+            for p in find_problems(graph, await object_info(server), template)
+            if not (p.kind == "missing_input_file" and any(n in p.message for n in given))
+        ]
+
+    if len(pool.servers) == 1:
+        if found := await problems_on(pool.servers[0]):
+            raise GraphValidationError(found, template)
+        return pool
+    capable: list[str] = []
+    problems: dict[str, list[GraphProblem]] = {}
+    for name, server in zip(server_names, pool.servers, strict=True):
+        found = await problems_on(server)
+        if found:
+            problems[f"{name} ({server.base_url})" if name != server.base_url else name] = found
+        else:
+            capable.append(name)
+    if not capable:
+        raise NoCapableServer(template, problems)
+    if problems:
+        run_logger().info(
+            "%s: not rendered on %s (missing what it needs)", template, ", ".join(problems)
+        )
+    return pool if not problems else await server_pool(capable)
+
+
+def probe_graph(template: str) -> dict[str, Any]:
+    """The template as a cut renders it by default, required parameters filled with stand-ins:
+    what `anime comfyui check` validates against a server."""
+    stand_ins = {"str": "check", "int": 0, "float": 0.0, "bool": False, "image": "check.png"}
+    spec = load_template(template).parameters
+    required = {
+        name: stand_ins.get(p.type, "check") for name, p in spec.items() if p.required
+    }
+    return render_template(template, required)
+
+
+async def server_check(server: ComfyUIServer, template: str) -> list[GraphProblem]:
+    """What the server lacks to render this template: node types and model files (input
+    images are a cut's own, so they are not counted)."""
+    problems = find_problems(probe_graph(template), await object_info(server), template)
+    return [p for p in problems if p.kind != "missing_input_file"]
 
 
 def _loading() -> asyncio.Lock:
@@ -70,6 +161,75 @@ def bind_parameters(template: str, wanted: dict[str, Any]) -> tuple[dict[str, An
     declared = set(load_template(template).parameters)
     kept = {k: v for k, v in wanted.items() if k in declared and v is not None}
     return kept, sorted(k for k in wanted if k not in declared and wanted[k] is not None)
+
+
+def content_name(path: Path) -> str:
+    """The name an image has on every ComfyUI server: from its bytes, so the same image is
+    uploaded once per server and the graph (and its sha256) is the same everywhere."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"anime-{digest[:32]}{path.suffix.lower() or '.png'}"
+
+
+def pipeline_images(request: RenderRequest) -> dict[str, Any]:
+    """The images the pipeline hands a template by parameter name: the cast's first reference
+    (IPAdapter / FaceID) and the approved keyframe an animation starts from."""
+    board = request.board
+    found: dict[str, Any] = {}
+    references = [image for figure in board.cast for image in figure.reference_images]
+    if references:
+        found["reference_image"] = references[0]
+    if board.source_image:
+        found["init_image"] = board.source_image
+    return found
+
+
+def template_inputs(
+    request: RenderRequest,
+) -> tuple[dict[str, Any], list[str], dict[str, Path]]:
+    """The template's parameters, the names it ignores, and the local images to upload
+    (content-addressed name -> file): every image parameter (and a ControlNet's image) that
+    names a local file is given by its content-addressed name instead."""
+    assert request.template is not None
+    spec = load_template(request.template).parameters
+    offered = {k: v for k, v in pipeline_images(request).items() if k in spec}
+    params, ignored = bind_parameters(
+        request.template, {**offered, **request.parameters, "seed": request.seed}
+    )
+    uploads: dict[str, Path] = {}
+
+    def named(value: Any) -> Any:
+        if isinstance(value, str) and value and Path(value).is_file():
+            name = content_name(Path(value))
+            uploads[name] = Path(value)
+            return name
+        return value
+
+    for key, value in params.items():
+        kind = spec[key].type
+        if kind == "image":
+            params[key] = named(value)
+        elif kind == "controlnet" and isinstance(value, dict) and "image" in value:
+            params[key] = {**value, "image": named(value["image"])}
+    return params, ignored, uploads
+
+
+async def upload_images(server_names: list[str], uploads: dict[str, Path]) -> dict[str, set[str]]:
+    """Every image onto every server of the run (once per server: see `upload_image`);
+    returns what each server (base URL) now holds. A server that cannot take them now is
+    left out; the render then cannot go there (its validation names the missing file)."""
+    held: dict[str, set[str]] = {}
+    if not uploads:
+        return held
+    for server in (await server_pool(server_names)).servers:
+        client = server.get_client()
+        try:
+            for name, path in uploads.items():
+                await client.upload_image(path, name)
+        except ComfyUITransientError as exc:
+            run_logger().warning("images not uploaded to %s: %s", server.base_url, exc)
+            continue
+        held[server.base_url] = set(uploads)
+    return held
 
 
 def _primary_first(outputs: list[RenderOutput], phase: Phase) -> list[RenderOutput]:
@@ -89,9 +249,7 @@ class ComfyUIRenderer:
     def workflow(self, request: RenderRequest) -> dict[str, Any]:
         if not request.template:
             raise ValueError(f"{request.label}: the comfyui renderer needs a template")
-        params, ignored = bind_parameters(
-            request.template, {**request.parameters, "seed": request.seed}
-        )
+        params, ignored, _ = template_inputs(request)
         if ignored:
             run_logger().info(
                 "%s: template %s has no parameter(s) %s; not used",
@@ -108,8 +266,9 @@ class ComfyUIRenderer:
         # saves, and PostgreSQL's JSONB does not keep key order, so only a canonical order
         # makes a reproduction from the stored graph byte-identical.
         graph = json.loads(canonical_json(workflow))
-        pool = await server_pool(request.servers)
-        validate_graph(graph, await _object_info(pool), template=request.template)
+        uploads = template_inputs(request)[2] if request.workflow is None else {}
+        uploaded = await upload_images(request.servers, uploads)
+        pool = await capable_pool(request.servers, graph, request.template, uploaded)
         prompt_id = prompt_id_for(request.job_id, request.attempt)
         outcome = await render_on(
             pool,
@@ -130,10 +289,28 @@ class ComfyUIRenderer:
             workflow_sha256=graph_sha256(graph),
             environment={"renderer": "comfyui", "server": outcome.server, **environment},
             params={
-                **extract_params(graph).model_dump(mode="json"),
-                "template": request.template,
+                **_graph_params(graph, request.template),
+                "uploads": [
+                    {"name": name, "source": str(path)} for name, path in sorted(uploads.items())
+                ],
             },
         )
+
+
+def _graph_params(graph: dict[str, Any], template: str | None) -> dict[str, Any]:
+    """What the job stores, read from the graph as submitted: its prompts are the graph's own
+    (a graph without a prompt stores none, whatever the cut's brief said), and the template
+    by name and manifest version."""
+    found = extract_params(graph)
+    params: dict[str, Any] = {
+        **found.model_dump(mode="json"),
+        "positive_prompt": found.positive or "",
+        "negative_prompt": found.negative or "",
+    }
+    if template:
+        params["template"] = template
+        params["template_version"] = str(load_template(template).manifest.version)
+    return params
 
 
 def _described(file) -> RenderOutput:

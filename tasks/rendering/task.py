@@ -38,10 +38,10 @@ async def render(request: RenderRequest) -> RenderResult:
     new_prompt = request.new_job and task_run.get_run_count() <= 1
     result = await renderer.execute(workflow, request, new_prompt=new_prompt)
     if not replaying:
-        result.params.update(
-            positive_prompt=request.parameters.get("positive"),
-            negative_prompt=request.parameters.get("negative"),
-        )
+        # A renderer that reads its prompts from its own graph (ComfyUI) has set them; the
+        # others drew what the brief's prompt says.
+        for stored, asked in (("positive_prompt", "positive"), ("negative_prompt", "negative")):
+            result.params.setdefault(stored, request.parameters.get(asked))
     return result
 
 

@@ -98,7 +98,7 @@ async def test_a_missing_concurrency_limit_is_an_error_not_a_free_pass(tmp_path:
     with ComfyUITestServer(tmp_path / "c") as comfy:
         server = block_for(comfy, concurrency_limit_name=f"comfyui:never-{uuid.uuid4().hex}")
         pool = ComfyUIPool([server])
-        with pytest.raises(ComfyUIConcurrencyLimitMissing, match="ensure_concurrency_limits"):
+        with pytest.raises(ComfyUIConcurrencyLimitMissing, match="anime comfyui add"):
             await pool.render(basic_graph(), "no-limit")
         with pytest.raises(ComfyUIConcurrencyLimitMissing):
             async with pool.slot(prefer=server):

@@ -106,6 +106,36 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
             return StreamingResponse(_chunks(found), media_type=content_type, headers=headers)
         return FileResponse(found, media_type=content_type, headers=headers)
 
+    async def post_upload_image(request: Request) -> Response:
+        # ComfyUI's image_upload (server.py): multipart `image`, optional `type` (input, temp,
+        # output), `subfolder`, `overwrite`; without overwrite an existing name gets " (1)"
+        # unless its bytes are the same; answers {"name", "subfolder", "type"}.
+        form = await request.form()
+        image = form.get("image")
+        if image is None or isinstance(image, str) or not image.filename:
+            return Response(status_code=400)
+        kind = str(form.get("type") or "input")
+        folder = state.store.dirs.get(kind if kind in ("input", "temp", "output") else "input")
+        assert folder is not None
+        subfolder = str(form.get("subfolder") or "")
+        target_dir = (folder / subfolder).resolve()
+        if target_dir != folder.resolve() and folder.resolve() not in target_dir.parents:
+            return Response(status_code=400)
+        data = await image.read()
+        name = image.filename
+        target = target_dir / name
+        if target.resolve().parent != target_dir:
+            return Response(status_code=400)
+        if str(form.get("overwrite")) not in ("true", "1"):
+            stem, suffix, i = Path(name).stem, Path(name).suffix, 1
+            while target.exists() and target.read_bytes() != data:
+                name = f"{stem} ({i}){suffix}"
+                target, i = target_dir / name, i + 1
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        state.count(uploads=1)
+        return JSONResponse({"name": name, "subfolder": subfolder, "type": kind})
+
     async def websocket_endpoint(websocket: WebSocket) -> None:
         if state.faults.refuse_sockets:
             await websocket.close(code=1013)
@@ -148,6 +178,7 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
         Route("/embeddings", get_embeddings, methods=["GET"]),
         Route("/models", get_models, methods=["GET"]),
         Route("/view", get_view, methods=["GET"]),
+        Route("/upload/image", post_upload_image, methods=["POST"]),
         WebSocketRoute("/ws", websocket_endpoint),
     ]
     app = Starlette(routes=[*routes, Mount("/api", routes=routes)])

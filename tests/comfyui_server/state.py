@@ -67,6 +67,7 @@ class ServerStats:
     interrupts: int = 0
     restarts: int = 0
     ws_connections: int = 0
+    uploads: int = 0  # files written by POST /upload/image
 
 
 @dataclass(order=True)

@@ -15,7 +15,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select, update
 
-from blocks.comfyui import ComfyUIServer, ensure_concurrency_limits
+from blocks.comfyui import ComfyUIServer, ComfyUIServerNotFound, ensure_concurrency_limits
 from db.engine import session_scope
 from db.models import Cut, GenerationParams, Job, JobStatus, Phase, Project
 from flows.episode import render_episode
@@ -95,6 +95,35 @@ async def test_reproduction_of_a_comfyui_job(preview_production, save_blocks, co
     assert comfy.stats.prompts_executed == executed + 1  # really rendered again
     assert report.identical, report.summary()
     assert report.environment_differences == {}
+
+    # No server named: the job's own, by its recorded URL.
+    again = await reproduce_job(original.id)
+    assert comfy.stats.prompts_executed == executed + 2 and again.identical
+    with session_scope() as s:
+        stored = s.get(GenerationParams, original.id)
+        assert (stored.template, stored.template_version) == ("preview", "1")
+        assert stored.positive_prompt == ""  # the preview graph has no prompt
+
+    # A reproduction that cannot render leaves its job `error` with the reason, not running.
+    with pytest.raises(ComfyUIServerNotFound):
+        await reproduce_job(original.id, comfyui_servers=["no-such-server"])
+    with session_scope() as s:
+        failed = s.scalar(select(Job).order_by(Job.id.desc()).limit(1))
+        assert failed.parent_job_id == original.id and failed.status == JobStatus.ERROR
+        assert "no ComfyUI server named 'no-such-server'" in failed.error
+
+
+def test_environment_comparison_ignores_free_memory():
+    from tasks.reproduce import environment_differences
+
+    def env(free: int, name: str = "cuda:0 NVIDIA H200", total: int = 150_000_000_000):
+        device = {"name": name, "type": "cuda", "vram_total": total, "vram_free": free}
+        return {"comfyui_version": "0.3.64", "devices": [{**device, "torch_vram_free": free}]}
+
+    assert environment_differences(env(10**9), env(7 * 10**9)) == {}
+    changed = environment_differences(env(10**9), env(10**9, name="cuda:0 NVIDIA L40S"))
+    assert list(changed) == ["devices"]
+    assert environment_differences(env(1, total=1), env(1, total=2)).keys() == {"devices"}
 
 
 async def release_dead_leases(limit_name: str) -> None:

@@ -220,6 +220,10 @@ async def test_reproduce_refuses_unknown_jobs_and_jobs_without_a_workflow(produc
     async with api() as client:
         missing = await client.post("/api/anime/jobs/999999/reproduce")
         no_workflow = await client.post(f"/api/anime/jobs/{never_rendered}/reproduce")
+        misnamed = await client.post(
+            f"/api/anime/jobs/{never_rendered}/reproduce", json={"servers": ["gpu-1"]}
+        )
+    assert misnamed.status_code == 422 and "servers" in misnamed.text  # comfyui_servers, named
     assert missing.status_code == 404 and missing.json()["error"] == "no job with id 999999"
     assert no_workflow.status_code == 409
     assert "has no stored workflow to reproduce" in no_workflow.json()["error"]
