@@ -191,6 +191,8 @@ def add_variation(
         name=name,
         prompt_delta=prompt,
         reference_image=reference_image,
+        # Not in the production file: a re-import keeps it (and says so) rather than drop it.
+        source="api",
     )
     try:
         with session.begin_nested():  # a concurrent insert of the same name lands here

@@ -47,7 +47,9 @@ def export(
 
     require_current_schema()
     with session_scope() as session:
-        text = dump_production(export_production(session, project))
+        # Images inside the folder written to are named relative to it, the rest absolutely.
+        to_dir = output.resolve().parent.as_posix() if output else None
+        text = dump_production(export_production(session, project, to_dir))
     if output is None:
         typer.echo(text, nl=False)
     else:

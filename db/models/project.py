@@ -25,6 +25,9 @@ class Project(Timestamped, Base):
     # Per-project settings that are not thresholds: default template, renderer, notification
     # block names, ... Kept as data so a new setting needs no migration.
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The folder of the production file last imported. Image paths inside it are stored
+    # relative to it, so a production moved or copied elsewhere is still the same production.
+    root: Mapped[str | None] = mapped_column(Text, default=None)
 
     story_bibles: Mapped[list[StoryBible]] = relationship(
         back_populates="project", order_by="StoryBible.version", cascade="all, delete-orphan"
@@ -40,6 +43,12 @@ class Project(Timestamped, Base):
     def story_bible(self) -> StoryBible | None:
         """The current (latest) version."""
         return self.story_bibles[-1] if self.story_bibles else None
+
+    def file_path(self, stored: str) -> str:
+        """A stored image path as a path to open: relative ones are inside ``root``."""
+        if stored.startswith("/") or not self.root:
+            return stored
+        return f"{self.root.rstrip('/')}/{stored}"
 
 
 class StoryBible(Base):

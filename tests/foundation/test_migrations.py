@@ -72,3 +72,19 @@ def test_downgrade_step_by_step_to_base_and_back(fresh_database):
         assert conn.execute(text("select count(*) from alembic_version")).scalar() == 0
     migrate.upgrade()
     assert migrate.current_revision() == migrate.head_revision()
+
+
+def test_production_origin_migration_marks_existing_variations_as_the_files(fresh_database):
+    migrate.upgrade("0008_production_origin")
+    with session_scope() as s:
+        import_production(s, load_production(EXAMPLE))
+    migrate.downgrade("0003_review")
+    migrate.upgrade("0008_production_origin")
+    with get_engine().connect() as conn:
+        sources = conn.execute(text("select distinct source from character_variations")).all()
+        roots = conn.execute(text("select root from projects")).all()
+    assert sources == [("file",)] and roots == [(None,)]
+    migrate.downgrade("0003_review")
+    columns = {c["name"] for c in inspect(get_engine()).get_columns("character_variations")}
+    assert "source" not in columns
+    assert "root" not in {c["name"] for c in inspect(get_engine()).get_columns("projects")}
