@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from db.normalize import normalize_attribute_key, normalize_attribute_value, slugify
+from db.notification_routes import normalized_settings
 from db.storyline.spec import StorySpec, story_section_problems
 from db.vocabulary import VariationKind
 
@@ -331,7 +332,15 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
             check_cast(scene.cast, f"episodes[{e}].scenes[{s}]")
             for c, cut in enumerate(scene.cuts):
                 check_cast(cut.cast, f"episodes[{e}].scenes[{s}].cuts[{c}]")
-    return problems + story_section_problems(production)
+    return problems + _settings_problems(production) + story_section_problems(production)
+
+
+def _settings_problems(production: ProductionFile) -> list[tuple[str, str]]:
+    """Notification routes are checked here, not at the first render that would send one."""
+    project = production.project
+    settings, problems = normalized_settings(project.settings)
+    project.settings = settings
+    return [(f"project.{where}", message) for where, message in problems]
 
 
 def map_image_paths(production: ProductionFile, change: Callable[[str, str], str]) -> None:

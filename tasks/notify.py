@@ -147,7 +147,9 @@ async def notify_project(project_id: int, build: Any) -> list[str]:
     """Look up the project's routes, build the notice from its slug, send. Never raises."""
     try:
         slug, settings = await in_session(api_queries.project_settings, project_id)
-        routes = ProjectNotifications.from_settings(settings)
+        routes = ProjectNotifications.usable(settings)
+        for problem in routes.problems:
+            _logger().warning("notification route ignored (fix the project settings): %s", problem)
         if not routes.routes:
             return []
         return await send_notice(build(slug), routes)
