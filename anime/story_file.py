@@ -24,6 +24,8 @@ Errors name the file and the line (Markdown) or the path inside it (YAML).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ from db.storyline.tree import StoryTree
 
 _HEADING = re.compile(r"^(#{1,2})[ \t]+(.*?)[ \t]*$")
 _SLUG_MARK = re.compile(r"\s*\{#([^}]*)\}\s*$")
+_VALID_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _HEADER_KEYS = ("story", "branch", "parent")
 
 
@@ -60,6 +63,8 @@ class StoryFile:
     branch: str | None = None
     parent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the reader decided for the writer (a slug made up for a heading), to be told.
+    notices: list[str] = field(default_factory=list)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -129,19 +134,42 @@ def _split_front_matter(lines: list[str], file: str) -> tuple[dict[str, Any], in
     raise StoryFileError(file, [("line 1", "front matter opened with --- is never closed")])
 
 
-def _heading(raw: str, line_no: int, file: str) -> tuple[str, str]:
+def derived_slug(title: str, kind: str) -> str:
+    """A slug for a title with no latin letters or digits (``決意``): stable, from its text."""
+    digest = hashlib.sha1(title.encode("utf-8")).hexdigest()[:8]  # noqa: S324 - a name, not a secret
+    return f"{kind}-{digest}"
+
+
+def _heading(raw: str, line_no: int, kind: str) -> tuple[str, str, str | None, str | None]:
+    """(title, slug, problem, notice) of a heading line's text.
+
+    An anchor is taken as written or refused: a typo in it must not silently make a new slug,
+    which would read as one scene removed and another added.
+    """
     title, slug = raw, ""
     mark = _SLUG_MARK.search(raw)
     if mark:
         title, slug = raw[: mark.start()].strip(), mark.group(1).strip()
-    if not slug:
-        try:
-            slug = slugify(title)
-        except ValueError:
-            raise StoryFileError(
-                file, [(f"line {line_no}", "a heading needs a title or a {#slug}")]
-            ) from None
-    return title, slug
+        if not _VALID_SLUG.fullmatch(slug):
+            hint = ""
+            with contextlib.suppress(ValueError):  # nothing latin to suggest from
+                hint = f" (e.g. {{#{slugify(slug)}}})"
+            return title, "", (
+                f"anchor {{#{slug}}} is not a slug: lower-case letters, digits and '-'{hint}"
+            ), None
+        return title, slug, None, None
+    if "{#" in raw:
+        return title, "", "anchor opened with {# is never closed with }", None
+    if not title:
+        return title, "", "a heading needs a title or a {#slug}", None
+    try:
+        return title, slugify(title), None, None
+    except ValueError:
+        slug = derived_slug(title, kind)
+        return title, slug, None, (
+            f"line {line_no}: {kind} {title!r} has no latin letters or digits for a slug; "
+            f"it is {slug!r} (write {{#your-slug}} after the title to choose one)"
+        )
 
 
 def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
@@ -154,6 +182,7 @@ def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
     current: dict[str, Any] | None = None  # chapter or scene collecting lines
     body: list[str] = []
     notes: list[str] = []
+    notices: list[str] = []
 
     def close() -> None:
         if current is None:
@@ -168,7 +197,12 @@ def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
         if heading:
             close()
             body, notes = [], []
-            title, slug = _heading(heading.group(2), line_no, file)
+            kind = "chapter" if len(heading.group(1)) == 1 else "scene"
+            title, slug, problem, notice = _heading(heading.group(2), line_no, kind)
+            if problem:
+                problems.append((f"line {line_no}", problem))
+            if notice:
+                notices.append(notice)
             if len(heading.group(1)) == 1:
                 current = {"slug": slug, "title": title, "scenes": []}
                 chapters.append(current)
@@ -210,7 +244,7 @@ def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
             line = _markdown_line(where, chapters, lines_of)
             found.append((f"{line} ({where})" if line else where, message))
         raise StoryFileError(file, found) from None
-    return StoryFile(tree=tree, **header)
+    return StoryFile(tree=tree, notices=notices, **header)
 
 
 def _markdown_line(where: str, chapters: list[dict[str, Any]], lines_of: dict[int, int]) -> str:

@@ -259,10 +259,14 @@ def checkout(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="write a file to edit and commit (default: print)"
     ),
+    force: bool = typer.Option(
+        False, "--force", help="overwrite an -o file that holds edits not committed"
+    ),
 ) -> None:
     """The story as it was at any commit, readable (or as a file to edit).
 
-    Files written with -o carry the branch and parent that `anime story commit` needs.
+    Files written with -o carry the branch and parent that `anime story commit` needs. An
+    existing file with edits not committed is left alone unless --force is given.
     """
     from anime.story_file import render_markdown, render_yaml
     from db.engine import session_scope
@@ -276,6 +280,8 @@ def checkout(
         found = find_story(session, story)
         wanted = ref or found.default_branch
         commit, tree = story_checkout(session, found, wanted)
+        if output is not None and output.exists() and not force:
+            _refuse_to_overwrite_edits(session, found, output, tree)
         names = {b.name for b in list_branches(session, found)}
         on_branch = wanted if wanted in names else None
         header = {"story": found.label, "branch": on_branch, "parent": commit.sha}
@@ -294,6 +300,70 @@ def checkout(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output} ({found.label} at {commit.short})")
+
+
+def _refuse_to_overwrite_edits(
+    session: Session, story: Story, path: Path, wanted: StoryTree
+) -> None:
+    """A file whose tree is its parent's (or what would be written) holds nothing to lose."""
+    from anime.story_file import StoryFileError, load_story_file
+    from db.story import StoryError, resolve, tree_of
+
+    try:
+        existing = load_story_file(path)
+    except StoryFileError:
+        raise UserError(
+            f"{path} exists and is not a story file this checkout wrote; nothing was written "
+            "(--force overwrites it)"
+        ) from None
+    if existing.tree.sha == wanted.sha:
+        return
+    base = None
+    if existing.parent:
+        try:
+            base = resolve(session, story, existing.parent)
+        except StoryError:
+            base = None
+    if base is not None and tree_of(base).sha == existing.tree.sha:
+        return
+    against = f"its parent {base.short}" if base else "any commit of this story"
+    raise UserError(
+        f"{path} holds edits not committed (it differs from {against}); nothing was written. "
+        f"Commit them (`anime story commit {story.label} {path} -m ...`), or give --force to "
+        "overwrite them."
+    )
+
+
+def _same_text_renames(old: StoryTree, new: StoryTree) -> list[tuple[str, str]]:
+    """(removed, added) scene slugs whose text is the same: most likely one scene renamed."""
+    before = {slug: scene for slug, (_, scene) in old.scene_index().items()}
+    after = {slug: scene for slug, (_, scene) in new.scene_index().items()}
+    added = {slug: scene for slug, scene in after.items() if slug not in before}
+    pairs = []
+    for slug, scene in before.items():
+        if slug in after or not scene.text.strip():
+            continue
+        for new_slug, candidate in added.items():
+            if candidate.text == scene.text:
+                pairs.append((slug, new_slug))
+                break
+    return pairs
+
+
+def _confirm_renames(pairs: list[tuple[str, str]], yes: bool) -> None:
+    import sys
+
+    if not pairs or yes:
+        return
+    listed = "; ".join(f"{old!r} removed and {new!r} added" for old, new in pairs)
+    warning = (
+        f"scenes with the same text under a new slug: {listed}. The new slug starts a new "
+        "scene, without the old one's history, blame or merges; keep the old anchor "
+        "({#" + pairs[0][0] + "}) to edit the scene itself."
+    )
+    if sys.stdin.isatty() and typer.confirm(warning + " Commit anyway?", default=False):
+        return
+    raise UserError(warning + " Nothing was committed (--yes commits it as it is).")
 
 
 def _pairs(values: list[str], option: str, sep: str = "=") -> list[tuple[str, str]]:
@@ -362,13 +432,17 @@ def commit(
     notes: list[str] = typer.Option([], "--notes", help="SLUG=NOTES or SLUG=@file"),
     move: list[str] = typer.Option([], "--move", help="SCENE=CHAPTER[:POSITION]"),
     remove: list[str] = typer.Option([], "--remove", help="SLUG (a chapter goes with its scenes)"),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="commit a scene removed and re-added under a new slug"
+    ),
     author: str | None = AUTHOR,
 ) -> None:
     """Commit a new version, from a story file or by edits given as options.
 
     Edits apply to the parent's tree in the order add-chapter, add-scene, title, text, notes,
     move, remove. The branch head must still be the parent the edit was based on: if someone
-    committed in between, nothing is written.
+    committed in between, nothing is written. A committed file's `parent:` becomes the new
+    commit, so the next edit of the same file commits on top of it.
     """
     from anime.story_file import load_story_file
     from db.engine import session_scope
@@ -387,6 +461,8 @@ def commit(
     edited = load_story_file(file) if file else None
     if edited is None and not any(ops.values()):
         raise UserError("nothing to commit: give a story file or edits (--text, --add-scene, ...)")
+    for notice in edited.notices if edited else []:
+        typer.echo(f"{file}: {notice}")
     require_current_schema()
     with session_scope() as session:
         found = find_story(session, story)
@@ -400,6 +476,8 @@ def commit(
             base = resolve(session, found, target).sha
         tree = edited.tree if edited else tree_of(resolve(session, found, base or target))
         tree = _apply_ops(tree, ops)
+        if base:
+            _confirm_renames(_same_text_renames(tree_of(resolve(session, found, base)), tree), yes)
         made = story_commit(
             session,
             found,
@@ -409,7 +487,19 @@ def commit(
             author=_author(author),
             message=message,
         )
-        typer.echo(f"{target}: committed {made.short} ({_first_line(made.message)})")
+        label, sha, short = found.label, made.sha, made.short
+        typer.echo(f"{target}: committed {short} ({_first_line(made.message)})")
+    if file is not None and edited is not None:
+        _write_checkout(file, tree, story=label, branch=target, parent=sha)
+        typer.echo(f"{file}: parent is now {short}")
+
+
+def _write_checkout(path: Path, tree: StoryTree, **header: str | None) -> None:
+    """The file as a checkout of ``header['parent']`` writes it, in the file's own format."""
+    from anime.story_file import render_markdown, render_yaml
+
+    render = render_yaml if path.suffix in (".yaml", ".yml") else render_markdown
+    path.write_text(render(tree, **header), encoding="utf-8")
 
 
 @story_app.command("merge")
