@@ -486,6 +486,7 @@ def commit(
             parent=base or "",
             author=_author(author),
             message=message,
+            merge_of=edited.merge if edited else None,
         )
         label, sha, short = found.label, made.sha, made.short
         typer.echo(f"{target}: committed {short} ({_first_line(made.message)})")
@@ -516,13 +517,36 @@ def merge(
     expect: str | None = typer.Option(
         None, "--expect", help="refuse unless the target branch is still at this commit"
     ),
+    resolve: list[str] = typer.Option(
+        [],
+        "--resolve",
+        help="SLUG=ours|theirs: settle that chapter's or scene's conflict (repeat; "
+        "'chapters' for the order of chapters)",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="on conflict, write the merge here with conflict markers; committing the "
+        "edited file makes the merge",
+    ),
+    force: bool = typer.Option(False, "--force", help="overwrite an -o file with edits"),
     author: str | None = AUTHOR,
 ) -> None:
-    """Three-way merge against the merge base. Conflicts are listed and nothing is written."""
+    """Three-way merge against the merge base.
+
+    Conflicts are listed and nothing is written, unless --resolve settles each of them, or -o
+    writes the merge as a file with git's conflict markers around both versions of each
+    conflicting chapter or scene: keep one, then `anime story commit STORY FILE -m ...`.
+    """
     from db.engine import session_scope
     from db.story import MergeConflictError, find_story
     from db.story import merge as story_merge
 
+    resolutions = dict(_pairs(resolve, "--resolve"))
+    for slug, side in resolutions.items():
+        if side not in ("ours", "theirs"):
+            raise UserError(f"--resolve {slug}={side}: write {slug}=ours or {slug}=theirs")
     require_current_schema()
     try:
         with session_scope() as session:
@@ -536,7 +560,10 @@ def merge(
                 message=message,
                 expected_head=expect,
                 fast_forward=not no_ff,
+                resolutions=resolutions,
             )
+            for conflict, side in result.resolved:
+                typer.echo(f"resolved {conflict}: took {side}")
             if result.kind == "up-to-date":
                 typer.echo(f"{result.branch} already contains {source}: nothing to do")
             elif result.kind == "fast-forward":
@@ -551,7 +578,50 @@ def merge(
                     f"{result.head.parents[1].short}, base {base})"
                 )
     except MergeConflictError as exc:
-        raise UserError(str(exc)) from None
+        if output is None:
+            raise UserError(
+                f"{exc}\nSettle each with --resolve SLUG=ours|theirs, or write the merge to a "
+                "file with conflict markers with -o FILE."
+            ) from None
+        _write_conflicts(story, source, into, output, force)
+        raise typer.Exit(1) from None
+
+
+def _write_conflicts(story: str, source: str, into: str | None, output: Path, force: bool) -> None:
+    """The merge as a file to edit: both versions of each conflict between markers."""
+    from anime.story_file import ConflictSides, render_markdown
+    from db.engine import session_scope
+    from db.story import find_story, merge_draft
+
+    with session_scope() as session:
+        found = find_story(session, story)
+        draft = merge_draft(session, found, source, into)
+        if output.exists() and not force:
+            _refuse_to_overwrite_edits(session, found, output, draft.tree)
+        sides = ConflictSides(
+            draft.branch,
+            source,
+            draft.ours_tree,
+            draft.theirs_tree,
+            {c.slug for c in draft.conflicts if c.kind != "order"},
+        )
+        text = render_markdown(
+            draft.tree,
+            story=found.label,
+            branch=draft.branch,
+            parent=draft.ours.sha,
+            merge=draft.theirs.sha,
+            conflicts=sides,
+        )
+        listing = "\n".join(f"  {c}" for c in draft.conflicts)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(
+        f"merging {source} into {draft.branch} conflicts ({len(draft.conflicts)}); nothing was "
+        f"committed:\n{listing}\n"
+        f"wrote {output}: keep one version between each <<<<<<< and >>>>>>>, delete the "
+        f"markers, then `anime story commit {found.label} {output} -m ...` commits the merge",
+        err=True,
+    )
 
 
 @story_app.command("moves")

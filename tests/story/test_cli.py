@@ -183,3 +183,54 @@ def test_a_heading_without_latin_letters_gets_a_slug_and_is_told_which(story, tm
     # The file now names the slug, so the next commit keeps the same scene.
     assert f"## 決意 {{#{slug}}}" in work.read_text()
     assert f"{slug}: 決意" in anime("story", "checkout", story, "--format", "outline")
+
+
+def _diverge(story: str) -> str:
+    anime("story", "branch", story, "alt-ending")
+    anime("story", "commit", story, "--text", "rooftop=Ren is gone.", "-m", "main roof")
+    anime(
+        "story", "commit", story, "-b", "alt-ending", "--text", "rooftop=Ren smiles.",
+        "--notes", "dispatch=Faster.", "-m", "alt roof",
+    )  # fmt: skip
+    return heads()
+
+
+def test_merge_takes_a_resolution_per_scene(story):
+    before = _diverge(story)
+    out = anime("story", "merge", story, "alt-ending", ok=False)
+    assert "--resolve SLUG=ours|theirs" in out and "-o FILE" in out
+    out = anime("story", "merge", story, "alt-ending", "--resolve", "rooftop=mine", ok=False)
+    assert "rooftop=ours or rooftop=theirs" in out
+    assert heads() == before
+
+    out = anime("story", "merge", story, "alt-ending", "--resolve", "rooftop=theirs")
+    resolved = "resolved scene rooftop: text changed differently on main and alt-ending"
+    assert f"{resolved}: took theirs" in out
+    merged = anime("story", "checkout", story)
+    assert "Ren smiles." in merged and "> Faster." in merged  # the clean change came along
+    assert "[merge " in anime("story", "log", story).splitlines()[0]
+
+
+def test_a_conflicting_merge_written_with_markers_commits_as_the_merge(story, tmp_path):
+    before = _diverge(story)
+    work = tmp_path / "merge.md"
+    out = anime("story", "merge", story, "alt-ending", "-o", str(work), ok=False)
+    assert "wrote " in out and heads() == before
+    text = work.read_text()
+    assert "<<<<<<< main\n## Rooftop {#rooftop}\nRen is gone.\n=======\n" in text
+    assert "## Rooftop {#rooftop}\nRen smiles.\n>>>>>>> alt-ending" in text
+    assert "merge: " in text and "> Faster." in text
+
+    # Markers left in: the line is named and nothing is committed.
+    out = anime("story", "commit", story, str(work), "-m", "Merge", ok=False)
+    assert "conflict marker <<<<<<< left" in out and heads() == before
+
+    resolved = text.replace("<<<<<<< main\n## Rooftop {#rooftop}\nRen is gone.\n=======\n", "")
+    work.write_text(resolved.replace(">>>>>>> alt-ending\n", ""))
+    anime("story", "commit", story, str(work), "-m", "Merge alt-ending, Ren smiles")
+    show = anime("story", "show", story)
+    assert len(show.split("parents: ")[1].splitlines()[0].split()) == 2
+    assert "Ren smiles." in anime("story", "checkout", story)
+    assert "merge: " not in work.read_text()  # the file is now a plain checkout of the merge
+    # alt-ending is merged: merging it again has nothing to do.
+    assert "already contains alt-ending" in anime("story", "merge", story, "alt-ending")
