@@ -151,6 +151,9 @@ def log(
         False, "--full", help="every ancestor, merged lines included (default: first parents)"
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1),
+    scene: str | None = typer.Option(
+        None, "--scene", "-s", help="only commits that changed this scene (or chapter)"
+    ),
 ) -> None:
     """History, newest first."""
     from db.engine import session_scope
@@ -160,6 +163,12 @@ def log(
     with session_scope() as session:
         found = find_story(session, story)
         labels = _decorations(session, found)
+        if scene is not None:
+            from db.story_history import scene_log
+
+            for commit, change in scene_log(session, found, scene, ref, limit=limit):
+                typer.echo(f"{_commit_line(commit, labels)}\n    {change.headline()}")
+            return
         for commit in history(session, found, ref, first_parent=not full, limit=limit):
             typer.echo(_commit_line(commit, labels))
 
@@ -199,19 +208,34 @@ def show(
 @story_errors
 def diff(
     story: str = STORY,
-    old: str = typer.Argument(..., help="the older side: branch or commit"),
+    old: str = typer.Argument(
+        ..., help="the older side: branch or commit; or an edited story file (vs its parent)"
+    ),
     new: str | None = typer.Argument(None, help="the newer side (default: default branch)"),
     stat: bool = typer.Option(False, "--stat", help="list changed elements without text"),
 ) -> None:
-    """What changed between two commits: chapters and scenes, with text diffs."""
+    """What changed between two commits: chapters and scenes, with text diffs.
+
+    Given a story file (from `checkout -o`), what its edits change against its parent.
+    """
     from db.engine import session_scope
     from db.story import diff as story_diff
     from db.story import find_story
 
+    edited = _story_file_argument(old)
     require_current_schema()
     with session_scope() as session:
         found = find_story(session, story)
-        result = story_diff(session, found, old, new or found.default_branch)
+        if edited is not None:
+            from db.story import resolve, tree_of
+            from db.storyline.tree import diff_trees
+
+            if not edited.parent:
+                raise UserError(f"{old} has no parent: line; give the commit to compare with")
+            base = tree_of(resolve(session, found, new or edited.parent))
+            result = diff_trees(base, edited.tree)
+        else:
+            result = story_diff(session, found, old, new or found.default_branch)
     typer.echo(result.render(with_text=not stat))
     if not result.is_empty:
         typer.echo(f"({result.summary()})")
@@ -300,6 +324,18 @@ def checkout(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output} ({found.label} at {commit.short})")
+
+
+_STORY_SUFFIXES = (".md", ".markdown", ".yaml", ".yml")
+
+
+def _story_file_argument(value: str):
+    """A story file named where a ref may stand, or None: a path with a story file's suffix."""
+    if not value.endswith(_STORY_SUFFIXES):
+        return None
+    from anime.story_file import load_story_file
+
+    return load_story_file(value)
 
 
 def _refuse_to_overwrite_edits(
@@ -622,6 +658,74 @@ def _write_conflicts(story: str, source: str, into: str | None, output: Path, fo
         f"markers, then `anime story commit {found.label} {output} -m ...` commits the merge",
         err=True,
     )
+
+
+@story_app.command("blame")
+@clear_errors
+@story_errors
+def blame(
+    story: str = STORY,
+    ref: str | None = typer.Argument(None, help="branch or commit (default: default branch)"),
+    scene: str | None = typer.Option(None, "--scene", "-s", help="only this scene or chapter"),
+) -> None:
+    """Each line of the story with the commit, author and date that wrote it last.
+
+    Lines come along first parents: a line written on a merged branch shows the merge.
+    """
+    from db.engine import session_scope
+    from db.story import find_story
+    from db.story_history import blame as story_blame
+
+    require_current_schema()
+    with session_scope() as session:
+        found = find_story(session, story)
+        for element in story_blame(session, found, ref, scene):
+            typer.echo(f"{element.kind} {element.slug}")
+            for line in element.lines:
+                c = line.commit
+                who = f"{c.short}  {c.committed_at:%Y-%m-%d}  {c.author[:12]:<12}"
+                typer.echo(f"  {who}  {line.line}")
+
+
+@story_app.command("revert")
+@clear_errors
+@story_errors
+def revert(
+    story: str = STORY,
+    commit_ref: str = typer.Argument(..., metavar="COMMIT", help="the commit to undo"),
+    branch: str | None = typer.Option(None, "--branch", "-b", help="default: the default branch"),
+    message: str | None = typer.Option(None, "--message", "-m"),
+    resolve: list[str] = typer.Option(
+        [],
+        "--resolve",
+        help="SLUG=ours (keep the branch's version) or SLUG=theirs (take the version before "
+        "COMMIT) where a later commit changed the same thing",
+    ),
+    author: str | None = AUTHOR,
+) -> None:
+    """A new commit that undoes COMMIT's changes; later commits' changes stay."""
+    from db.engine import session_scope
+    from db.story import MergeConflictError, find_story
+    from db.story_history import revert as story_revert
+
+    resolutions = dict(_pairs(resolve, "--resolve"))
+    require_current_schema()
+    try:
+        with session_scope() as session:
+            found = find_story(session, story)
+            undone, made = story_revert(
+                session,
+                found,
+                commit_ref,
+                branch,
+                author=_author(author),
+                message=message,
+                resolutions=resolutions,
+            )
+            name = branch or found.default_branch
+            typer.echo(f"{name}: committed {made.short} (reverts {undone.short})")
+    except MergeConflictError as exc:
+        raise UserError(f"{exc}\nSettle each with --resolve SLUG=ours|theirs.") from None
 
 
 @story_app.command("moves")

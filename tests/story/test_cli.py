@@ -234,3 +234,42 @@ def test_a_conflicting_merge_written_with_markers_commits_as_the_merge(story, tm
     assert "merge: " not in work.read_text()  # the file is now a plain checkout of the merge
     # alt-ending is merged: merging it again has nothing to do.
     assert "already contains alt-ending" in anime("story", "merge", story, "alt-ending")
+
+
+def test_what_a_writer_asks_of_history_log_scene_blame_revert_diff(story, tmp_path):
+    anime("story", "commit", story, "--text", "rooftop=Ren waits.\nThe wind rises.", "-m", "Wind")
+    anime("story", "commit", story, "--notes", "dispatch=Slower.", "-m", "Dispatch note")
+    anime("story", "commit", story, "--text", "rooftop=Ren waits.\nThe wind drops.", "-m", "Calm")
+
+    log = anime("story", "log", story, "--scene", "rooftop").splitlines()
+    assert [line.split("  ")[-1] for line in log[::2]] == ["Calm", "Wind", "Start the story"]
+    assert log[1].strip() == "~ scene rooftop (chapter the-address) changed: text"
+
+    blame = anime("story", "blame", story, "--scene", "rooftop").splitlines()
+    assert blame[0] == "scene rooftop"
+    by_line = {line.split("  ")[-1]: line for line in blame[1:]}
+    calm, wind = (anime("story", "log", story, "-n", "3").splitlines()[i][:10] for i in (0, 2))
+    assert by_line["Ren waits."].lstrip().startswith(wind)
+    assert by_line["The wind drops."].lstrip().startswith(calm)
+    assert "mina" in by_line["The wind drops."]
+
+    # Undo the note, keep everything after it.
+    note = anime("story", "log", story, "-n", "2").splitlines()[1][:10]
+    out = anime("story", "revert", story, note)
+    assert f"(reverts {note})" in out
+    now = anime("story", "checkout", story)
+    assert "Slower." not in now and "The wind drops." in now
+    # Undoing "Wind" clashes with "Calm", which changed the same text after it.
+    out = anime("story", "revert", story, wind, ok=False)
+    assert "scene rooftop: text changed differently" in out and "--resolve" in out
+    anime("story", "revert", story, wind, "--resolve", "rooftop=theirs")
+    assert "Ren is already waiting on the rooftop." in anime("story", "checkout", story)
+
+    # diff of an edited file against the commit it was checked out from.
+    work = tmp_path / "work.md"
+    anime("story", "checkout", story, "-o", str(work))
+    work.write_text(work.read_text().replace("already waiting", "waiting"))
+    diff = anime("story", "diff", story, str(work))
+    assert "~ scene rooftop (chapter the-address) changed: text" in diff
+    assert "-Ren is already waiting on the rooftop." in diff
+    assert "+Ren is waiting on the rooftop." in diff
