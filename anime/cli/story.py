@@ -39,16 +39,20 @@ AUTHOR = typer.Option(None, "--author", help="who (default: $ANIME_AUTHOR, else 
 
 def story_errors(fn: F) -> F:
     """Story failures are the user's to fix: say so in one message, without a traceback."""
-    from anime.story_edit import StoryEditError
-    from anime.story_file import StoryFileError
-    from db.story import StoryError
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (StoryError, StoryFileError, StoryEditError) as exc:
-            raise UserError(str(exc)) from None
+        except ValueError as exc:
+            # Imported on failure only: defining the commands must stay cheap (start-up time).
+            from anime.story_edit import StoryEditError
+            from anime.story_file import StoryFileError
+            from db.story import StoryError
+
+            if isinstance(exc, StoryError | StoryFileError | StoryEditError):
+                raise UserError(str(exc)) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -88,3 +88,15 @@ def test_production_origin_migration_marks_existing_variations_as_the_files(fres
     columns = {c["name"] for c in inspect(get_engine()).get_columns("character_variations")}
     assert "source" not in columns
     assert "root" not in {c["name"] for c in inspect(get_engine()).get_columns("projects")}
+
+
+def test_the_quick_schema_check_agrees_with_alembic(fresh_database):
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == migrate._alembic_head()
+    assert ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == (
+        migrate.head_revision()
+    )
+    assert migrate.current_revision() is None
+    migrate.upgrade("0003_review")
+    assert migrate.current_revision() == "0003_review"
