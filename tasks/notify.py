@@ -43,7 +43,9 @@ class Notice(BaseModel):
     links: dict[str, str] = Field(default_factory=dict)
 
     def body(self) -> str:
-        lines = [self.subject, "", self.explanation.strip()]
+        # The subject goes separately (a title in Slack, e-mail, ...): the body does not repeat
+        # it, so a template like "{{subject}}\n{{body}}" shows it once.
+        lines = [self.explanation.strip()]
         if self.links:
             lines += ["", *(f"{name}: {url}" for name, url in self.links.items())]
         return "\n".join(lines).strip()

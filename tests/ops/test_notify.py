@@ -186,3 +186,8 @@ async def test_one_bad_route_never_silences_the_others(
     assert len(ignored) == 1 and "notifications[1].on.0: unknown event 'gate_shut'" in ignored[0]
     # The `true` route is the README's `on` and was tried (its block does not exist).
     assert any("slack-webhook/leads failed" in m for m in messages)
+
+
+def test_the_body_does_not_repeat_the_subject():
+    notice = Notice(event="gate_open", project="p", subject="[p] gate OPEN", explanation="fine")
+    assert notice.subject not in notice.body() and notice.body() == "fine"
