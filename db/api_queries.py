@@ -36,6 +36,97 @@ class Conflict(ValueError):
 # -- projects ---------------------------------------------------------------------------------
 
 
+@dataclass
+class ProjectRow:
+    id: int
+    slug: str
+    name: str
+    characters: int
+    episodes: int
+
+
+@dataclass
+class VariationRow:
+    id: int
+    kind: str
+    name: str
+    source: str
+
+
+@dataclass
+class CharacterRow:
+    id: int
+    slug: str
+    name: str
+    variations: list[VariationRow]
+
+
+@dataclass
+class EpisodeRow:
+    id: int
+    number: int
+    title: str
+    scenes: int
+    cuts: int
+
+
+def list_projects(session: Session) -> list[ProjectRow]:
+    projects = session.scalars(
+        select(Project)
+        .order_by(Project.slug)
+        .options(selectinload(Project.characters), selectinload(Project.episodes))
+    )
+    return [
+        ProjectRow(p.id, p.slug, p.name, len(p.characters), len(p.episodes)) for p in projects
+    ]
+
+
+def _project_by_slug(session: Session, slug: str) -> Project:
+    project = session.scalar(select(Project).where(Project.slug == slug))
+    if project is None:
+        known = ", ".join(session.scalars(select(Project.slug).order_by(Project.slug))) or "none"
+        raise LookupError(f"no project {slug!r} (projects: {known})")
+    return project
+
+
+def list_characters(session: Session, project_slug: str) -> list[CharacterRow]:
+    """The project's characters with their ids and variations (what the variation route
+    needs)."""
+    project = _project_by_slug(session, project_slug)
+    characters = session.scalars(
+        select(Character)
+        .where(Character.project_id == project.id)
+        .order_by(Character.slug)
+        .options(selectinload(Character.variations))
+    )
+    return [
+        CharacterRow(
+            c.id,
+            c.slug,
+            c.name,
+            [
+                VariationRow(v.id, v.kind.value, v.name, v.source)
+                for v in sorted(c.variations, key=lambda v: (v.kind.value, v.name))
+            ],
+        )
+        for c in characters
+    ]
+
+
+def list_episodes(session: Session, project_slug: str) -> list[EpisodeRow]:
+    project = _project_by_slug(session, project_slug)
+    episodes = session.scalars(
+        select(Episode)
+        .where(Episode.project_id == project.id)
+        .order_by(Episode.number)
+        .options(selectinload(Episode.scenes).selectinload(Scene.cuts))
+    )
+    return [
+        EpisodeRow(e.id, e.number, e.title, len(e.scenes), sum(len(s.cuts) for s in e.scenes))
+        for e in episodes
+    ]
+
+
 def project_settings(session: Session, project_id: int) -> tuple[str, dict[str, Any]]:
     """(slug, settings) of a project."""
     project = session.get(Project, project_id)

@@ -188,6 +188,6 @@ async def test_one_bad_route_never_silences_the_others(
     assert any("slack-webhook/leads failed" in m for m in messages)
 
 
-def test_the_body_does_not_repeat_the_subject():
+async def test_the_body_does_not_repeat_the_subject():
     notice = Notice(event="gate_open", project="p", subject="[p] gate OPEN", explanation="fine")
     assert notice.subject not in notice.body() and notice.body() == "fine"
