@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import (
+    Announcement,
     Character,
     CharacterVariation,
     Episode,
@@ -125,6 +126,28 @@ def list_episodes(session: Session, project_slug: str) -> list[EpisodeRow]:
         EpisodeRow(e.id, e.number, e.title, len(e.scenes), sum(len(s.cuts) for s in e.scenes))
         for e in episodes
     ]
+
+
+def already_announced(session: Session, project_id: int, key: str) -> bool:
+    found = session.scalar(
+        select(Announcement.id).where(
+            Announcement.project_id == project_id, Announcement.key == key
+        )
+    )
+    return found is not None
+
+
+def record_announcement(
+    session: Session, project_id: int, key: str, event: str, subject: str
+) -> None:
+    """Remember a sent notice; a second record of the same one (a concurrent run) is a no-op."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    session.execute(
+        insert(Announcement)
+        .values(project_id=project_id, key=key, event=event, subject=subject)
+        .on_conflict_do_nothing(index_elements=["project_id", "key"])
+    )
 
 
 def project_settings(session: Session, project_id: int) -> tuple[str, dict[str, Any]]:

@@ -10,7 +10,7 @@ from db.models.character import (
 )
 from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
-from db.models.project import Project, StoryBible
+from db.models.project import Announcement, Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
 from db.models.review import ReviewDecision
 from db.models.story import (
@@ -37,6 +37,7 @@ from db.vocabulary import (
 )
 
 __all__ = [
+    "Announcement",
     "Artifact",
     "Base",
     "BranchMoveKind",

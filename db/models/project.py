@@ -78,3 +78,18 @@ class StoryBible(Base):
             "style_references": list(self.style_references),
             "rules": list(self.rules),
         }
+
+
+class Announcement(Base):
+    """A notice sent to a project's notification routes, kept so it is sent once: a rerun
+    that reaches the same decision (the same gate result, the same flagged attempt) is quiet."""
+
+    __tablename__ = "announcements"
+    __table_args__ = (UniqueConstraint("project_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))  # sha256 of event, subject and explanation
+    event: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text)
+    announced_at: Mapped[datetime] = mapped_column(server_default=func.now())

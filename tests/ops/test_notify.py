@@ -191,3 +191,30 @@ async def test_one_bad_route_never_silences_the_others(
 async def test_the_body_does_not_repeat_the_subject():
     notice = Notice(event="gate_open", project="p", subject="[p] gate OPEN", explanation="fine")
     assert notice.subject not in notice.body() and notice.body() == "fine"
+
+
+async def test_a_rerun_reaching_the_same_decision_announces_it_once(
+    production, prefect_harness, webhook, webhook_block
+):
+    set_project_notifications([webhook_block])
+    from db.engine import session_scope
+    from db.queries import get_project
+
+    with session_scope() as s:
+        project_id = get_project(s, "moonlit-courier").id
+    opened = decide_phase_gate([("E01S01C01", Verdict.PASSED)], Phase.GENERATION)
+
+    @flow(name="notify-check-once")
+    async def run(decision) -> list[list[str]]:
+        gate = await notify_phase_gate(project_id, "episode 1", decision)
+        review = await notify_review(project_id, "E01S01C02", "generation", "flagged", 12)
+        return [gate, review]
+
+    first = await run(_closed_gate())
+    again = await run(_closed_gate())  # the same decisions, as a rerun of the episode reaches
+    changed = await run(opened)  # the gate now opens: a new decision
+    assert first == [[webhook_block], [webhook_block]]
+    assert again == [[], []]
+    assert changed == [[webhook_block], []]
+    subjects = [r["subject"] for r in webhook.received]
+    assert len(subjects) == 3 and "gate OPEN" in subjects[-1]
