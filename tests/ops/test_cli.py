@@ -12,9 +12,11 @@ runner = CliRunner()
 
 
 def test_render_deployment_refuses_bad_parameters_naming_each():
+    # Parameters are checked before the Prefect API is contacted: the closed port never is.
     result = runner.invoke(
         app,
-        [
+        env={"PREFECT_API_URL": "http://127.0.0.1:9/api"},
+        args=[
             "render",
             "moonlit-courier",
             "1",
