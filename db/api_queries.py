@@ -20,6 +20,7 @@ from db.models import (
     CharacterVariation,
     Episode,
     Job,
+    JobKind,
     JobStatus,
     Phase,
     PhaseGate,
@@ -148,6 +149,17 @@ def record_announcement(
         .values(project_id=project_id, key=key, event=event, subject=subject)
         .on_conflict_do_nothing(index_elements=["project_id", "key"])
     )
+
+
+def reproduction_outcome(session: Session, flow_run_id: str) -> str | None:
+    """What a reproduce-job run found (identical output or the difference), from its job."""
+    job = session.scalar(
+        select(Job)
+        .where(Job.prefect_flow_run_id == flow_run_id, Job.kind == JobKind.REPRODUCTION)
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
+    return job.explanation if job is not None else None
 
 
 def project_settings(session: Session, project_id: int) -> tuple[str, dict[str, Any]]:

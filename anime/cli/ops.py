@@ -108,22 +108,25 @@ def prefect_api_for_runs() -> str | None:
     )
 
 
-def start_run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float) -> None:
+def start_run(
+    deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
+) -> str | None:
     """Create a run of `deployment` (parameters checked first) and report it; with `wait`,
-    follow it to its end and exit 1 unless it completed."""
+    follow it to its end and exit 1 unless it completed. Returns the finished run's id."""
     local = prefect_api_for_runs()
     if local is None:
-        _start_run(deployment, parameters, wait, timeout)
-        return
+        return _start_run(deployment, parameters, wait, timeout)
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     typer.echo(f"PREFECT_API_URL is not set: using the `anime server` at {local}")
     ui = local.removesuffix("/api")
     with temporary_settings({PREFECT_API_URL: local, PREFECT_UI_URL: ui}):
-        _start_run(deployment, parameters, wait, timeout)
+        return _start_run(deployment, parameters, wait, timeout)
 
 
-def _start_run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float) -> None:
+def _start_run(
+    deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
+) -> str | None:
     from deployments.params import ParameterError
     from deployments.trigger import trigger, wait_for_run
 
@@ -143,11 +146,13 @@ def _start_run(deployment: str, parameters: dict[str, Any], wait: bool, timeout:
         raise UserError(str(exc)) from None
     except TimeoutError:
         raise UserError(f"the run did not finish within {timeout:g} s (it goes on)") from None
-    if finished is not None:
-        state = finished.state
-        typer.echo(f"  {state.name}: {state.message or ''}".rstrip(": "))
-        if not state.is_completed():
-            raise typer.Exit(1)
+    if finished is None:
+        return None
+    state = finished.state
+    typer.echo(f"  {state.name}: {state.message or ''}".rstrip(": "))
+    if not state.is_completed():
+        raise typer.Exit(1)
+    return str(finished.id)
 
 
 # -- anime serve / server / api / deploy -------------------------------------------------------
@@ -325,7 +330,12 @@ def reproduce(
     except api_queries.Conflict as exc:
         raise UserError(str(exc)) from None
     typer.echo(f"job {found.job_id} ({found.project}, {found.phase}, {found.renderer})")
-    start_run("reproduce-job", {"job_id": job}, wait, timeout)
+    finished = start_run("reproduce-job", {"job_id": job}, wait, timeout)
+    if finished is not None:
+        with session_scope() as session:
+            outcome = api_queries.reproduction_outcome(session, finished)
+        # Completed says the run ended well, not whether the output was the same: say that.
+        typer.echo(f"  {outcome or 'no reproduction job was recorded by this run'}")
 
 
 # -- anime render --deployment -------------------------------------------------------------------

@@ -87,6 +87,12 @@ def status(project: str | None = typer.Argument(None, help="project slug (defaul
                 typer.echo(f"    gate {gate}")
             if e.story is not None:
                 typer.echo(f"    {e.story.describe()}")
+        if s.reproductions_by_status:
+            done = s.reproductions_by_status
+            parts = [f"{done.get('passed', 0)} identical", f"{done.get('failed', 0)} differ"]
+            others = sum(n for st, n in done.items() if st not in ("passed", "failed"))
+            parts += [f"{others} not finished or in error"] if others else []
+            typer.echo(f"  reproductions: {', '.join(parts)}")
 
 
 @app.command("demo")
