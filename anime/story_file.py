@@ -24,7 +24,10 @@ Errors name the file and the line (Markdown) or the path inside it (YAML).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +36,14 @@ import yaml
 from pydantic import ValidationError
 
 from db.normalize import slugify
-from db.storyline.tree import StoryTree
+from db.storyline.tree import StoryChapter, StoryScene, StoryTree
 
 _HEADING = re.compile(r"^(#{1,2})[ \t]+(.*?)[ \t]*$")
 _SLUG_MARK = re.compile(r"\s*\{#([^}]*)\}\s*$")
-_HEADER_KEYS = ("story", "branch", "parent")
+_VALID_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_HEADER_KEYS = ("story", "branch", "parent", "merge")
+# Conflict markers as git writes them: a file holding one is not yet resolved.
+_MARKERS = ("<<<<<<<", "=======", ">>>>>>>")
 
 
 class StoryFileError(ValueError):
@@ -59,7 +65,11 @@ class StoryFile:
     story: str | None = None
     branch: str | None = None
     parent: str | None = None
+    # Set in a merge's checkout with conflict markers: committing the file is that merge.
+    merge: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the reader decided for the writer (a slug made up for a heading), to be told.
+    notices: list[str] = field(default_factory=list)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -129,19 +139,42 @@ def _split_front_matter(lines: list[str], file: str) -> tuple[dict[str, Any], in
     raise StoryFileError(file, [("line 1", "front matter opened with --- is never closed")])
 
 
-def _heading(raw: str, line_no: int, file: str) -> tuple[str, str]:
+def derived_slug(title: str, kind: str) -> str:
+    """A slug for a title with no latin letters or digits (``決意``): stable, from its text."""
+    digest = hashlib.sha1(title.encode("utf-8")).hexdigest()[:8]  # noqa: S324 - a name, not a secret
+    return f"{kind}-{digest}"
+
+
+def _heading(raw: str, line_no: int, kind: str) -> tuple[str, str, str | None, str | None]:
+    """(title, slug, problem, notice) of a heading line's text.
+
+    An anchor is taken as written or refused: a typo in it must not silently make a new slug,
+    which would read as one scene removed and another added.
+    """
     title, slug = raw, ""
     mark = _SLUG_MARK.search(raw)
     if mark:
         title, slug = raw[: mark.start()].strip(), mark.group(1).strip()
-    if not slug:
-        try:
-            slug = slugify(title)
-        except ValueError:
-            raise StoryFileError(
-                file, [(f"line {line_no}", "a heading needs a title or a {#slug}")]
-            ) from None
-    return title, slug
+        if not _VALID_SLUG.fullmatch(slug):
+            hint = ""
+            with contextlib.suppress(ValueError):  # nothing latin to suggest from
+                hint = f" (e.g. {{#{slugify(slug)}}})"
+            return title, "", (
+                f"anchor {{#{slug}}} is not a slug: lower-case letters, digits and '-'{hint}"
+            ), None
+        return title, slug, None, None
+    if "{#" in raw:
+        return title, "", "anchor opened with {# is never closed with }", None
+    if not title:
+        return title, "", "a heading needs a title or a {#slug}", None
+    try:
+        return title, slugify(title), None, None
+    except ValueError:
+        slug = derived_slug(title, kind)
+        return title, slug, None, (
+            f"line {line_no}: {kind} {title!r} has no latin letters or digits for a slug; "
+            f"it is {slug!r} (write {{#your-slug}} after the title to choose one)"
+        )
 
 
 def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
@@ -154,6 +187,7 @@ def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
     current: dict[str, Any] | None = None  # chapter or scene collecting lines
     body: list[str] = []
     notes: list[str] = []
+    notices: list[str] = []
 
     def close() -> None:
         if current is None:
@@ -164,11 +198,25 @@ def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
 
     for index in range(start, len(lines)):
         line, line_no = lines[index], index + 1
+        if line.startswith(_MARKERS):
+            problems.append(
+                (
+                    f"line {line_no}",
+                    f"conflict marker {line.split()[0]} left: keep the version you want "
+                    "(or write a new one) and delete the marker lines",
+                )
+            )
+            continue
         heading = _HEADING.match(line)
         if heading:
             close()
             body, notes = [], []
-            title, slug = _heading(heading.group(2), line_no, file)
+            kind = "chapter" if len(heading.group(1)) == 1 else "scene"
+            title, slug, problem, notice = _heading(heading.group(2), line_no, kind)
+            if problem:
+                problems.append((f"line {line_no}", problem))
+            if notice:
+                notices.append(notice)
             if len(heading.group(1)) == 1:
                 current = {"slug": slug, "title": title, "scenes": []}
                 chapters.append(current)
@@ -210,7 +258,7 @@ def parse_markdown_story(text: str, file: str = "<story>") -> StoryFile:
             line = _markdown_line(where, chapters, lines_of)
             found.append((f"{line} ({where})" if line else where, message))
         raise StoryFileError(file, found) from None
-    return StoryFile(tree=tree, **header)
+    return StoryFile(tree=tree, notices=notices, **header)
 
 
 def _markdown_line(where: str, chapters: list[dict[str, Any]], lines_of: dict[int, int]) -> str:
@@ -245,49 +293,102 @@ def load_story_file(path: str | Path) -> StoryFile:
 
 
 def _escape(line: str) -> str:
-    return "\\" + line if line.startswith(("#", ">", "\\")) else line
+    return "\\" + line if line.startswith(("#", ">", "\\", *_MARKERS)) else line
 
 
 def _heading_line(marks: str, title: str, slug: str) -> str:
     return f"{marks} {title} {{#{slug}}}" if title else f"{marks} {{#{slug}}}"
 
 
-def _front_matter(story: str | None, branch: str | None, parent: str | None) -> list[str]:
-    values = {"story": story, "branch": branch, "parent": parent}
+def _front_matter(
+    story: str | None, branch: str | None, parent: str | None, merge: str | None = None
+) -> list[str]:
+    values = {"story": story, "branch": branch, "parent": parent, "merge": merge}
     kept = {k: v for k, v in values.items() if v}
     if not kept:
         return []
     return ["---", *(f"{k}: {v}" for k, v in kept.items()), "---"]
 
 
+def _chapter_head(chapter: StoryChapter) -> list[str]:
+    out = [_heading_line("#", chapter.title, chapter.slug)]
+    return out + ([f"> {n}".rstrip() for n in chapter.notes.split("\n")] if chapter.notes else [])
+
+
+def _scene_lines(scene: StoryScene) -> list[str]:
+    out = [_heading_line("##", scene.title, scene.slug)]
+    out += [f"> {n}".rstrip() for n in scene.notes.split("\n")] if scene.notes else []
+    return out + ([_escape(line) for line in scene.text.split("\n")] if scene.text else [])
+
+
+@dataclass
+class ConflictSides:
+    """Both versions of the elements a merge could not combine, for conflict markers."""
+
+    ours_name: str
+    theirs_name: str
+    ours: StoryTree
+    theirs: StoryTree
+    slugs: set[str]
+
+    def block(self, slug: str, lines_of: Callable[[Any], list[str]]) -> list[str]:
+        mine, other = self.ours.find(slug), self.theirs.find(slug)
+        return [
+            f"{_MARKERS[0]} {self.ours_name}",
+            *(lines_of(mine) if mine is not None else []),
+            _MARKERS[1],
+            *(lines_of(other) if other is not None else []),
+            f"{_MARKERS[2]} {self.theirs_name}",
+        ]
+
+
 def render_markdown(
-    tree: StoryTree, story: str | None = None, branch: str | None = None, parent: str | None = None
+    tree: StoryTree,
+    story: str | None = None,
+    branch: str | None = None,
+    parent: str | None = None,
+    merge: str | None = None,
+    conflicts: ConflictSides | None = None,
 ) -> str:
-    """Markdown that parses back to the same tree (and so the same snapshot hash)."""
-    out = _front_matter(story, branch, parent)
+    """Markdown that parses back to the same tree (and so the same snapshot hash).
+
+    With ``conflicts``, each conflicting chapter heading or scene is written as both versions
+    between git's conflict markers; the file parses once the writer has kept one of each.
+    """
+    out = _front_matter(story, branch, parent, merge)
+    marked = conflicts.slugs if conflicts else set()
     for chapter in tree.chapters:
         if out:
             out.append("")
-        out.append(_heading_line("#", chapter.title, chapter.slug))
-        out += [f"> {n}".rstrip() for n in chapter.notes.split("\n")] if chapter.notes else []
+        if chapter.slug in marked and conflicts:
+            out += conflicts.block(chapter.slug, _chapter_head)
+        else:
+            out += _chapter_head(chapter)
         for scene in chapter.scenes:
             out.append("")
-            out.append(_heading_line("##", scene.title, scene.slug))
-            out += [f"> {n}".rstrip() for n in scene.notes.split("\n")] if scene.notes else []
-            out += [_escape(line) for line in scene.text.split("\n")] if scene.text else []
+            if scene.slug in marked and conflicts:
+                out += conflicts.block(scene.slug, _scene_lines)
+            else:
+                out += _scene_lines(scene)
     return "\n".join(out) + "\n"
 
 
 def render_yaml(
-    tree: StoryTree, story: str | None = None, branch: str | None = None, parent: str | None = None
+    tree: StoryTree,
+    story: str | None = None,
+    branch: str | None = None,
+    parent: str | None = None,
+    merge: str | None = None,
 ) -> str:
-    header = {k: v for k, v in {"story": story, "branch": branch, "parent": parent}.items() if v}
+    values = {"story": story, "branch": branch, "parent": parent, "merge": merge}
+    header = {k: v for k, v in values.items() if v}
     return yaml.safe_dump(
         {**header, **tree.canonical()}, sort_keys=False, allow_unicode=True, width=100
     )
 
 
 __all__ = [
+    "ConflictSides",
     "StoryFile",
     "StoryFileError",
     "load_story_file",

@@ -15,10 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import (
+    Announcement,
     Character,
     CharacterVariation,
     Episode,
     Job,
+    JobKind,
     JobStatus,
     Phase,
     PhaseGate,
@@ -34,6 +36,130 @@ class Conflict(ValueError):
 
 
 # -- projects ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ProjectRow:
+    id: int
+    slug: str
+    name: str
+    characters: int
+    episodes: int
+
+
+@dataclass
+class VariationRow:
+    id: int
+    kind: str
+    name: str
+    source: str
+
+
+@dataclass
+class CharacterRow:
+    id: int
+    slug: str
+    name: str
+    variations: list[VariationRow]
+
+
+@dataclass
+class EpisodeRow:
+    id: int
+    number: int
+    title: str
+    scenes: int
+    cuts: int
+
+
+def list_projects(session: Session) -> list[ProjectRow]:
+    projects = session.scalars(
+        select(Project)
+        .order_by(Project.slug)
+        .options(selectinload(Project.characters), selectinload(Project.episodes))
+    )
+    return [
+        ProjectRow(p.id, p.slug, p.name, len(p.characters), len(p.episodes)) for p in projects
+    ]
+
+
+def _project_by_slug(session: Session, slug: str) -> Project:
+    project = session.scalar(select(Project).where(Project.slug == slug))
+    if project is None:
+        known = ", ".join(session.scalars(select(Project.slug).order_by(Project.slug))) or "none"
+        raise LookupError(f"no project {slug!r} (projects: {known})")
+    return project
+
+
+def list_characters(session: Session, project_slug: str) -> list[CharacterRow]:
+    """The project's characters with their ids and variations (what the variation route
+    needs)."""
+    project = _project_by_slug(session, project_slug)
+    characters = session.scalars(
+        select(Character)
+        .where(Character.project_id == project.id)
+        .order_by(Character.slug)
+        .options(selectinload(Character.variations))
+    )
+    return [
+        CharacterRow(
+            c.id,
+            c.slug,
+            c.name,
+            [
+                VariationRow(v.id, v.kind.value, v.name, v.source)
+                for v in sorted(c.variations, key=lambda v: (v.kind.value, v.name))
+            ],
+        )
+        for c in characters
+    ]
+
+
+def list_episodes(session: Session, project_slug: str) -> list[EpisodeRow]:
+    project = _project_by_slug(session, project_slug)
+    episodes = session.scalars(
+        select(Episode)
+        .where(Episode.project_id == project.id)
+        .order_by(Episode.number)
+        .options(selectinload(Episode.scenes).selectinload(Scene.cuts))
+    )
+    return [
+        EpisodeRow(e.id, e.number, e.title, len(e.scenes), sum(len(s.cuts) for s in e.scenes))
+        for e in episodes
+    ]
+
+
+def already_announced(session: Session, project_id: int, key: str) -> bool:
+    found = session.scalar(
+        select(Announcement.id).where(
+            Announcement.project_id == project_id, Announcement.key == key
+        )
+    )
+    return found is not None
+
+
+def record_announcement(
+    session: Session, project_id: int, key: str, event: str, subject: str
+) -> None:
+    """Remember a sent notice; a second record of the same one (a concurrent run) is a no-op."""
+    from sqlalchemy.dialects.postgresql import insert
+
+    session.execute(
+        insert(Announcement)
+        .values(project_id=project_id, key=key, event=event, subject=subject)
+        .on_conflict_do_nothing(index_elements=["project_id", "key"])
+    )
+
+
+def reproduction_outcome(session: Session, flow_run_id: str) -> str | None:
+    """What a reproduce-job run found (identical output or the difference), from its job."""
+    job = session.scalar(
+        select(Job)
+        .where(Job.prefect_flow_run_id == flow_run_id, Job.kind == JobKind.REPRODUCTION)
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
+    return job.explanation if job is not None else None
 
 
 def project_settings(session: Session, project_id: int) -> tuple[str, dict[str, Any]]:
@@ -191,6 +317,8 @@ def add_variation(
         name=name,
         prompt_delta=prompt,
         reference_image=reference_image,
+        # Not in the production file: a re-import keeps it (and says so) rather than drop it.
+        source="api",
     )
     try:
         with session.begin_nested():  # a concurrent insert of the same name lands here

@@ -113,7 +113,9 @@ def style_brief(project: Project) -> StyleBrief:
     bible = project.story_bible
     if bible is None:
         return StyleBrief()
-    return StyleBrief(version=bible.version, **bible.content())
+    content = bible.content()
+    content["style_references"] = [project.file_path(p) for p in content["style_references"]]
+    return StyleBrief(version=bible.version, **content)
 
 
 def cast_brief(
@@ -150,7 +152,7 @@ def cast_brief(
         attributes=character.attribute_map(),
         variations=variations,
         position=position,
-        reference_images=[r.path for r in refs],
+        reference_images=[r.file for r in refs],
         face_references=by_model,
         face_threshold=character.face_threshold,
         face_calibrations=calibrations,

@@ -6,13 +6,23 @@ wrong, all of them at once, so a broken file is fixed in one pass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from db.normalize import normalize_attribute_key, normalize_attribute_value, slugify
+from db.notification_routes import normalized_settings
 from db.storyline.spec import StorySpec, story_section_problems
 from db.vocabulary import VariationKind
 
@@ -168,6 +178,12 @@ class ProductionFile(_Strict):
     characters: list[CharacterSpec] = Field(default_factory=list)
     stories: list[StorySpec] = Field(default_factory=list)
     episodes: list[EpisodeSpec] = Field(default_factory=list)
+    # The folder the file was read from (absolute); image paths inside it are relative to it.
+    _root: str | None = PrivateAttr(default=None)
+
+    @property
+    def root(self) -> str | None:
+        return self._root
 
     @model_validator(mode="after")
     def _unique_top_level(self) -> ProductionFile:
@@ -245,6 +261,7 @@ def parse_production(
     problems = _cross_reference_problems(production)
     if base_dir is not None:
         problems += _resolve_paths(production, base_dir)
+        production._root = base_dir.resolve().as_posix()
     if problems:
         raise ProductionFileError(file, problems)
     return production
@@ -315,33 +332,59 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
             check_cast(scene.cast, f"episodes[{e}].scenes[{s}]")
             for c, cut in enumerate(scene.cuts):
                 check_cast(cut.cast, f"episodes[{e}].scenes[{s}].cuts[{c}]")
-    return problems + story_section_problems(production)
+    return problems + _settings_problems(production) + story_section_problems(production)
 
 
-def _resolve_paths(production: ProductionFile, base_dir: Path) -> list[tuple[str, str]]:
-    """Make image paths absolute (relative ones are relative to the file) and check they exist."""
-    problems: list[tuple[str, str]] = []
+def _settings_problems(production: ProductionFile) -> list[tuple[str, str]]:
+    """Notification routes are checked here, not at the first render that would send one."""
+    project = production.project
+    settings, problems = normalized_settings(project.settings)
+    project.settings = settings
+    return [(f"project.{where}", message) for where, message in problems]
 
-    def resolve(raw: str, where: str) -> str:
-        candidate = Path(raw).expanduser()
-        resolved = (candidate if candidate.is_absolute() else base_dir / candidate).resolve()
-        if not resolved.is_file():
-            problems.append((where, f"image file not found: {raw} (looked at {resolved})"))
-        return resolved.as_posix()
 
+def map_image_paths(production: ProductionFile, change: Callable[[str, str], str]) -> None:
+    """Apply ``change(path, where)`` to every image path the file names, in place."""
     bible = production.story_bible
     bible.style_references = [
-        resolve(p, f"story_bible.style_references[{i}]")
+        change(p, f"story_bible.style_references[{i}]")
         for i, p in enumerate(bible.style_references)
     ]
     for c, character in enumerate(production.characters):
         for r, ref in enumerate(character.references):
-            ref.path = resolve(ref.path, f"characters[{c}].references[{r}].path")
+            ref.path = change(ref.path, f"characters[{c}].references[{r}].path")
         for v, variation in enumerate(character.variations):
             if variation.reference_image:
-                variation.reference_image = resolve(
+                variation.reference_image = change(
                     variation.reference_image, f"characters[{c}].variations[{v}].reference_image"
                 )
+
+
+def relative_to(path: str, root: str | Path) -> str:
+    """``path`` relative to ``root`` when it lies inside it, else unchanged (absolute)."""
+    candidate = Path(path)
+    if candidate.is_absolute() and candidate.is_relative_to(root):
+        return candidate.relative_to(root).as_posix()
+    return path
+
+
+def _resolve_paths(production: ProductionFile, base_dir: Path) -> list[tuple[str, str]]:
+    """Check that image paths exist; store them relative to the file's folder when inside it.
+
+    Relative paths are what make a production copied or moved elsewhere the same production:
+    importing the moved copy changes no character and no story bible version.
+    """
+    problems: list[tuple[str, str]] = []
+    root = base_dir.resolve()
+
+    def resolve(raw: str, where: str) -> str:
+        candidate = Path(raw).expanduser()
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        if not resolved.is_file():
+            problems.append((where, f"image file not found: {raw} (looked at {resolved})"))
+        return relative_to(resolved.as_posix(), root)
+
+    map_image_paths(production, resolve)
     return problems
 
 
@@ -360,6 +403,8 @@ __all__ = [
     "SceneSpec",
     "dump_production",
     "load_production",
+    "map_image_paths",
     "parse_production",
+    "relative_to",
     "slugify",
 ]

@@ -35,6 +35,8 @@ from db.production_file import (
     ProductionFile,
     ReferenceSpec,
     SceneSpec,
+    map_image_paths,
+    relative_to,
 )
 from db.story_io import episode_story_fields, export_stories, import_stories, link_episodes
 
@@ -47,14 +49,23 @@ class ImportReport:
     removed: Counter[str] = field(default_factory=Counter)
     kept_absent: list[str] = field(default_factory=list)
     story_bible_version: int | None = None
+    # (old, new) folder of the production file, when this import read it from somewhere else
+    moved: tuple[str | None, str] | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.removed)
 
     def summary(self) -> str:
+        moved = []
+        if self.moved and self.moved[0]:
+            moved = [f"image paths now read from {self.moved[1]} (was {self.moved[0]})"]
         if not self.changed:
-            return f"{self.project}: already up to date, nothing changed"
+            kept = []
+            if self.kept_absent:
+                kept = ["kept (not in the file; --prune removes): " + ", ".join(self.kept_absent)]
+            head = f"{self.project}: already up to date, nothing changed"
+            return "\n".join([head, *kept, *moved])
 
         def fmt(counter: Counter[str]) -> str:
             return ", ".join(f"{n} {kind}" for kind, n in sorted(counter.items())) or "nothing"
@@ -65,7 +76,7 @@ class ImportReport:
         ]
         if self.kept_absent:
             lines.append("kept (not in the file; --prune removes): " + ", ".join(self.kept_absent))
-        return "\n".join(lines)
+        return "\n".join(lines + moved)
 
 
 def _assign(obj: Any, **values: Any) -> bool:
@@ -94,6 +105,8 @@ class _Importer:
         fields = {"name": spec.name, "description": spec.description, "settings": spec.settings}
         if _assign(project, **fields) and project.id is not None:
             self.report.updated["project"] += 1
+        self._place(project, production)
+        self.root = project.root
         self.session.flush()
         self._story_bible(project, production)
         characters = self._characters(project, production.characters)
@@ -103,6 +116,26 @@ class _Importer:
         import_stories(self.session, project, production, self.report)
         link_episodes(self.session, project, production, self.report, episodes_before)
         return self.report
+
+    def _place(self, project: Project, production: ProductionFile) -> None:
+        """The production's folder is the folder of the file that holds its images.
+
+        A file naming its images relative to itself (the production, or a moved copy of it)
+        makes its folder the root: a move, not an update. A file naming them only by absolute
+        paths (an export written elsewhere) leaves the root where it was, and its paths are
+        stored relative to that root, as they were.
+        """
+        if production.root is None:
+            return
+        paths: list[str] = []
+        map_image_paths(production, lambda p, _where: paths.append(p) or p)
+        if project.root and paths and all(p.startswith("/") for p in paths):
+            root = project.root
+            map_image_paths(production, lambda p, _where: relative_to(p, root))
+            return
+        if project.root != production.root:
+            self.report.moved = (project.root, production.root)
+            project.root = production.root
 
     def _story_bible(self, project: Project, production: ProductionFile) -> None:
         wanted = production.story_bible.model_dump()
@@ -168,13 +201,26 @@ class _Importer:
         for v in spec.variations:
             row = current.pop((v.kind.value, v.name), None)
             if row is None:
-                row = CharacterVariation(kind=v.kind, name=v.name)
+                row = CharacterVariation(kind=v.kind, name=v.name, source="file")
                 character.variations.append(row)
                 changed = True
-            changed |= _assign(row, prompt_delta=v.prompt, reference_image=v.reference_image)
+            # A variation added through the API and now written in the file: the file owns it.
+            changed |= _assign(
+                row, prompt_delta=v.prompt, reference_image=v.reference_image, source="file"
+            )
         for row in current.values():
-            character.variations.remove(row)
-            changed = True
+            if row.source == "file":
+                character.variations.remove(row)
+                changed = True
+            else:
+                # Added through the domain API: the file never knew it, so its absence is not
+                # a decision to remove it. Kept and reported like other rows missing from it.
+                label = f"variation {character.slug} {row.kind.value}/{row.name} ({row.source})"
+                if self.prune:
+                    character.variations.remove(row)
+                    self.report.removed["variation"] += 1
+                else:
+                    self.report.kept_absent.append(label)
         return changed
 
     def _references(self, character: Character, refs: list[ReferenceSpec]) -> bool:
@@ -182,6 +228,12 @@ class _Importer:
         changed = False
         for ref in refs:
             row = current.pop(ref.path, None)
+            if row is None and self.root and not ref.path.startswith("/"):
+                # Stored absolute before paths were relative: the same image, keep its faces.
+                row = current.pop(f"{self.root}/{ref.path}", None)
+                if row is not None:
+                    row.path = ref.path
+                    changed = True
             if row is None:
                 row = CharacterReference(path=ref.path)
                 character.references.append(row)
@@ -319,7 +371,11 @@ def import_production(
     return _Importer(session, prune).run(production)
 
 
-def export_production(session: Session, project_slug: str) -> ProductionFile:
+def export_production(
+    session: Session, project_slug: str, to_dir: str | None = None
+) -> ProductionFile:
+    """The project as a production file. Image paths are absolute, or relative to ``to_dir``
+    (the folder the file will be written to) for images inside it."""
     project = session.scalar(
         select(Project)
         .where(Project.slug == project_slug)
@@ -336,7 +392,7 @@ def export_production(session: Session, project_slug: str) -> ProductionFile:
     if project is None:
         raise LookupError(f"no project with slug {project_slug!r}")
     bible = project.story_bible
-    return ProductionFile.model_validate(
+    production = ProductionFile.model_validate(
         {
             "project": {
                 "slug": project.slug,
@@ -359,6 +415,13 @@ def export_production(session: Session, project_slug: str) -> ProductionFile:
             ],
         }
     )
+
+    def place(path: str, _where: str) -> str:
+        located = project.file_path(path)
+        return relative_to(located, to_dir) if to_dir else located
+
+    map_image_paths(production, place)
+    return production
 
 
 def _character_dict(c: Character) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from db.models import (
     Cut,
     Episode,
     Job,
+    JobKind,
     PhaseGate,
     Project,
     Scene,
@@ -42,6 +43,9 @@ class ProjectStatus:
     references: int
     episodes: list[EpisodeStatus]
     jobs_by_status: dict[str, int]
+    # Reproductions re-render old jobs to check them: not the episodes' work, counted apart
+    # (passed: identical output, failed: output differs).
+    reproductions_by_status: dict[str, int] = field(default_factory=dict)
 
 
 def get_project(session: Session, slug: str) -> Project:
@@ -96,7 +100,7 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
         select(Scene.episode_id, Job.status, func.count())
         .join(Cut, Job.cut_id == Cut.id)
         .join(Scene, Cut.scene_id == Scene.id)
-        .where(Job.project_id == project.id)
+        .where(Job.project_id == project.id, Job.kind != JobKind.REPRODUCTION)
         .group_by(Scene.episode_id, Job.status)
     ):
         jobs_per_episode.setdefault(episode_id, {})[status.value] = count
@@ -114,14 +118,15 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
             f"{gate.phase.value}: {gate.decision.value} ({gate.pass_rate:.0%} of "
             f"{gate.items_total}, needs {gate.required_rate:.0%})"
         )
-    all_jobs = dict(
-        (status.value, count)
-        for status, count in session.execute(
-            select(Job.status, func.count())
-            .where(Job.project_id == project.id)
-            .group_by(Job.status)
-        )
-    )
+    all_jobs: dict[str, int] = {}
+    reproductions: dict[str, int] = {}
+    for kind, status, count in session.execute(
+        select(Job.kind, Job.status, func.count())
+        .where(Job.project_id == project.id)
+        .group_by(Job.kind, Job.status)
+    ):
+        counted = reproductions if kind is JobKind.REPRODUCTION else all_jobs
+        counted[status.value] = counted.get(status.value, 0) + count
     story_drift = project_story_status(session, project)
     bible = project.story_bible
     return ProjectStatus(
@@ -144,6 +149,7 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
             for episode_id, row in shape.items()
         ],
         jobs_by_status=all_jobs,
+        reproductions_by_status=reproductions,
     )
 
 

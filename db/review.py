@@ -186,7 +186,7 @@ def reference_file(session: Session, reference_id: int) -> MediaFile:
     ref = session.get(CharacterReference, reference_id)
     if ref is None:
         raise LookupError(f"no character reference with id {reference_id}")
-    return MediaFile(path=ref.path, mime="image/*", kind="image", sha256=ref.sha256)
+    return MediaFile(path=ref.file, mime="image/*", kind="image", sha256=ref.sha256)
 
 
 @dataclass

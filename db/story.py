@@ -29,7 +29,7 @@ from db.models import (
     StoryCommitParent,
     StorySnapshot,
 )
-from db.storyline.merge import MergeConflict, merge_trees
+from db.storyline.merge import MergeConflict, merge_trees, present_side
 from db.storyline.spec import split_story_ref
 from db.storyline.tree import ElementChange, StoryDiff, StoryTree, commit_sha, diff_trees
 
@@ -449,9 +449,14 @@ def commit(
     message: str,
     at: datetime | None = None,
     allow_empty: bool = False,
+    merge_of: str | None = None,
 ) -> StoryCommit:
     """Commit ``tree`` on ``branch`` if its head is still ``parent`` (the commit the edit was
-    based on); otherwise raise StaleHeadError and write nothing."""
+    based on); otherwise raise StaleHeadError and write nothing.
+
+    ``merge_of`` (a commit id) makes it the merge of that commit into the branch: the commit
+    has both parents, as `merge` would have made it had it met no conflict.
+    """
     if not parent or not parent.strip():
         raise StoryError(
             "say which commit the edit is based on (the branch head you checked out): "
@@ -467,6 +472,13 @@ def commit(
     _check_expected(target, story, parent)
     if not message.strip():
         raise StoryError("a commit needs a message (-m)")
+    if merge_of:
+        theirs = resolve(session, story, merge_of)
+        if load_graph(session, story).is_ancestor(theirs.sha, target.head.sha):
+            raise StoryError(f"{name} already contains {theirs.short}: nothing to merge")
+        new = write_commit(session, story, tree, [target.head, theirs], author, message, at)
+        _move(session, target, new, BranchMoveKind.MERGE, author, message)
+        return new
     if not allow_empty and tree.sha == target.head.snapshot.sha:
         raise StoryError(
             f"nothing to commit: the tree is the same as {name} at {target.head.short}"
@@ -542,6 +554,21 @@ class MergeResult:
     head: StoryCommit
     previous: StoryCommit
     base: StoryCommit | None = None
+    resolved: list[tuple[MergeConflict, str]] = field(default_factory=list)
+
+
+@dataclass
+class MergeDraft:
+    """A merge that conflicts, with every conflict set to the side that has the element: what
+    a checkout with conflict markers is written from."""
+
+    branch: str
+    ours: StoryCommit
+    theirs: StoryCommit
+    tree: StoryTree
+    ours_tree: StoryTree
+    theirs_tree: StoryTree
+    conflicts: list[MergeConflict]
 
 
 def merge(
@@ -555,13 +582,15 @@ def merge(
     expected_head: str | None = None,
     at: datetime | None = None,
     fast_forward: bool = True,
+    resolutions: dict[str, str] | None = None,
 ) -> MergeResult:
     """Merge ``source`` (a branch or commit) into branch ``into``.
 
     If ``into`` already contains it: nothing to do. If ``into`` is an ancestor of it and
     ``fast_forward``: the head moves, recorded as a fast-forward. Otherwise a three-way merge
-    against the merge base makes a commit with both parents; any conflict raises
-    MergeConflictError before anything is written.
+    against the merge base makes a commit with both parents; any conflict ``resolutions``
+    does not settle (slug -> ours | theirs) raises MergeConflictError before anything is
+    written.
     """
     name = into or story.default_branch
     target = get_branch(session, story, name, lock=True)
@@ -584,13 +613,17 @@ def merge(
         return MergeResult("fast-forward", name, theirs, ours, base=ours)
     base_sha = graph.merge_base(ours.sha, theirs.sha)
     base = commits_by_sha(session, story, [base_sha])[base_sha] if base_sha else None
-    outcome = merge_trees(
-        tree_of(base) if base else None,
-        tree_of(ours),
-        tree_of(theirs),
-        ours_name=name,
-        theirs_name=source,
-    )
+    try:
+        outcome = merge_trees(
+            tree_of(base) if base else None,
+            tree_of(ours),
+            tree_of(theirs),
+            ours_name=name,
+            theirs_name=source,
+            resolutions=resolutions,
+        )
+    except ValueError as exc:
+        raise StoryError(str(exc)) from None
     if not outcome.clean:
         listing = "\n".join(f"  {c}" for c in outcome.conflicts)
         raise MergeConflictError(
@@ -603,7 +636,32 @@ def merge(
     text = message or f"Merge {source} into {name}"
     merged = write_commit(session, story, outcome.tree, [ours, theirs], author, text, at)
     _move(session, target, merged, BranchMoveKind.MERGE, author, text)
-    return MergeResult("merge", name, merged, ours, base=base)
+    return MergeResult("merge", name, merged, ours, base=base, resolved=outcome.resolved)
+
+
+def merge_draft(session: Session, story: Story, source: str, into: str | None = None) -> MergeDraft:
+    """The conflicting merge of ``source`` into ``into``, to write out with conflict markers;
+    reads only."""
+    name = into or story.default_branch
+    ours = get_branch(session, story, name).head
+    theirs = resolve(session, story, source)
+    graph = load_graph(session, story)
+    base_sha = graph.merge_base(ours.sha, theirs.sha)
+    base_tree = tree_of(commits_by_sha(session, story, [base_sha])[base_sha]) if base_sha else None
+    ours_tree, theirs_tree = tree_of(ours), tree_of(theirs)
+    first = merge_trees(base_tree, ours_tree, theirs_tree, ours_name=name, theirs_name=source)
+    sides = {
+        ("chapters" if c.kind == "order" and c.slug == "chapters" else c.slug): present_side(
+            c, ours_tree, theirs_tree
+        )
+        for c in first.conflicts
+    }
+    drafted = merge_trees(
+        base_tree, ours_tree, theirs_tree, ours_name=name, theirs_name=source, resolutions=sides
+    )
+    if drafted.tree is None:  # cannot happen: every conflict has a side
+        raise StoryError(f"merging {source} into {name}: cannot draft the conflicts")
+    return MergeDraft(name, ours, theirs, drafted.tree, ours_tree, theirs_tree, first.conflicts)
 
 
 # --- episodes and the story version they adapt -----------------------------------------------
@@ -757,6 +815,7 @@ def project_story_status(session: Session, project: Project) -> dict[int, StoryD
 __all__ = [
     "CommitGraph",
     "MergeConflictError",
+    "MergeDraft",
     "MergeResult",
     "StaleHeadError",
     "StoryDrift",
@@ -782,6 +841,7 @@ __all__ = [
     "load_graph",
     "merge",
     "merge_base",
+    "merge_draft",
     "parse_story_ref",
     "project_story_status",
     "resolve",

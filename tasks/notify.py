@@ -6,6 +6,7 @@ A notification that cannot be sent is logged and forgotten: it never fails a ren
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -42,8 +43,15 @@ class Notice(BaseModel):
     flow_run_id: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
 
+    def key(self) -> str:
+        """What makes two notices the same decision: not the run that reached it again."""
+        text = "\n".join([self.event, self.project, self.subject, self.explanation.strip()])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
     def body(self) -> str:
-        lines = [self.subject, "", self.explanation.strip()]
+        # The subject goes separately (a title in Slack, e-mail, ...): the body does not repeat
+        # it, so a template like "{{subject}}\n{{body}}" shows it once.
+        lines = [self.explanation.strip()]
         if self.links:
             lines += ["", *(f"{name}: {url}" for name, url in self.links.items())]
         return "\n".join(lines).strip()
@@ -144,13 +152,26 @@ async def send_notice(notice: Notice, routes: ProjectNotifications) -> list[str]
 
 
 async def notify_project(project_id: int, build: Any) -> list[str]:
-    """Look up the project's routes, build the notice from its slug, send. Never raises."""
+    """Look up the project's routes, build the notice from its slug, send it unless it was
+    sent before (a rerun reaching the same decision announces nothing). Never raises."""
     try:
         slug, settings = await in_session(api_queries.project_settings, project_id)
-        routes = ProjectNotifications.from_settings(settings)
+        routes = ProjectNotifications.usable(settings)
+        for problem in routes.problems:
+            _logger().warning("notification route ignored (fix the project settings): %s", problem)
         if not routes.routes:
             return []
-        return await send_notice(build(slug), routes)
+        notice: Notice = build(slug)
+        key = notice.key()
+        if await in_session(api_queries.already_announced, project_id, key):
+            _logger().info("already announced, not sent again: %s", notice.subject)
+            return []
+        sent = await send_notice(notice, routes)
+        if sent:
+            await in_session(
+                api_queries.record_announcement, project_id, key, notice.event, notice.subject
+            )
+        return sent
     except Exception as exc:
         _logger().warning("notifications skipped: %s", describe_failure(exc))
         return []

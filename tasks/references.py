@@ -28,9 +28,9 @@ def embed_project_references(session, project_id: int, models: ScoringModels) ->
     pending = db_jobs.references_without_embedding(session, project_id, embedder.name)
     stored, faceless = 0, []
     for ref in pending:
-        face = main_face(embedder.detect_and_embed(to_rgb_array(ref.path)))
+        face = main_face(embedder.detect_and_embed(to_rgb_array(ref.file)))
         if face is None:
-            faceless.append(ref.path)
+            faceless.append(ref.file)
             continue
         db_jobs.store_face_embedding(
             session,

@@ -1,6 +1,7 @@
 """The domain API: `anime api` serves it alone, `anime server` next to Prefect's.
 
 Routes (OpenAPI at /docs and /openapi.json):
+  GET  /api/anime/projects                    projects with ids; /{slug}/characters, /episodes
   POST /api/anime/jobs/{id}/reproduce         run the reproduce-job deployment for a job
   GET  /api/anime/quality/{job_id}            scores, thresholds, verdicts, explanation
   POST /api/anime/characters/{id}/variations  add an outfit / expression / pose
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from anime.api import characters, episodes, health, jobs, media, review, runs
+from anime.api import characters, episodes, health, jobs, media, projects, review, runs
 from anime.api.errors import install_error_handlers
 
 
@@ -28,6 +29,6 @@ def create_app() -> FastAPI:
         description="Reproduce jobs, read quality, add character variations, follow episodes.",
     )
     install_error_handlers(app)
-    for module in (jobs, characters, episodes, runs, health, media, review):
+    for module in (projects, jobs, characters, episodes, runs, health, media, review):
         app.include_router(module.router)
     return app

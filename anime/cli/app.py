@@ -29,19 +29,26 @@ class UserError(Exception):
     """An error whose message is the whole story: shown without a traceback."""
 
 
-def clear_errors(fn: F) -> F:
-    """Known failures print one clear message on stderr and exit 1; bugs keep their traceback."""
+def _known_errors() -> tuple[type[BaseException], ...]:
+    # Imported when a command fails, not when it is defined: `anime story ...` must not pay
+    # for the production file's and the backup's imports at every start.
     from db.backup import BackupError
     from db.engine import DatabaseConfigError
     from db.production_file import ProductionFileError
 
-    known = (UserError, ProductionFileError, DatabaseConfigError, BackupError, LookupError)
+    return (UserError, ProductionFileError, DatabaseConfigError, BackupError, LookupError)
+
+
+def clear_errors(fn: F) -> F:
+    """Known failures print one clear message on stderr and exit 1; bugs keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except known as exc:
+        except Exception as exc:
+            if not isinstance(exc, _known_errors()):
+                raise
             message = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(1) from None

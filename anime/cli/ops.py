@@ -11,6 +11,7 @@ import asyncio
 import functools
 import inspect
 import json
+import os
 from typing import Any
 
 import typer
@@ -58,9 +59,74 @@ def _run(main) -> None:
         raise UserError(str(exc)) from None
 
 
-def start_run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: float) -> None:
+LOCAL_PROBE_S = 1.0  # how long the local `anime server` gets to answer before we give up
+LOCAL_PREFECT_API = "http://127.0.0.1:4200/api"  # `anime server`'s default address
+
+
+def _configured_prefect_api() -> str | None:
+    """PREFECT_API_URL from the environment or the active Prefect profile, read without
+    importing Prefect (seconds on a busy machine) unless this process has it loaded already."""
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"]
+    if "prefect.settings" in sys.modules:
+        from prefect.settings import PREFECT_API_URL
+
+        return PREFECT_API_URL.value() or None
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    profiles = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        data = tomllib.loads(profiles.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or data.get("active") or ""
+    return data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") or None
+
+
+def prefect_api_for_runs() -> str | None:
+    """The Prefect API runs are created on: None when PREFECT_API_URL says (environment or
+    profile), else the `anime server` of this machine if it answers within a second. Without
+    either, Prefect's client would start a throw-away server of its own that knows no
+    deployment (and take half a minute to say so): refused at once instead."""
+    import httpx
+
+    if _configured_prefect_api():
+        return None
+    try:
+        answer = httpx.get(f"{LOCAL_PREFECT_API}/health", timeout=LOCAL_PROBE_S)
+        if answer.status_code == 200:
+            return LOCAL_PREFECT_API
+    except httpx.HTTPError:
+        pass
+    raise UserError(
+        f"PREFECT_API_URL is not set and no `anime server` answers at {LOCAL_PREFECT_API}: "
+        "set PREFECT_API_URL to the studio's Prefect server (e.g. export "
+        f"PREFECT_API_URL={LOCAL_PREFECT_API}), or start `anime server` on this machine"
+    )
+
+
+def start_run(
+    deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
+) -> str | None:
     """Create a run of `deployment` (parameters checked first) and report it; with `wait`,
-    follow it to its end and exit 1 unless it completed."""
+    follow it to its end and exit 1 unless it completed. Returns the finished run's id."""
+    local = prefect_api_for_runs()
+    if local is None:
+        return _start_run(deployment, parameters, wait, timeout)
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+    typer.echo(f"PREFECT_API_URL is not set: using the `anime server` at {local}")
+    ui = local.removesuffix("/api")
+    with temporary_settings({PREFECT_API_URL: local, PREFECT_UI_URL: ui}):
+        return _start_run(deployment, parameters, wait, timeout)
+
+
+def _start_run(
+    deployment: str, parameters: dict[str, Any], wait: bool, timeout: float
+) -> str | None:
     from deployments.params import ParameterError
     from deployments.trigger import trigger, wait_for_run
 
@@ -80,11 +146,13 @@ def start_run(deployment: str, parameters: dict[str, Any], wait: bool, timeout: 
         raise UserError(str(exc)) from None
     except TimeoutError:
         raise UserError(f"the run did not finish within {timeout:g} s (it goes on)") from None
-    if finished is not None:
-        state = finished.state
-        typer.echo(f"  {state.name}: {state.message or ''}".rstrip(": "))
-        if not state.is_completed():
-            raise typer.Exit(1)
+    if finished is None:
+        return None
+    state = finished.state
+    typer.echo(f"  {state.name}: {state.message or ''}".rstrip(": "))
+    if not state.is_completed():
+        raise typer.Exit(1)
+    return str(finished.id)
 
 
 # -- anime serve / server / api / deploy -------------------------------------------------------
@@ -269,7 +337,12 @@ def reproduce(
     parameters: dict[str, Any] = {"job_id": job}
     if server:
         parameters["comfyui_servers"] = server
-    start_run("reproduce-job", parameters, wait, timeout)
+    finished = start_run("reproduce-job", parameters, wait, timeout)
+    if finished is not None:
+        with session_scope() as session:
+            outcome = api_queries.reproduction_outcome(session, finished)
+        # Completed says the run ended well, not whether the output was the same: say that.
+        typer.echo(f"  {outcome or 'no reproduction job was recorded by this run'}")
 
 
 # -- anime render --deployment -------------------------------------------------------------------
@@ -356,7 +429,9 @@ def _render_deployment(
 ) -> None:
     if deployment.split("/")[0] != "render-episode":
         raise UserError(f"--deployment {deployment!r}: `anime render` starts render-episode runs")
-    start_run(deployment, render_parameters(options, _parse_params(extra)), wait, 3600)
+    params = _parse_params(extra)
+    prefect_api_for_runs()  # before the parameter models (they import every flow: seconds)
+    start_run(deployment, render_parameters(options, params), wait, 3600)
 
 
 _extend_render()

@@ -59,7 +59,9 @@ def export(
 
     require_current_schema()
     with session_scope() as session:
-        text = dump_production(export_production(session, project))
+        # Images inside the folder written to are named relative to it, the rest absolutely.
+        to_dir = output.resolve().parent.as_posix() if output else None
+        text = dump_production(export_production(session, project, to_dir))
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -118,6 +120,12 @@ def status(
                 ]
                 for name, figures in groups:
                     typer.echo(f"      {name}: {figures.describe()}")
+        if s.reproductions_by_status:
+            done = s.reproductions_by_status
+            parts = [f"{done.get('passed', 0)} identical", f"{done.get('failed', 0)} differ"]
+            others = sum(n for st, n in done.items() if st not in ("passed", "failed"))
+            parts += [f"{others} not finished or in error"] if others else []
+            typer.echo(f"  reproductions: {', '.join(parts)}")
 
 
 @app.command("demo")

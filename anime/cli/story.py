@@ -39,16 +39,20 @@ AUTHOR = typer.Option(None, "--author", help="who (default: $ANIME_AUTHOR, else 
 
 def story_errors(fn: F) -> F:
     """Story failures are the user's to fix: say so in one message, without a traceback."""
-    from anime.story_edit import StoryEditError
-    from anime.story_file import StoryFileError
-    from db.story import StoryError
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (StoryError, StoryFileError, StoryEditError) as exc:
-            raise UserError(str(exc)) from None
+        except ValueError as exc:
+            # Imported on failure only: defining the commands must stay cheap (start-up time).
+            from anime.story_edit import StoryEditError
+            from anime.story_file import StoryFileError
+            from db.story import StoryError
+
+            if isinstance(exc, StoryError | StoryFileError | StoryEditError):
+                raise UserError(str(exc)) from None
+            raise
 
     return wrapper  # type: ignore[return-value]
 
@@ -151,6 +155,9 @@ def log(
         False, "--full", help="every ancestor, merged lines included (default: first parents)"
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1),
+    scene: str | None = typer.Option(
+        None, "--scene", "-s", help="only commits that changed this scene (or chapter)"
+    ),
 ) -> None:
     """History, newest first."""
     from db.engine import session_scope
@@ -160,6 +167,12 @@ def log(
     with session_scope() as session:
         found = find_story(session, story)
         labels = _decorations(session, found)
+        if scene is not None:
+            from db.story_history import scene_log
+
+            for commit, change in scene_log(session, found, scene, ref, limit=limit):
+                typer.echo(f"{_commit_line(commit, labels)}\n    {change.headline()}")
+            return
         for commit in history(session, found, ref, first_parent=not full, limit=limit):
             typer.echo(_commit_line(commit, labels))
 
@@ -199,19 +212,34 @@ def show(
 @story_errors
 def diff(
     story: str = STORY,
-    old: str = typer.Argument(..., help="the older side: branch or commit"),
+    old: str = typer.Argument(
+        ..., help="the older side: branch or commit; or an edited story file (vs its parent)"
+    ),
     new: str | None = typer.Argument(None, help="the newer side (default: default branch)"),
     stat: bool = typer.Option(False, "--stat", help="list changed elements without text"),
 ) -> None:
-    """What changed between two commits: chapters and scenes, with text diffs."""
+    """What changed between two commits: chapters and scenes, with text diffs.
+
+    Given a story file (from `checkout -o`), what its edits change against its parent.
+    """
     from db.engine import session_scope
     from db.story import diff as story_diff
     from db.story import find_story
 
+    edited = _story_file_argument(old)
     require_current_schema()
     with session_scope() as session:
         found = find_story(session, story)
-        result = story_diff(session, found, old, new or found.default_branch)
+        if edited is not None:
+            from db.story import resolve, tree_of
+            from db.storyline.tree import diff_trees
+
+            if not edited.parent:
+                raise UserError(f"{old} has no parent: line; give the commit to compare with")
+            base = tree_of(resolve(session, found, new or edited.parent))
+            result = diff_trees(base, edited.tree)
+        else:
+            result = story_diff(session, found, old, new or found.default_branch)
     typer.echo(result.render(with_text=not stat))
     if not result.is_empty:
         typer.echo(f"({result.summary()})")
@@ -259,10 +287,14 @@ def checkout(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="write a file to edit and commit (default: print)"
     ),
+    force: bool = typer.Option(
+        False, "--force", help="overwrite an -o file that holds edits not committed"
+    ),
 ) -> None:
     """The story as it was at any commit, readable (or as a file to edit).
 
-    Files written with -o carry the branch and parent that `anime story commit` needs.
+    Files written with -o carry the branch and parent that `anime story commit` needs. An
+    existing file with edits not committed is left alone unless --force is given.
     """
     from anime.story_file import render_markdown, render_yaml
     from db.engine import session_scope
@@ -276,6 +308,8 @@ def checkout(
         found = find_story(session, story)
         wanted = ref or found.default_branch
         commit, tree = story_checkout(session, found, wanted)
+        if output is not None and output.exists() and not force:
+            _refuse_to_overwrite_edits(session, found, output, tree)
         names = {b.name for b in list_branches(session, found)}
         on_branch = wanted if wanted in names else None
         header = {"story": found.label, "branch": on_branch, "parent": commit.sha}
@@ -294,6 +328,82 @@ def checkout(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output} ({found.label} at {commit.short})")
+
+
+_STORY_SUFFIXES = (".md", ".markdown", ".yaml", ".yml")
+
+
+def _story_file_argument(value: str):
+    """A story file named where a ref may stand, or None: a path with a story file's suffix."""
+    if not value.endswith(_STORY_SUFFIXES):
+        return None
+    from anime.story_file import load_story_file
+
+    return load_story_file(value)
+
+
+def _refuse_to_overwrite_edits(
+    session: Session, story: Story, path: Path, wanted: StoryTree
+) -> None:
+    """A file whose tree is its parent's (or what would be written) holds nothing to lose."""
+    from anime.story_file import StoryFileError, load_story_file
+    from db.story import StoryError, resolve, tree_of
+
+    try:
+        existing = load_story_file(path)
+    except StoryFileError:
+        raise UserError(
+            f"{path} exists and is not a story file this checkout wrote; nothing was written "
+            "(--force overwrites it)"
+        ) from None
+    if existing.tree.sha == wanted.sha:
+        return
+    base = None
+    if existing.parent:
+        try:
+            base = resolve(session, story, existing.parent)
+        except StoryError:
+            base = None
+    if base is not None and tree_of(base).sha == existing.tree.sha:
+        return
+    against = f"its parent {base.short}" if base else "any commit of this story"
+    raise UserError(
+        f"{path} holds edits not committed (it differs from {against}); nothing was written. "
+        f"Commit them (`anime story commit {story.label} {path} -m ...`), or give --force to "
+        "overwrite them."
+    )
+
+
+def _same_text_renames(old: StoryTree, new: StoryTree) -> list[tuple[str, str]]:
+    """(removed, added) scene slugs whose text is the same: most likely one scene renamed."""
+    before = {slug: scene for slug, (_, scene) in old.scene_index().items()}
+    after = {slug: scene for slug, (_, scene) in new.scene_index().items()}
+    added = {slug: scene for slug, scene in after.items() if slug not in before}
+    pairs = []
+    for slug, scene in before.items():
+        if slug in after or not scene.text.strip():
+            continue
+        for new_slug, candidate in added.items():
+            if candidate.text == scene.text:
+                pairs.append((slug, new_slug))
+                break
+    return pairs
+
+
+def _confirm_renames(pairs: list[tuple[str, str]], yes: bool) -> None:
+    import sys
+
+    if not pairs or yes:
+        return
+    listed = "; ".join(f"{old!r} removed and {new!r} added" for old, new in pairs)
+    warning = (
+        f"scenes with the same text under a new slug: {listed}. The new slug starts a new "
+        "scene, without the old one's history, blame or merges; keep the old anchor "
+        "({#" + pairs[0][0] + "}) to edit the scene itself."
+    )
+    if sys.stdin.isatty() and typer.confirm(warning + " Commit anyway?", default=False):
+        return
+    raise UserError(warning + " Nothing was committed (--yes commits it as it is).")
 
 
 def _pairs(values: list[str], option: str, sep: str = "=") -> list[tuple[str, str]]:
@@ -362,13 +472,17 @@ def commit(
     notes: list[str] = typer.Option([], "--notes", help="SLUG=NOTES or SLUG=@file"),
     move: list[str] = typer.Option([], "--move", help="SCENE=CHAPTER[:POSITION]"),
     remove: list[str] = typer.Option([], "--remove", help="SLUG (a chapter goes with its scenes)"),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="commit a scene removed and re-added under a new slug"
+    ),
     author: str | None = AUTHOR,
 ) -> None:
     """Commit a new version, from a story file or by edits given as options.
 
     Edits apply to the parent's tree in the order add-chapter, add-scene, title, text, notes,
     move, remove. The branch head must still be the parent the edit was based on: if someone
-    committed in between, nothing is written.
+    committed in between, nothing is written. A committed file's `parent:` becomes the new
+    commit, so the next edit of the same file commits on top of it.
     """
     from anime.story_file import load_story_file
     from db.engine import session_scope
@@ -387,6 +501,8 @@ def commit(
     edited = load_story_file(file) if file else None
     if edited is None and not any(ops.values()):
         raise UserError("nothing to commit: give a story file or edits (--text, --add-scene, ...)")
+    for notice in edited.notices if edited else []:
+        typer.echo(f"{file}: {notice}")
     require_current_schema()
     with session_scope() as session:
         found = find_story(session, story)
@@ -400,6 +516,8 @@ def commit(
             base = resolve(session, found, target).sha
         tree = edited.tree if edited else tree_of(resolve(session, found, base or target))
         tree = _apply_ops(tree, ops)
+        if base:
+            _confirm_renames(_same_text_renames(tree_of(resolve(session, found, base)), tree), yes)
         made = story_commit(
             session,
             found,
@@ -408,8 +526,21 @@ def commit(
             parent=base or "",
             author=_author(author),
             message=message,
+            merge_of=edited.merge if edited else None,
         )
-        typer.echo(f"{target}: committed {made.short} ({_first_line(made.message)})")
+        label, sha, short = found.label, made.sha, made.short
+        typer.echo(f"{target}: committed {short} ({_first_line(made.message)})")
+    if file is not None and edited is not None:
+        _write_checkout(file, tree, story=label, branch=target, parent=sha)
+        typer.echo(f"{file}: parent is now {short}")
+
+
+def _write_checkout(path: Path, tree: StoryTree, **header: str | None) -> None:
+    """The file as a checkout of ``header['parent']`` writes it, in the file's own format."""
+    from anime.story_file import render_markdown, render_yaml
+
+    render = render_yaml if path.suffix in (".yaml", ".yml") else render_markdown
+    path.write_text(render(tree, **header), encoding="utf-8")
 
 
 @story_app.command("merge")
@@ -426,13 +557,36 @@ def merge(
     expect: str | None = typer.Option(
         None, "--expect", help="refuse unless the target branch is still at this commit"
     ),
+    resolve: list[str] = typer.Option(
+        [],
+        "--resolve",
+        help="SLUG=ours|theirs: settle that chapter's or scene's conflict (repeat; "
+        "'chapters' for the order of chapters)",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="on conflict, write the merge here with conflict markers; committing the "
+        "edited file makes the merge",
+    ),
+    force: bool = typer.Option(False, "--force", help="overwrite an -o file with edits"),
     author: str | None = AUTHOR,
 ) -> None:
-    """Three-way merge against the merge base. Conflicts are listed and nothing is written."""
+    """Three-way merge against the merge base.
+
+    Conflicts are listed and nothing is written, unless --resolve settles each of them, or -o
+    writes the merge as a file with git's conflict markers around both versions of each
+    conflicting chapter or scene: keep one, then `anime story commit STORY FILE -m ...`.
+    """
     from db.engine import session_scope
     from db.story import MergeConflictError, find_story
     from db.story import merge as story_merge
 
+    resolutions = dict(_pairs(resolve, "--resolve"))
+    for slug, side in resolutions.items():
+        if side not in ("ours", "theirs"):
+            raise UserError(f"--resolve {slug}={side}: write {slug}=ours or {slug}=theirs")
     require_current_schema()
     try:
         with session_scope() as session:
@@ -446,7 +600,10 @@ def merge(
                 message=message,
                 expected_head=expect,
                 fast_forward=not no_ff,
+                resolutions=resolutions,
             )
+            for conflict, side in result.resolved:
+                typer.echo(f"resolved {conflict}: took {side}")
             if result.kind == "up-to-date":
                 typer.echo(f"{result.branch} already contains {source}: nothing to do")
             elif result.kind == "fast-forward":
@@ -461,7 +618,118 @@ def merge(
                     f"{result.head.parents[1].short}, base {base})"
                 )
     except MergeConflictError as exc:
-        raise UserError(str(exc)) from None
+        if output is None:
+            raise UserError(
+                f"{exc}\nSettle each with --resolve SLUG=ours|theirs, or write the merge to a "
+                "file with conflict markers with -o FILE."
+            ) from None
+        _write_conflicts(story, source, into, output, force)
+        raise typer.Exit(1) from None
+
+
+def _write_conflicts(story: str, source: str, into: str | None, output: Path, force: bool) -> None:
+    """The merge as a file to edit: both versions of each conflict between markers."""
+    from anime.story_file import ConflictSides, render_markdown
+    from db.engine import session_scope
+    from db.story import find_story, merge_draft
+
+    with session_scope() as session:
+        found = find_story(session, story)
+        draft = merge_draft(session, found, source, into)
+        if output.exists() and not force:
+            _refuse_to_overwrite_edits(session, found, output, draft.tree)
+        sides = ConflictSides(
+            draft.branch,
+            source,
+            draft.ours_tree,
+            draft.theirs_tree,
+            {c.slug for c in draft.conflicts if c.kind != "order"},
+        )
+        text = render_markdown(
+            draft.tree,
+            story=found.label,
+            branch=draft.branch,
+            parent=draft.ours.sha,
+            merge=draft.theirs.sha,
+            conflicts=sides,
+        )
+        listing = "\n".join(f"  {c}" for c in draft.conflicts)
+    output.write_text(text, encoding="utf-8")
+    typer.echo(
+        f"merging {source} into {draft.branch} conflicts ({len(draft.conflicts)}); nothing was "
+        f"committed:\n{listing}\n"
+        f"wrote {output}: keep one version between each <<<<<<< and >>>>>>>, delete the "
+        f"markers, then `anime story commit {found.label} {output} -m ...` commits the merge",
+        err=True,
+    )
+
+
+@story_app.command("blame")
+@clear_errors
+@story_errors
+def blame(
+    story: str = STORY,
+    ref: str | None = typer.Argument(None, help="branch or commit (default: default branch)"),
+    scene: str | None = typer.Option(None, "--scene", "-s", help="only this scene or chapter"),
+) -> None:
+    """Each line of the story with the commit, author and date that wrote it last.
+
+    Lines come along first parents: a line written on a merged branch shows the merge.
+    """
+    from db.engine import session_scope
+    from db.story import find_story
+    from db.story_history import blame as story_blame
+
+    require_current_schema()
+    with session_scope() as session:
+        found = find_story(session, story)
+        for element in story_blame(session, found, ref, scene):
+            typer.echo(f"{element.kind} {element.slug}")
+            for line in element.lines:
+                c = line.commit
+                who = f"{c.short}  {c.committed_at:%Y-%m-%d}  {c.author[:12]:<12}"
+                typer.echo(f"  {who}  {line.line}")
+
+
+@story_app.command("revert")
+@clear_errors
+@story_errors
+def revert(
+    story: str = STORY,
+    commit_ref: str = typer.Argument(..., metavar="COMMIT", help="the commit to undo"),
+    branch: str | None = typer.Option(None, "--branch", "-b", help="default: the default branch"),
+    message: str | None = typer.Option(None, "--message", "-m"),
+    resolve: list[str] = typer.Option(
+        [],
+        "--resolve",
+        help="SLUG=ours (keep the branch's version) or SLUG=theirs (take the version before "
+        "COMMIT) where a later commit changed the same thing",
+    ),
+    author: str | None = AUTHOR,
+) -> None:
+    """A new commit that undoes COMMIT's changes; later commits' changes stay."""
+    from db.engine import session_scope
+    from db.story import MergeConflictError, find_story
+    from db.story_history import revert as story_revert
+
+    resolutions = dict(_pairs(resolve, "--resolve"))
+    require_current_schema()
+    try:
+        with session_scope() as session:
+            found = find_story(session, story)
+            undone, made = story_revert(
+                session,
+                found,
+                commit_ref,
+                branch,
+                author=_author(author),
+                message=message,
+                resolutions=resolutions,
+            )
+            name = branch or found.default_branch
+            typer.echo(f"{name}: committed {made.short} (reverts {undone.short})")
+    except MergeConflictError as exc:
+        raise UserError(f"{exc}\nSettle each with --resolve SLUG=ours|theirs.") from None
 
 
 @story_app.command("moves")

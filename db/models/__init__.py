@@ -12,7 +12,7 @@ from db.models.character import (
 from db.models.continuity import ContinuityScore
 from db.models.jobs import Artifact, GenerationParams, Job
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
-from db.models.project import Project, StoryBible
+from db.models.project import Announcement, Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
 from db.models.reel import Reel
 from db.models.review import ReviewDecision
@@ -40,6 +40,7 @@ from db.vocabulary import (
 )
 
 __all__ = [
+    "Announcement",
     "Artifact",
     "Base",
     "BranchMoveKind",

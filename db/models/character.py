@@ -86,6 +86,9 @@ class CharacterVariation(Base):
     name: Mapped[str] = mapped_column(String(100))
     prompt_delta: Mapped[str] = mapped_column(Text, default="")
     reference_image: Mapped[str | None] = mapped_column(Text, default=None)
+    # "file" (the production file owns it: a re-import removes it when the file drops it) or
+    # "api" (added through the domain API: a re-import keeps it and reports it).
+    source: Mapped[str] = mapped_column(String(32), default="file", server_default="file")
 
     character: Mapped[Character] = relationship(back_populates="variations")
 
@@ -112,6 +115,11 @@ class CharacterReference(Base):
     embeddings: Mapped[list[FaceEmbedding]] = relationship(
         back_populates="reference", cascade="all, delete-orphan"
     )
+
+    @property
+    def file(self) -> str:
+        """The image to open: ``path`` resolved against the production's folder."""
+        return self.character.project.file_path(self.path)
 
 
 class FaceEmbedding(Base):

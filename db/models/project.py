@@ -25,6 +25,9 @@ class Project(Timestamped, Base):
     # Per-project settings that are not thresholds: default template, renderer, notification
     # block names, ... Kept as data so a new setting needs no migration.
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The folder of the production file last imported. Image paths inside it are stored
+    # relative to it, so a production moved or copied elsewhere is still the same production.
+    root: Mapped[str | None] = mapped_column(Text, default=None)
 
     story_bibles: Mapped[list[StoryBible]] = relationship(
         back_populates="project", order_by="StoryBible.version", cascade="all, delete-orphan"
@@ -40,6 +43,12 @@ class Project(Timestamped, Base):
     def story_bible(self) -> StoryBible | None:
         """The current (latest) version."""
         return self.story_bibles[-1] if self.story_bibles else None
+
+    def file_path(self, stored: str) -> str:
+        """A stored image path as a path to open: relative ones are inside ``root``."""
+        if stored.startswith("/") or not self.root:
+            return stored
+        return f"{self.root.rstrip('/')}/{stored}"
 
 
 class StoryBible(Base):
@@ -69,3 +78,18 @@ class StoryBible(Base):
             "style_references": list(self.style_references),
             "rules": list(self.rules),
         }
+
+
+class Announcement(Base):
+    """A notice sent to a project's notification routes, kept so it is sent once: a rerun
+    that reaches the same decision (the same gate result, the same flagged attempt) is quiet."""
+
+    __tablename__ = "announcements"
+    __table_args__ = (UniqueConstraint("project_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))  # sha256 of event, subject and explanation
+    event: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text)
+    announced_at: Mapped[datetime] = mapped_column(server_default=func.now())

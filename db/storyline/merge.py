@@ -8,12 +8,15 @@ rearranged differently is a conflict: the merge then yields no tree at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from db.storyline.tree import CHAPTER_FIELDS, SCENE_FIELDS, StoryTree
 
 _Element = dict[str, Any]  # field -> value; None stands for "not there"
+Side = Literal["ours", "theirs"]
+SIDES: tuple[str, ...] = ("ours", "theirs")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class MergeConflict:
 class MergeOutcome:
     tree: StoryTree | None
     conflicts: list[MergeConflict] = field(default_factory=list)
+    # Conflicts settled by a resolution the caller gave, with the side taken.
+    resolved: list[tuple[MergeConflict, str]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -58,7 +63,17 @@ def _merge_element(
     theirs: _Element | None,
     names: tuple[str, str],
     conflicts: list[MergeConflict],
+    resolution: str | None = None,
+    resolved: list[tuple[MergeConflict, str]] | None = None,
 ) -> _Element | None:
+    def conflict(found: MergeConflict) -> _Element | None:
+        if resolution is None:
+            conflicts.append(found)
+            return None
+        if resolved is not None:
+            resolved.append((found, resolution))
+        return ours if resolution == "ours" else theirs
+
     ours_name, theirs_name = names
     if ours is None and theirs is None:
         return None
@@ -71,10 +86,9 @@ def _merge_element(
         if kept == base:
             return None  # deleted on one side, untouched on the other
         changed = ", ".join(k for k in kept if kept[k] != base.get(k))
-        conflicts.append(
+        return conflict(
             MergeConflict(kind, slug, f"changed on {keeper} ({changed}) but removed on {deleter}")
         )
-        return None
     assert ours is not None and theirs is not None
     merged: _Element = {}
     clashing: list[str] = []
@@ -86,8 +100,7 @@ def _merge_element(
     if clashing:
         how = "added on both sides with different" if base is None else "changed differently on"
         where = "" if base is None else f" {ours_name} and {theirs_name}"
-        conflicts.append(MergeConflict(kind, slug, f"{', '.join(clashing)} {how}{where}".strip()))
-        return None
+        return conflict(MergeConflict(kind, slug, f"{', '.join(clashing)} {how}{where}".strip()))
     return merged
 
 
@@ -155,10 +168,20 @@ def merge_trees(
     theirs: StoryTree,
     ours_name: str = "ours",
     theirs_name: str = "theirs",
+    resolutions: Mapping[str, str] | None = None,
 ) -> MergeOutcome:
-    """Combine both sides' changes since ``base``; report every conflict, not just the first."""
+    """Combine both sides' changes since ``base``; report every conflict, not just the first.
+
+    ``resolutions`` settles conflicts by slug (a chapter, a scene, or ``chapters`` for the
+    order of chapters): "ours" or "theirs" takes that side's version of the element whole.
+    """
     conflicts: list[MergeConflict] = []
+    resolved: list[tuple[MergeConflict, str]] = []
     names = (ours_name, theirs_name)
+    resolutions = dict(resolutions or {})
+    unknown = {side for side in resolutions.values() if side not in SIDES}
+    if unknown:
+        raise ValueError(f"a resolution is ours or theirs, not {', '.join(sorted(unknown))}")
 
     base_ch, ours_ch, theirs_ch = _chapters(base), _chapters(ours), _chapters(theirs)
     chapters: dict[str, _Element] = {}
@@ -171,6 +194,8 @@ def merge_trees(
             theirs_ch.get(slug),
             names,
             conflicts,
+            resolutions.get(slug),
+            resolved,
         )
         if merged is not None:
             chapters[slug] = merged
@@ -186,33 +211,44 @@ def merge_trees(
             theirs_sc.get(slug),
             names,
             conflicts,
+            resolutions.get(slug),
+            resolved,
         )
         if merged is not None:
             scenes[slug] = merged
 
     for slug, scene in sorted(scenes.items()):
         if scene["chapter"] not in chapters:
-            conflicts.append(
-                MergeConflict(
-                    "scene",
-                    slug,
-                    f"belongs in chapter {scene['chapter']}, which one side removed",
-                )
+            found = MergeConflict(
+                "scene", slug, f"belongs in chapter {scene['chapter']}, which one side removed"
             )
+            if slug in resolutions:  # the chapter is gone: resolving the scene drops it
+                resolved.append((found, resolutions[slug]))
+                del scenes[slug]
+            else:
+                conflicts.append(found)
 
     def order_of(tree: StoryTree | None) -> list[str]:
         return [c.slug for c in tree.chapters] if tree else []
 
+    def side_order(slug: str, orders: tuple[list[str], list[str]], members: set[str]):
+        chosen = orders[SIDES.index(resolutions[slug])]
+        return [x for x in chosen if x in members] + sorted(members - set(chosen))
+
     chapter_order = merge_order(order_of(base), order_of(ours), order_of(theirs), set(chapters))
     if chapter_order is None:
-        conflicts.append(
-            MergeConflict(
-                "order", "chapters", f"reordered differently on {ours_name} and {theirs_name}"
-            )
+        found = MergeConflict(
+            "order", "chapters", f"reordered differently on {ours_name} and {theirs_name}"
         )
+        if "chapters" in resolutions:
+            resolved.append((found, resolutions["chapters"]))
+            sides = (order_of(ours), order_of(theirs))
+            chapter_order = side_order("chapters", sides, set(chapters))
+        else:
+            conflicts.append(found)
 
     if conflicts:
-        return MergeOutcome(None, sorted(conflicts, key=lambda c: (c.kind, c.slug)))
+        return MergeOutcome(None, sorted(conflicts, key=lambda c: (c.kind, c.slug)), resolved)
 
     assert chapter_order is not None
     tree_chapters: list[dict[str, Any]] = []
@@ -225,14 +261,15 @@ def merge_trees(
             members,
         )
         if order is None:
-            conflicts.append(
-                MergeConflict(
-                    "order",
-                    chapter,
-                    f"scenes reordered differently on {ours_name} and {theirs_name}",
-                )
+            found = MergeConflict(
+                "order", chapter, f"scenes reordered differently on {ours_name} and {theirs_name}"
             )
-            continue
+            if chapter not in resolutions:
+                conflicts.append(found)
+                continue
+            resolved.append((found, resolutions[chapter]))
+            sides = (_scene_order(ours, chapter), _scene_order(theirs, chapter))
+            order = side_order(chapter, sides, members)
         tree_chapters.append(
             {
                 "slug": chapter,
@@ -243,8 +280,24 @@ def merge_trees(
             }
         )
     if conflicts:
-        return MergeOutcome(None, conflicts)
-    return MergeOutcome(StoryTree.model_validate({"chapters": tree_chapters}))
+        return MergeOutcome(None, conflicts, resolved)
+    return MergeOutcome(StoryTree.model_validate({"chapters": tree_chapters}), [], resolved)
 
 
-__all__ = ["MergeConflict", "MergeOutcome", "merge_order", "merge_trees"]
+def present_side(conflict: MergeConflict, ours: StoryTree, theirs: StoryTree) -> str:
+    """The side whose version of a conflicting element exists (ours when both do): what a
+    checkout with conflict markers places, so the element has a place in the file."""
+    if conflict.kind == "order":
+        return "ours"
+    return "ours" if ours.find(conflict.slug) is not None else "theirs"
+
+
+__all__ = [
+    "SIDES",
+    "MergeConflict",
+    "MergeOutcome",
+    "Side",
+    "merge_order",
+    "merge_trees",
+    "present_side",
+]

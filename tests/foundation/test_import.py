@@ -275,3 +275,56 @@ def test_cut_casting_rows_follow_the_file(db, work_copy):
     do_import(work_copy)
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(CutCasting)) == 7
+
+
+async def test_reimport_keeps_a_variation_added_through_the_api_and_says_so(db, work_copy):
+    import httpx
+
+    from anime.api.app import create_app
+
+    do_import(work_copy)
+    with session_scope() as s:
+        aki = s.scalar(select(Character.id).where(Character.slug == "aki"))
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        created = await client.post(
+            f"/api/anime/characters/{aki}/variations",
+            json={"kind": "outfit", "name": "winter-coat", "prompt": "long red coat"},
+        )
+    assert created.status_code == 201, created.text
+
+    report = do_import(work_copy)
+    assert "variation aki outfit/winter-coat (api)" in report.kept_absent
+    assert "variation aki outfit/winter-coat" in report.summary()
+    with session_scope() as s:
+        assert s.get(CharacterVariation, created.json()["id"]) is not None
+
+    # A variation the file itself dropped is still the file's to remove.
+    def drop_running(data):
+        data["characters"][1]["variations"].pop(2)  # ren's "surprised", cast nowhere
+
+    edit(work_copy, drop_running)
+    assert do_import(work_copy).updated["character"] == 1
+    report = do_import(work_copy, prune=True)
+    assert report.removed["variation"] == 1
+    with session_scope() as s:
+        assert s.get(CharacterVariation, created.json()["id"]) is None
+
+
+def test_a_moved_copy_of_the_production_is_the_same_production(db, work_copy, tmp_path):
+    do_import(work_copy)
+    with session_scope() as s:
+        embeddings_owner = s.scalar(select(Character).where(Character.slug == "aki"))
+        paths = sorted(r.path for r in embeddings_owner.references)
+    assert paths and all(not p.startswith("/") for p in paths)  # stored relative
+
+    moved = tmp_path / "elsewhere" / "moonlit"
+    shutil.move(work_copy.parent, moved)
+    report = do_import(moved / "production.yaml")
+    assert not report.changed, report.summary()
+    assert report.story_bible_version == 1
+    assert f"now read from {moved.resolve()}" in report.summary()
+    with session_scope() as s:
+        aki = s.scalar(select(Character).where(Character.slug == "aki"))
+        files = [r.file for r in aki.references]
+    assert all(Path(f).is_file() and f.startswith(str(moved.resolve())) for f in files)

@@ -72,3 +72,32 @@ def test_downgrade_step_by_step_to_base_and_back(fresh_database):
         assert conn.execute(text("select count(*) from alembic_version")).scalar() == 0
     migrate.upgrade()
     assert migrate.current_revision() == migrate.head_revision()
+
+
+def test_production_origin_migration_marks_existing_variations_as_the_files(fresh_database):
+    before = "0008_production_origin-1"  # whatever precedes it in the chain
+    migrate.upgrade()
+    with session_scope() as s:
+        import_production(s, load_production(EXAMPLE))
+    migrate.downgrade(before)
+    migrate.upgrade()
+    with get_engine().connect() as conn:
+        sources = conn.execute(text("select distinct source from character_variations")).all()
+        roots = conn.execute(text("select root from projects")).all()
+    assert sources == [("file",)] and roots == [(None,)]
+    migrate.downgrade(before)
+    columns = {c["name"] for c in inspect(get_engine()).get_columns("character_variations")}
+    assert "source" not in columns
+    assert "root" not in {c["name"] for c in inspect(get_engine()).get_columns("projects")}
+
+
+def test_the_quick_schema_check_agrees_with_alembic(fresh_database):
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == migrate._alembic_head()
+    assert ScriptDirectory.from_config(migrate.alembic_config()).get_current_head() == (
+        migrate.head_revision()
+    )
+    assert migrate.current_revision() is None
+    migrate.upgrade("0003_review")
+    assert migrate.current_revision() == "0003_review"

@@ -12,9 +12,11 @@ runner = CliRunner()
 
 
 def test_render_deployment_refuses_bad_parameters_naming_each():
+    # Parameters are checked before the Prefect API is contacted: the closed port never is.
     result = runner.invoke(
         app,
-        [
+        env={"PREFECT_API_URL": "http://127.0.0.1:9/api"},
+        args=[
             "render",
             "moonlit-courier",
             "1",
@@ -74,3 +76,30 @@ def test_reproduce_refuses_unknown_jobs_and_jobs_without_a_workflow(production):
     unrendered = runner.invoke(app, ["reproduce", str(never_rendered)])
     assert unrendered.exit_code == 1
     assert f"job {never_rendered} has no stored workflow to reproduce" in unrendered.stderr
+
+
+def test_status_counts_reproductions_apart_from_the_episodes_jobs(production):
+    from db import jobs as db_jobs
+    from db.engine import session_scope
+    from db.models import Job, JobKind, JobStatus, Phase
+
+    _, _, cuts = _ids()
+    original = _judged_job(cuts[0], 1, Verdict.PASSED)
+    with session_scope() as s:
+        job = s.get(Job, original)
+        job.status = JobStatus.PASSED
+        copy, _ = db_jobs.get_or_create_job(
+            s,
+            project_id=job.project_id,
+            phase=Phase.GENERATION,
+            kind=JobKind.REPRODUCTION,
+            attempt=2,
+            cut_id=cuts[0],
+            renderer="animatic",
+            parent_job_id=original,
+        )
+        copy.status = JobStatus.PASSED
+    result = runner.invoke(app, ["status", "moonlit-courier"])
+    assert result.exit_code == 0, result.output
+    assert "    jobs: 1 passed\n" in result.output  # the original only
+    assert "  reproductions: 1 identical, 0 differ" in result.output

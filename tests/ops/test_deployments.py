@@ -141,6 +141,11 @@ async def test_render_and_reproduce_through_the_rest_api_with_notifications(
     with session_scope() as s:
         copy = s.scalar(select(Job).where(Job.parent_job_id == jobs[0].id))
         assert copy is not None and copy.artifacts[0].sha256 == first_output
+        # What `anime reproduce --wait` prints after "Completed": whether it was identical.
+        from db.api_queries import reproduction_outcome
+
+        outcome = reproduction_outcome(s, started["flow_run_id"])
+        assert outcome is not None and outcome.endswith("(animatic): identical output")
 
 
 async def test_serving_creates_comfyui_limits_and_leaves_nothing_paused(prefect_harness):
