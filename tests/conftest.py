@@ -140,9 +140,10 @@ def fresh_database(databases: Databases, migrated_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One Prefect test server for the session (about 9 s to start): request it by name."""
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_harness(databases: Databases):
+    """One Prefect test server for the session, on PostgreSQL (see tests/prefect_server.py):
+    request it by name."""
+    from tests.prefect_server import prefect_test_server
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_server():
         yield
