@@ -45,6 +45,7 @@ from tasks.planning import (
     resolve_settings,
 )
 from tasks.production import record_phase_gate
+from tasks.recovery import recover_crashed_runs
 from tasks.references import embed_references
 from tasks.reports import CutOutcome, Progress, publish_phase_report
 from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
@@ -129,6 +130,7 @@ async def render_episode(
     ``review_timeout_s``: wait that long for people's decisions on flagged cuts (None: no wait).
     """
     logger = get_run_logger()
+    await recover_crashed_runs()  # what a killed run left running, and its ComfyUI slots
     plan = await plan_episode(project, episode)
     settings = await resolve_settings(
         renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block

@@ -163,7 +163,11 @@ class AttemptTarget(BaseModel):
 async def open_attempt(
     target: AttemptTarget, attempt: int, renderer: str, flow_run_id: str | None
 ) -> int:
-    """The job row of this attempt (found again on a re-run), marked running for this run."""
+    """The job row of this attempt (found again on a re-run), marked running for this run
+    (by this process: a later run tells from it whether this one crashed)."""
+    from tasks.recovery import this_process
+
+    process = this_process()
 
     def run(session) -> int:
         job, _ = db_jobs.get_or_create_job(
@@ -183,6 +187,7 @@ async def open_attempt(
             flow_run_id=flow_run_id,
             renderer=renderer,
             story_bible_version=target.story_bible_version,
+            process=process,
         )
         return job.id
 

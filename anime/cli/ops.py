@@ -1,4 +1,5 @@
-"""Operations: `anime server | serve | api | deploy | reproduce`, and `anime render --deployment`.
+"""Operations: `anime server | serve | api | deploy | reproduce | doctor`,
+and `anime render --deployment`.
 
 Runs started here go through Prefect deployments, so they land on whichever machine serves
 them (this one with `anime serve`, a GPU host's worker with `anime deploy`). Parameters are
@@ -263,6 +264,33 @@ def reproduce(
         raise UserError(str(exc)) from None
     typer.echo(f"job {found.job_id} ({found.project}, {found.phase}, {found.renderer})")
     start_run("reproduce-job", {"job_id": job}, wait, timeout)
+
+
+# -- anime doctor ------------------------------------------------------------------------------
+
+
+@app.command("doctor")
+@clear_errors
+def doctor() -> None:
+    """After a crash: mark the jobs and Prefect flow runs a dead process of this machine left
+    running as crashed (with the reason), and give back its ComfyUI slots. Idempotent; every
+    episode run does the same when it starts."""
+    from anime.cli.db import require_current_schema
+    from tasks.recovery import recover_crashed
+
+    require_current_schema()
+    recovery = asyncio.run(recover_crashed())
+    for job_id in recovery.crashed_jobs:
+        typer.echo(f"job {job_id}: crashed (its process died); a re-run renders it again")
+    for run_id in recovery.crashed_flow_runs:
+        typer.echo(f"flow run {run_id}: marked Crashed")
+    for limit in recovery.released_slots:
+        typer.echo(f"slot of {limit}: given back")
+    typer.echo(
+        recovery.describe()
+        if recovery.crashed_jobs or recovery.released_slots or recovery.crashed_flow_runs
+        else "nothing left running by a dead process"
+    )
 
 
 # -- anime render --deployment -------------------------------------------------------------------

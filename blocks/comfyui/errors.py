@@ -175,7 +175,15 @@ class ComfyUITransientError(ComfyUIError):
 
 
 class ComfyUIUnavailable(ComfyUITransientError):
-    """Connection refused, timed out, or a 5xx answer."""
+    """Connection refused, timed out, or a 5xx answer. `down_since` (monotonic seconds):
+    when the follower first found the server unreachable, if it waited already."""
+
+    down_since: float | None = None
+
+
+class ComfyUIOutage(ComfyUIError):
+    """The server stayed unreachable for longer than its outage window
+    (`unreachable_grace_s`): a verdict, not retried (the window was the retry)."""
 
 
 class ComfyUIPromptLost(ComfyUITransientError):

@@ -220,9 +220,10 @@ class Follower:
                 try:
                     state = await self.lookup()
                     unreachable_since = None
-                except ComfyUIUnavailable:
+                except ComfyUIUnavailable as exc:
                     unreachable_since = unreachable_since or loop.time()
                     if loop.time() - unreachable_since >= s.unreachable_grace_s:
+                        exc.down_since = unreachable_since
                         raise
                     state = None
                 if state is not None and state.phase == "done" and state.entry is not None:

@@ -8,7 +8,7 @@ from db.models.character import (
     CharacterVariation,
     FaceEmbedding,
 )
-from db.models.jobs import Artifact, GenerationParams, Job
+from db.models.jobs import Artifact, GenerationParams, Job, JobRun
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
@@ -29,6 +29,7 @@ from db.vocabulary import (
     GateDecision,
     GateScope,
     JobKind,
+    JobRunStatus,
     JobStatus,
     Phase,
     ReviewOutcome,
@@ -53,6 +54,8 @@ __all__ = [
     "GenerationParams",
     "Job",
     "JobKind",
+    "JobRun",
+    "JobRunStatus",
     "JobStatus",
     "Phase",
     "PhaseGate",
