@@ -171,14 +171,14 @@ class ComfyUIConcurrencyLimitMissing(ComfyUIError):
 
 
 class ComfyUITransientError(ComfyUIError):
-    """Retrying may help (the caller's Prefect task retries do)."""
+    """Retrying may help (`render_on` waits for the server, then goes on). `down_since`
+    (monotonic seconds): when the follower first found the server unreachable, if it did."""
+
+    down_since: float | None = None
 
 
 class ComfyUIUnavailable(ComfyUITransientError):
-    """Connection refused, timed out, or a 5xx answer. `down_since` (monotonic seconds):
-    when the follower first found the server unreachable, if it waited already."""
-
-    down_since: float | None = None
+    """Connection refused, timed out, or a 5xx answer."""
 
 
 class ComfyUIOutage(ComfyUIError):
