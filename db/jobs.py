@@ -120,6 +120,10 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
+def get_job_status(session: Session, job_id: int) -> JobStatus:
+    return get_job(session, job_id).status
+
+
 def mark_running(
     session: Session,
     job_id: int,
@@ -329,6 +333,33 @@ def latest_runs(session: Session, job_ids: Iterable[int]) -> dict[int, JobRun]:
         )
     )
     return {run.job_id: run for run in rows}
+
+
+def cancellable_jobs(
+    session: Session,
+    project_slug: str,
+    episode: int,
+    *,
+    scene: int | None = None,
+    cut: int | None = None,
+) -> list[Job]:
+    """The episode's jobs (of one scene, of one cut) that are waiting or rendering."""
+    found = find_episode(session, project_slug, episode)
+    query = (
+        select(Job)
+        .join(Cut, Job.cut_id == Cut.id)
+        .join(Scene, Cut.scene_id == Scene.id)
+        .where(
+            Scene.episode_id == found.id,
+            Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        .order_by(Job.id)
+    )
+    if scene is not None:
+        query = query.where(Scene.number == scene)
+    if cut is not None:
+        query = query.where(Cut.number == cut)
+    return list(session.scalars(query))
 
 
 def running_job_runs(session: Session) -> list[JobRun]:

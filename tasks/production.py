@@ -200,9 +200,7 @@ def read_sheet_history(session, character_id: int) -> AttemptHistory:
 
 
 @task(name="load-sheet", cache_policy=NO_CACHE)
-async def load_sheet(
-    project: str, character: str
-) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
+async def load_sheet(project: str, character: str) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
     """A sheet run's start, in one transaction: the brief and its stored attempts."""
 
     def read(session) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
@@ -223,8 +221,7 @@ async def approve_sheet(
 ) -> int:
     """The approved sheet's views become the character's references (with embeddings)."""
     rows = [
-        (path, view, embeddings.get(view), model)
-        for view, path in zip(views, paths, strict=False)
+        (path, view, embeddings.get(view), model) for view, path in zip(views, paths, strict=False)
     ]
     return await in_session(db_jobs.approve_sheet, job_id, rows)
 
@@ -237,6 +234,11 @@ async def flag_for_review(job_id: int, note: str) -> None:
 @task(name="record-error", cache_policy=NO_CACHE)
 async def record_error(job_id: int, error: str) -> None:
     await in_session(db_jobs.record_error, job_id, error)
+
+
+@task(name="record-cancelled", cache_policy=NO_CACHE)
+async def record_cancelled(job_id: int, reason: str) -> None:
+    await in_session(db_jobs.record_cancelled, job_id, reason)
 
 
 @task(name="record-phase-gate", cache_policy=NO_CACHE)

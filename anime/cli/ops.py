@@ -1,4 +1,4 @@
-"""Operations: `anime server | serve | api | deploy | reproduce | doctor`,
+"""Operations: `anime server | serve | api | deploy | reproduce | doctor | cancel`,
 and `anime render --deployment`.
 
 Runs started here go through Prefect deployments, so they land on whichever machine serves
@@ -291,6 +291,33 @@ def doctor() -> None:
         if recovery.crashed_jobs or recovery.released_slots or recovery.crashed_flow_runs
         else "nothing left running by a dead process"
     )
+
+
+# -- anime cancel ------------------------------------------------------------------------------
+
+
+@app.command("cancel")
+@clear_errors
+def cancel(
+    project: str = typer.Argument(..., help="project slug"),
+    episode: int = typer.Argument(..., min=1, help="episode number"),
+    scene: int | None = typer.Option(None, "--scene", min=1, help="only this scene"),
+    cut: int | None = typer.Option(None, "--cut", min=1, help="only this cut (of --scene)"),
+) -> None:
+    """Cancel the episode's waiting and rendering jobs (one scene's, one cut's): their
+    prompts are interrupted or taken off the queue on every ComfyUI server, the jobs end
+    `cancelled` and their slots are given back."""
+    from anime.cli.db import require_current_schema
+    from tasks.cancel import cancel_renders
+
+    require_current_schema()
+    try:
+        cancelled = asyncio.run(cancel_renders(project, episode, scene=scene, cut=cut))
+    except LookupError as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    for job in cancelled:
+        typer.echo(job.describe())
+    typer.echo(f"{len(cancelled)} job(s) cancelled" if cancelled else "nothing to cancel")
 
 
 # -- anime render --deployment -------------------------------------------------------------------

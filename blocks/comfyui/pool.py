@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -291,14 +291,18 @@ class ComfyUIPool:
         on_event: Callable[[ProgressEvent], Any] | None = None,
         extra_data: dict[str, Any] | None = None,
         new_prompt: bool = False,
+        before_submit: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[ComfyUIServer, PromptResult]:
         """Render on the server that already has `prompt_id`, else on the least busy one.
 
         `new_prompt`: the caller knows no server can have this prompt id yet (a job created
-        just now, first try), so the look-up on every server is skipped.
+        just now, first try), so the look-up on every server is skipped. `before_submit`:
+        called once the slot is held, before submitting (raising gives the slot back).
         """
         home = None if new_prompt else await self.locate(prompt_id)
         async with self.slot(prefer=home) as server:
+            if before_submit is not None:
+                await before_submit()  # waiting for the slot took a while: still wanted?
             client = server.get_client()
             result = await client.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
         return server, result

@@ -11,6 +11,8 @@ again under the same prompt id. Past the window, one `ComfyUIOutage`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -70,6 +72,7 @@ class FinishedPrompt(BaseModel):
 
 
 OnFinished = Callable[[str, PromptResult], Awaitable[None]]
+CANCEL_TIMEOUT_S = 2.0  # a cancelled render takes its prompt off every server within this
 
 
 def execution_seconds(result: PromptResult) -> float | None:
@@ -103,12 +106,16 @@ async def render_on(
     new_prompt: bool = False,
     finished: FinishedPrompt | None = None,
     on_finished: OnFinished | None = None,
+    before_submit: Callable[[], Awaitable[None]] | None = None,
 ) -> PromptRun:
     """Render `graph` under `prompt_id` (on the pool's least busy server, holding its slot,
     or on the one server given), follow it with progress, then download every output.
     `new_prompt`: no server can have this prompt id yet (see `ComfyUIPool.render`).
     `finished`: what an earlier run saw this prompt produce: downloaded, not rendered.
-    `on_finished(server, result)`: called once the prompt finished, before downloading."""
+    `on_finished(server, result)`: called once the prompt finished, before downloading.
+    `before_submit()`: called before every (re)submission; raising stops the render (a job
+    cancelled meanwhile). A render cancelled here (a Prefect cancellation) interrupts or
+    dequeues its prompt on every server of the pool before it ends."""
     progress = progress or RenderProgress(prompt_id, label or prompt_id, total_nodes=len(graph))
     pool = target if isinstance(target, ComfyUIPool) else ComfyUIPool([target])
     timings = RenderTimings()
@@ -120,7 +127,9 @@ async def render_on(
     while True:
         try:
             if done is None:
-                done = await _render(pool, target, graph, prompt_id, progress, new_prompt, timings)
+                done = await _rendered_or_withdrawn(
+                    pool, target, graph, prompt_id, progress, new_prompt, timings, before_submit
+                )
                 if on_finished is not None:
                     await on_finished(done[0].base_url, done[1])
             server, result = done
@@ -159,6 +168,29 @@ async def render_on(
             done, recovered, finished = None, False, None
 
 
+async def _rendered_or_withdrawn(
+    pool: ComfyUIPool,
+    target: ComfyUIServer | ComfyUIPool,
+    graph: dict[str, Any],
+    prompt_id: str,
+    progress: RenderProgress,
+    new_prompt: bool,
+    timings: RenderTimings,
+    before_submit: Callable[[], Awaitable[None]] | None,
+) -> tuple[ComfyUIServer, PromptResult]:
+    try:
+        return await _render(
+            pool, target, graph, prompt_id, progress, new_prompt, timings, before_submit
+        )
+    except asyncio.CancelledError:
+        # Cancelled from outside (the Prefect run was cancelled): the prompt must not go on
+        # rendering on the server for nobody.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CANCEL_TIMEOUT_S):
+                await asyncio.shield(pool.cancel(prompt_id))
+        raise
+
+
 async def _render(
     pool: ComfyUIPool,
     target: ComfyUIServer | ComfyUIPool,
@@ -167,6 +199,7 @@ async def _render(
     progress: RenderProgress,
     new_prompt: bool,
     timings: RenderTimings,
+    before_submit: Callable[[], Awaitable[None]] | None,
 ) -> tuple[ComfyUIServer, PromptResult]:
     submitted = time.monotonic()
 
@@ -177,10 +210,12 @@ async def _render(
 
     if isinstance(target, ComfyUIPool):
         server, result = await pool.render(
-            graph, prompt_id, on_event=on_event, new_prompt=new_prompt
+            graph, prompt_id, on_event=on_event, new_prompt=new_prompt, before_submit=before_submit
         )
     else:
         server = target
+        if before_submit is not None:
+            await before_submit()
         result = await server.get_client().render(graph, prompt_id, on_event=on_event)
     timings.execution_s = execution_seconds(result)
     return server, result

@@ -23,6 +23,7 @@ from blocks.loop_local import loop_local
 from db import jobs as db_jobs
 from db.renders import RenderOutput, RenderResult, RenderTimes
 from db.vocabulary import Phase
+from tasks.cancel import ensure_not_cancelled
 from tasks.production import in_session
 from tasks.rendering.outputs import describe_file
 from tasks.rendering.request import RenderRequest
@@ -125,6 +126,7 @@ class ComfyUIRenderer:
             new_prompt=new_prompt,
             finished=None if new_prompt else await finished_prompt(request.job_id, prompt_id),
             on_finished=functools.partial(record_prompt_finished, request.job_id),
+            before_submit=functools.partial(ensure_not_cancelled, request.job_id),
         )
         outputs = [_described(file) for file in outcome.files]
         environment = outcome.environment.model_dump(exclude={"raw"}) if outcome.environment else {}
