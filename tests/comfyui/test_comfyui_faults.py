@@ -174,3 +174,21 @@ async def test_slots_of_a_killed_process_are_given_back_at_once(tmp_path: Path) 
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+async def test_a_cancelled_render_withdraws_its_prompt_from_the_server(tmp_path: Path) -> None:
+    import asyncio
+
+    with ComfyUITestServer(tmp_path / "c", render_time_s=5.0, progress_steps=50) as comfy:
+        render = asyncio.create_task(
+            render_on(block_for(comfy), basic_graph(), prompt_id_for("withdrawn", 1), tmp_path)
+        )
+        while comfy.stats.prompts_executed == 0:
+            await asyncio.sleep(0.05)
+        render.cancel()  # what a Prefect cancellation of the run does to its tasks
+        with pytest.raises(asyncio.CancelledError):
+            await render
+        assert comfy.stats.interrupts == 1
+        comfy.wait_idle(timeout=5)
+        assert comfy.stats.prompts_completed == 1  # interrupted, not rendered to its end
+        assert not comfy.output_files()
