@@ -69,7 +69,9 @@ async def test_kill_9_mid_episode_is_waited_out_and_renders_nothing_twice(
     own_comfyui: RealComfyUI, small_production, save_blocks
 ) -> None:
     with session_scope() as s:
-        s.execute(update(Cut).values(template="preview", overrides={"width": 96, "height": 64}))
+        # 32 frames of 256x256: a few seconds a cut on a CPU, long enough to kill one midway.
+        wanted = {"width": 256, "height": 256, "frames": 32}
+        s.execute(update(Cut).values(template="preview", overrides=wanted))
         s.scalar(select(Project)).settings = {"default_template": "preview"}
     thresholds, models = await save_blocks(aesthetic=0.0)
     name = f"real-{uuid.uuid4().hex[:8]}"
@@ -114,10 +116,14 @@ async def test_kill_9_mid_episode_is_waited_out_and_renders_nothing_twice(
             j.id for j in jobs
         }
         outage_s = s.scalar(select(func.sum(JobRun.outage_s))) or 0.0
-        resubmitted = s.scalar(select(func.count()).select_from(JobRun))
+        job_runs = s.scalar(select(func.count()).select_from(JobRun))
+        prompts = {j.comfyui_prompt_id for j in jobs}
     assert executions.duplicates == {}
+    seen = set(executions.starts)
     print(
         f"\nkill -9 mid-episode: ComfyUI back after {restart_s:.1f} s, outage waited "
-        f"{outage_s:.1f} s, {len(executions.starts)} prompts executed, "
-        f"{len(executions.duplicates)} duplicates, {resubmitted} job runs for 3 jobs"
+        f"{outage_s:.1f} s (summed over the jobs that waited), {len(seen)} executions seen for {len(prompts)} prompts "
+        f"({len(prompts - seen)} finished unseen between two reads), "
+        f"{len(executions.duplicates)} duplicates, {job_runs} job runs for 3 jobs"
     )
+    assert seen <= prompts  # nothing executed that no job asked for
