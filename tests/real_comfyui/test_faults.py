@@ -122,7 +122,8 @@ async def test_kill_9_mid_episode_is_waited_out_and_renders_nothing_twice(
     seen = set(executions.starts)
     print(
         f"\nkill -9 mid-episode: ComfyUI back after {restart_s:.1f} s, outage waited "
-        f"{outage_s:.1f} s (summed over the jobs that waited), {len(seen)} executions seen for {len(prompts)} prompts "
+        f"{outage_s:.1f} s (summed over the jobs that waited), "
+        f"{len(seen)} executions seen for {len(prompts)} prompts "
         f"({len(prompts - seen)} finished unseen between two reads), "
         f"{len(executions.duplicates)} duplicates, {job_runs} job runs for 3 jobs"
     )
