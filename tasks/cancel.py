@@ -58,9 +58,10 @@ async def cancel_renders(
                 outcome = await client.cancel(prompt_id)
                 # ComfyUI stops an interrupted prompt at its next node step: wait for that,
                 # so that "cancelled" means the server is free.
-                while outcome == "interrupted" and (
-                    await client.lookup(prompt_id)
-                ).phase in ("running", "queued"):
+                while outcome == "interrupted" and (await client.lookup(prompt_id)).phase in (
+                    "running",
+                    "queued",
+                ):
                     await asyncio.sleep(0.05)
                 return server.base_url, outcome
         except TimeoutError:

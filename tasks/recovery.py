@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlo
 from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
-from blocks.comfyui.leases import process_started, release_dead_leases
+from blocks.comfyui.leases import process_alive, process_started, release_dead_leases
 from db import jobs as db_jobs
 from db.jobs import RunProcess
 from tasks.production import in_session
@@ -40,8 +40,7 @@ def _alive(host: str, pid: int | None, started: str | None) -> bool | None:
     """Whether the process lives; None when it is not this machine's (cannot tell)."""
     if host != socket.gethostname() or pid is None:
         return None
-    now = process_started(pid)
-    return now is not None and (started is None or now == started)
+    return process_alive(pid, started)
 
 
 @dataclass

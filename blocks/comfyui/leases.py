@@ -48,7 +48,8 @@ def process_started(pid: int) -> str | None:
     return stat.rpartition(")")[2].split()[19]
 
 
-def _alive(pid: int, started: str | None) -> bool:
+def process_alive(pid: int, started: str | None) -> bool:
+    """Whether the process of this machine with that id (and start time) still runs."""
     if Path("/proc/self/stat").exists():
         now = process_started(pid)
         return now is not None and (started is None or now == started)
@@ -114,8 +115,10 @@ async def release_dead_leases() -> list[str]:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue  # being written by a live process, or gone already
-            if record.get("api") != _api() or record.get("host") != host or _alive(
-                int(record.get("pid", 0)), record.get("process_started")
+            if (
+                record.get("api") != _api()
+                or record.get("host") != host
+                or process_alive(int(record.get("pid", 0)), record.get("process_started"))
             ):
                 continue
             with contextlib.suppress(Exception):  # an expired lease is gone already
