@@ -87,3 +87,12 @@ async def test_doctor_marks_a_dead_process_jobs_and_flow_runs_crashed(production
     assert status.returncode == 0 and "running" not in status.stdout
     again = _anime("doctor", db_url=db)
     assert "nothing left running by a dead process" in again.stdout
+
+
+def test_cancel_names_an_unknown_episode_and_says_when_nothing_runs(production, db) -> None:
+    unknown = _anime("cancel", "nope", "1", db_url=db)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert "project 'nope' has no episode 1" in unknown.stdout + unknown.stderr
+    idle = _anime("cancel", production, "1", "--scene", "1", db_url=db)
+    assert idle.returncode == 0, idle.stderr
+    assert "nothing to cancel" in idle.stdout
