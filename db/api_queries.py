@@ -21,6 +21,7 @@ from db.models import (
     Episode,
     Job,
     JobKind,
+    JobRun,
     JobStatus,
     Phase,
     PhaseGate,
@@ -229,6 +230,37 @@ class ScoreLine:
 
 
 @dataclass
+class RunTimes:
+    """One run's work on a job (`JobRun`): how it ended and where its seconds went."""
+
+    number: int
+    status: str
+    started_at: str
+    finished_at: str | None
+    error: str | None
+    queue_wait_s: float | None
+    execution_s: float | None
+    download_s: float | None
+    scoring_s: float | None
+    outage_s: float | None
+
+    @classmethod
+    def of(cls, run: JobRun) -> RunTimes:
+        return cls(
+            number=run.number,
+            status=run.status.value,
+            started_at=run.started_at.isoformat(),
+            finished_at=run.finished_at.isoformat() if run.finished_at else None,
+            error=run.error,
+            queue_wait_s=run.queue_wait_s,
+            execution_s=run.execution_s,
+            download_s=run.download_s,
+            scoring_s=run.scoring_s,
+            outage_s=run.outage_s,
+        )
+
+
+@dataclass
 class JobQuality:
     job_id: int
     project: str
@@ -243,6 +275,8 @@ class JobQuality:
     scores: list[ScoreLine]
     # metric (and subject, when the gate is per character) -> the gate it was judged against
     thresholds: dict[str, dict[str, Any]]
+    # Every run that worked on the job, oldest first: the last is the one that rendered it.
+    runs: list[RunTimes]
 
 
 def job_quality(session: Session, job_id: int) -> JobQuality:
@@ -271,6 +305,7 @@ def job_quality(session: Session, job_id: int) -> JobQuality:
         character_id=job.character_id,
         scores=scores,
         thresholds=thresholds,
+        runs=[RunTimes.of(r) for r in job.runs],
     )
 
 

@@ -7,6 +7,7 @@ short transaction per step, so what is in PostgreSQL always matches what has hap
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from db.models import (
     GenerationParams,
     Job,
     JobKind,
+    JobRun,
+    JobRunStatus,
     JobStatus,
     Phase,
     PhaseGate,
@@ -30,6 +33,16 @@ from db.models import (
     Verdict,
 )
 from db.renders import RenderResult
+
+
+@dataclass(frozen=True)
+class RunProcess:
+    """The process that takes a job up: how a later run tells a crash from a live run."""
+
+    host: str
+    pid: int
+    started: str | None = None  # the process's start time, so a reused pid is not alive
+
 
 PARAM_FIELDS = (
     "template",
@@ -107,6 +120,10 @@ def get_job(session: Session, job_id: int) -> Job:
     return job
 
 
+def get_job_status(session: Session, job_id: int) -> JobStatus:
+    return get_job(session, job_id).status
+
+
 def mark_running(
     session: Session,
     job_id: int,
@@ -116,7 +133,9 @@ def mark_running(
     story_bible_version: int | None,
     prompt_id: str | None = None,
     server: str | None = None,
+    process: RunProcess | None = None,
 ) -> Job:
+    """The job taken up by this run: running, timed from now, with a new `JobRun` row."""
     job = get_job(session, job_id)
     job.status = JobStatus.RUNNING
     job.renderer = renderer
@@ -124,10 +143,66 @@ def mark_running(
     job.prefect_flow_run_id = flow_run_id
     job.comfyui_prompt_id = prompt_id or job.comfyui_prompt_id
     job.comfyui_server = server or job.comfyui_server
-    job.queued_at = job.queued_at or now()
-    job.started_at = job.started_at or now()
+    # Per attempt: a job re-used after an error or a crash is timed from this run's start.
+    job.queued_at = job.started_at = now()
+    job.finished_at = None
     job.error = None
+    runs = list(job.runs)
+    for earlier in runs:
+        if earlier.status is JobRunStatus.RUNNING:
+            _end_run(earlier, JobRunStatus.CRASHED, f"taken up again by flow run {flow_run_id}")
+    job.runs.append(
+        JobRun(
+            number=max((r.number for r in runs), default=0) + 1,
+            status=JobRunStatus.RUNNING,
+            prefect_flow_run_id=flow_run_id,
+            host=process.host if process else "",
+            pid=process.pid if process else None,
+            process_started=process.started if process else None,
+            comfyui_prompt_id=prompt_id,
+            comfyui_server=server,
+            started_at=job.started_at,
+        )
+    )
+    session.flush()
     return job
+
+
+def current_run(job: Job) -> JobRun | None:
+    """The job's latest run (the one working on it now, or the last that did)."""
+    return job.runs[-1] if job.runs else None
+
+
+def _end_run(run: JobRun, status: JobRunStatus, error: str | None = None) -> None:
+    run.status = status
+    run.error = error
+    run.finished_at = now()
+
+
+def record_prompt_finished(
+    session: Session, job_id: int, *, prompt_id: str, server: str, outputs: list[dict[str, Any]]
+) -> None:
+    """ComfyUI's outputs of a finished prompt, stored before they are downloaded: a later
+    run (the server restarted, its history gone) downloads them instead of rendering."""
+    job = get_job(session, job_id)
+    run = current_run(job)
+    if run is not None:
+        run.comfyui_prompt_id, run.comfyui_server, run.outputs = prompt_id, server, outputs
+    job.comfyui_prompt_id, job.comfyui_server = prompt_id, server
+
+
+def finished_prompt(session: Session, job_id: int, prompt_id: str) -> JobRun | None:
+    """The latest run of this job that saw `prompt_id` finish (with its outputs), if any."""
+    return session.scalar(
+        select(JobRun)
+        .where(
+            JobRun.job_id == job_id,
+            JobRun.comfyui_prompt_id == prompt_id,
+            func.jsonb_array_length(JobRun.outputs) > 0,
+        )
+        .order_by(JobRun.number.desc())
+        .limit(1)
+    )
 
 
 def record_render(
@@ -166,6 +241,14 @@ def record_render(
     job.comfyui_server = result.server or job.comfyui_server
     job.status = JobStatus.RENDERED
     job.finished_at = now()
+    run = current_run(job)
+    if run is not None:
+        _end_run(run, JobRunStatus.RENDERED)
+        run.comfyui_prompt_id = result.prompt_id or run.comfyui_prompt_id
+        run.comfyui_server = result.server or run.comfyui_server
+        for name, value in result.times.model_dump().items():
+            setattr(run, name, value)
+        run.finished_at = job.finished_at
     return job
 
 
@@ -178,6 +261,7 @@ def record_judgement(
     lines: Iterable[Any],
     models: Mapping[str, str] | None = None,
     details: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+    scoring_s: float | None = None,
 ) -> Job:
     """Scores (one row per metric and subject) and the job's verdict, replacing earlier ones.
 
@@ -205,6 +289,9 @@ def record_judgement(
         )
     job.verdict = verdict
     job.explanation = explanation
+    run = current_run(job)
+    if run is not None and scoring_s is not None:
+        run.scoring_s = scoring_s
     job.status = JobStatus.PASSED if verdict is Verdict.PASSED else JobStatus.FAILED
     return job
 
@@ -214,6 +301,98 @@ def record_error(session: Session, job_id: int, error: str) -> Job:
     job.status = JobStatus.ERROR
     job.error = error
     job.finished_at = now()
+    run = current_run(job)
+    if run is not None and run.status is JobRunStatus.RUNNING:
+        _end_run(run, JobRunStatus.ERROR, error)
+    return job
+
+
+def record_cancelled(session: Session, job_id: int, reason: str) -> Job:
+    job = get_job(session, job_id)
+    job.status = JobStatus.CANCELLED
+    job.error = reason
+    job.finished_at = now()
+    run = current_run(job)
+    if run is not None and run.status is JobRunStatus.RUNNING:
+        _end_run(run, JobRunStatus.CANCELLED, reason)
+    return job
+
+
+def latest_runs(session: Session, job_ids: Iterable[int]) -> dict[int, JobRun]:
+    """Each job's latest run (the one whose figures a report shows)."""
+    wanted = [i for i in job_ids if i is not None]
+    if not wanted:
+        return {}
+    latest = (
+        select(JobRun.job_id, func.max(JobRun.number).label("number"))
+        .where(JobRun.job_id.in_(wanted))
+        .group_by(JobRun.job_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(JobRun).join(
+            latest, (JobRun.job_id == latest.c.job_id) & (JobRun.number == latest.c.number)
+        )
+    )
+    return {run.job_id: run for run in rows}
+
+
+def cancellable_jobs(
+    session: Session,
+    project_slug: str,
+    episode: int,
+    *,
+    scene: int | None = None,
+    cut: int | None = None,
+) -> list[Job]:
+    """The episode's jobs (of one scene, of one cut) that are waiting or rendering."""
+    found = find_episode(session, project_slug, episode)
+    query = (
+        select(Job)
+        .join(Cut, Job.cut_id == Cut.id)
+        .join(Scene, Cut.scene_id == Scene.id)
+        .where(
+            Scene.episode_id == found.id,
+            Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        .order_by(Job.id)
+    )
+    if scene is not None:
+        query = query.where(Scene.number == scene)
+    if cut is not None:
+        query = query.where(Cut.number == cut)
+    return list(session.scalars(query))
+
+
+def running_job_runs(session: Session) -> list[JobRun]:
+    """Every job run still marked running, with its job (oldest first)."""
+    return list(
+        session.scalars(
+            select(JobRun).where(JobRun.status == JobRunStatus.RUNNING).order_by(JobRun.id)
+        )
+    )
+
+
+def running_jobs_without_run(session: Session) -> list[Job]:
+    """Jobs marked running that no job run accounts for (taken up before job runs existed)."""
+    live = select(JobRun.job_id).where(JobRun.status == JobRunStatus.RUNNING)
+    return list(
+        session.scalars(
+            select(Job).where(Job.status == JobStatus.RUNNING, Job.id.not_in(live)).order_by(Job.id)
+        )
+    )
+
+
+def mark_crashed(session: Session, job_id: int, reason: str) -> Job:
+    """A job whose process died: its run crashed, the job an error a re-run renders again."""
+    job = get_job(session, job_id)
+    run = current_run(job)
+    if run is not None and run.status is JobRunStatus.RUNNING:
+        _end_run(run, JobRunStatus.CRASHED, reason)
+    if job.status is JobStatus.RUNNING:
+        job.status = JobStatus.ERROR
+        job.error = f"crashed: {reason}"
+        job.finished_at = now()
     return job
 
 

@@ -21,6 +21,16 @@ class RenderOutput(BaseModel):
     frames: int | None = None
 
 
+class RenderTimes(BaseModel):
+    """Seconds of one render attempt (None: not measured, e.g. a re-attach to a finished
+    prompt has no queue wait of ours)."""
+
+    queue_wait_s: float | None = None
+    execution_s: float | None = None
+    download_s: float | None = None
+    outage_s: float | None = None
+
+
 class RenderResult(BaseModel):
     renderer: str  # "comfyui" or "animatic": recorded with every job, never disguised
     server: str | None = None
@@ -31,6 +41,7 @@ class RenderResult(BaseModel):
     workflow_sha256: str = ""
     environment: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
+    times: RenderTimes = Field(default_factory=RenderTimes)
 
     @property
     def paths(self) -> list[str]:

@@ -42,6 +42,16 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobRunStatus(enum.StrEnum):
+    """How one run's work on a job ended (a job re-used by a later run has one per run)."""
+
+    RUNNING = "running"
+    RENDERED = "rendered"
+    ERROR = "error"
+    CRASHED = "crashed"  # its process died: marked by the next run or `anime doctor`
+    CANCELLED = "cancelled"
+
+
 class Verdict(enum.StrEnum):
     PASSED = "passed"
     FAILED = "failed"
@@ -81,6 +91,7 @@ __all__ = [
     "GateDecision",
     "GateScope",
     "JobKind",
+    "JobRunStatus",
     "JobStatus",
     "Phase",
     "ReviewOutcome",

@@ -18,10 +18,17 @@ from typing import Protocol
 
 from prefect import get_run_logger
 
+from blocks.comfyui import ComfyUICancelled
 from db.vocabulary import JobStatus, Verdict
 from tasks.judging import Judgement
 from tasks.notify import notify_review
-from tasks.production import AttemptHistory, AttemptState, flag_for_review, record_error
+from tasks.production import (
+    AttemptHistory,
+    AttemptState,
+    flag_for_review,
+    record_cancelled,
+    record_error,
+)
 from tasks.rendering.request import RenderRequest
 from tasks.rendering.task import render, store_render
 
@@ -60,6 +67,9 @@ async def _render_and_store(request: RenderRequest, slot: Callable) -> list[str]
     try:
         async with slot():
             result = await render(request)
+    except ComfyUICancelled as exc:
+        await record_cancelled(request.job_id, exc.detail)
+        raise
     except Exception as exc:
         await record_error(request.job_id, f"{type(exc).__name__}: {exc}")
         raise

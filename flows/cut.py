@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from blocks.comfyui import ComfyUICancelled
 from db.briefs import CutBrief
 from db.vocabulary import Phase
 from flows.attempts import run_attempts
@@ -141,7 +142,15 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
         )
 
     subject = CutAttempts(brief, phase, settings, state.approved_keyframe)
-    result = await run_attempts(subject, state, settings.attempt_budget, slot=render_slot)
+    try:
+        result = await run_attempts(subject, state, settings.attempt_budget, slot=render_slot)
+    except ComfyUICancelled as exc:
+        logger.warning("%s cancelled: %s", brief.label, exc.detail)
+        return outcome.model_copy(
+            update=dict(
+                status="cancelled", verdict="could_not_judge", explanation=f"cancelled: {exc}"
+            )
+        )
     judgement = result.judgement
     explanation = judgement.explanation if judgement else ""
     return outcome.model_copy(

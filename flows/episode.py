@@ -46,6 +46,7 @@ from tasks.planning import (
     resolve_settings,
 )
 from tasks.production import record_phase_gate
+from tasks.recovery import recover_crashed_runs
 from tasks.reel.export import ReelSummary
 from tasks.reel.task import assemble_reel
 from tasks.references import embed_references
@@ -137,6 +138,7 @@ async def render_episode(
     ``template``: one ComfyUI template for every cut and phase of this run.
     """
     logger = get_run_logger()
+    await recover_crashed_runs()  # what a killed run left running, and its ComfyUI slots
     plan = await plan_episode(project, episode)
     settings = await resolve_settings(
         renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block, template

@@ -6,6 +6,7 @@ the pipeline calls it from.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -39,10 +40,11 @@ class SheetJudgement(Judgement):
     model: str = ""
 
 
-async def _store(job_id: int, decision: Any, results: list[Any]) -> None:
+async def _store(job_id: int, decision: Any, results: list[Any], scoring_s: float) -> None:
     await in_session(
         db_jobs.record_judgement,
         job_id,
+        scoring_s=scoring_s,
         verdict=decision.verdict,
         explanation=decision.explanation,
         lines=decision.lines,
@@ -73,9 +75,10 @@ async def judge_cut(
 
     thresholds, models = settings.thresholds, settings.models
     wanted = set(required_metrics(phase, brief, thresholds))
+    started = time.monotonic()
     results = await anyio.to_thread.run_sync(_score_cut, phase, output, brief, models, wanted)
     decision = decide(results, phase, brief, thresholds)
-    await _store(job_id, decision, results)
+    await _store(job_id, decision, results, time.monotonic() - started)
     return Judgement(
         verdict=decision.verdict,
         explanation=decision.explanation,
@@ -135,8 +138,9 @@ def score_sheet(
 async def judge_sheet(
     job_id: int, paths: list[str], views: list[str], settings: RenderSettings
 ) -> SheetJudgement:
+    started = time.monotonic()
     judgement, results, decision = await anyio.to_thread.run_sync(
         score_sheet, paths, views, settings.thresholds, settings.models
     )
-    await _store(job_id, decision, results)
+    await _store(job_id, decision, results, time.monotonic() - started)
     return judgement

@@ -163,7 +163,11 @@ class AttemptTarget(BaseModel):
 async def open_attempt(
     target: AttemptTarget, attempt: int, renderer: str, flow_run_id: str | None
 ) -> int:
-    """The job row of this attempt (found again on a re-run), marked running for this run."""
+    """The job row of this attempt (found again on a re-run), marked running for this run
+    (by this process: a later run tells from it whether this one crashed)."""
+    from tasks.recovery import this_process
+
+    process = this_process()
 
     def run(session) -> int:
         job, _ = db_jobs.get_or_create_job(
@@ -183,6 +187,7 @@ async def open_attempt(
             flow_run_id=flow_run_id,
             renderer=renderer,
             story_bible_version=target.story_bible_version,
+            process=process,
         )
         return job.id
 
@@ -241,6 +246,11 @@ async def flag_for_review(job_id: int, note: str) -> None:
 @task(name="record-error", cache_policy=NO_CACHE)
 async def record_error(job_id: int, error: str) -> None:
     await in_session(db_jobs.record_error, job_id, error)
+
+
+@task(name="record-cancelled", cache_policy=NO_CACHE)
+async def record_cancelled(job_id: int, reason: str) -> None:
+    await in_session(db_jobs.record_cancelled, job_id, reason)
 
 
 @task(name="record-phase-gate", cache_policy=NO_CACHE)

@@ -21,6 +21,9 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from db import jobs as db_jobs
+from tasks.production import in_session
+
 THUMB = (160, 90)
 
 
@@ -75,6 +78,21 @@ def thumbnail_data_uri(path: str | None) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+# Seconds of the job's latest run (its attempt, not an earlier failed run's).
+TIME_COLUMNS = ("queue_wait_s", "execution_s", "download_s", "scoring_s")
+
+
+def _run_times(session, job_ids: list[int | None]) -> dict[int, dict[str, float | None]]:
+    runs = db_jobs.latest_runs(session, [i for i in job_ids if i is not None])
+    return {
+        job_id: {
+            c: (None if getattr(run, c) is None else round(getattr(run, c), 3))
+            for c in TIME_COLUMNS
+        }
+        for job_id, run in runs.items()
+    }
+
+
 @task(name="publish-phase-report", cache_policy=NO_CACHE)
 async def publish_phase_report(
     title: str,
@@ -85,6 +103,7 @@ async def publish_phase_report(
 ) -> None:
     key = _slug(f"{title}-{phase}")
     metrics = sorted({m for o in outcomes for m in o.scores})
+    times = await in_session(_run_times, [o.job_id for o in outcomes])
     rows = [
         {
             "cut": o.label,
@@ -93,6 +112,7 @@ async def publish_phase_report(
             "attempts": o.attempts,
             "job": o.job_id,
             "decided_by": o.decided_by,
+            **times.get(o.job_id, dict.fromkeys(TIME_COLUMNS)),
             **{m: (None if o.scores.get(m) is None else round(o.scores[m], 4)) for m in metrics},
         }
         for o in outcomes

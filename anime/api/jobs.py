@@ -44,6 +44,22 @@ class Score(BaseModel):
     reason: str | None
 
 
+class RunTimes(BaseModel):
+    """One run's work on the job: its outcome and seconds (queue wait, ComfyUI's execution,
+    download, scoring, waiting out a server outage); None where not measured."""
+
+    number: int
+    status: str
+    started_at: str
+    finished_at: str | None
+    error: str | None
+    queue_wait_s: float | None
+    execution_s: float | None
+    download_s: float | None
+    scoring_s: float | None
+    outage_s: float | None
+
+
 class JobQuality(BaseModel):
     job_id: int
     project: str
@@ -57,6 +73,7 @@ class JobQuality(BaseModel):
     character_id: int | None
     scores: list[Score]
     thresholds: dict[str, dict[str, Any]]
+    runs: list[RunTimes]
 
 
 @router.post(

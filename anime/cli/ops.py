@@ -1,4 +1,5 @@
-"""Operations: `anime server | serve | api | deploy | reproduce`, and `anime render --deployment`.
+"""Operations: `anime server | serve | api | deploy | reproduce | doctor | cancel`,
+and `anime render --deployment`.
 
 Runs started here go through Prefect deployments, so they land on whichever machine serves
 them (this one with `anime serve`, a GPU host's worker with `anime deploy`). Parameters are
@@ -343,6 +344,60 @@ def reproduce(
             outcome = api_queries.reproduction_outcome(session, finished)
         # Completed says the run ended well, not whether the output was the same: say that.
         typer.echo(f"  {outcome or 'no reproduction job was recorded by this run'}")
+
+
+# -- anime doctor ------------------------------------------------------------------------------
+
+
+@app.command("doctor")
+@clear_errors
+def doctor() -> None:
+    """After a crash: mark the jobs and Prefect flow runs a dead process of this machine left
+    running as crashed (with the reason), and give back its ComfyUI slots. Idempotent; every
+    episode run does the same when it starts."""
+    from anime.cli.db import require_current_schema
+    from tasks.recovery import recover_crashed
+
+    require_current_schema()
+    recovery = asyncio.run(recover_crashed())
+    for job_id in recovery.crashed_jobs:
+        typer.echo(f"job {job_id}: crashed (its process died); a re-run renders it again")
+    for run_id in recovery.crashed_flow_runs:
+        typer.echo(f"flow run {run_id}: marked Crashed")
+    for limit in recovery.released_slots:
+        typer.echo(f"slot of {limit}: given back")
+    typer.echo(
+        recovery.describe()
+        if recovery.crashed_jobs or recovery.released_slots or recovery.crashed_flow_runs
+        else "nothing left running by a dead process"
+    )
+
+
+# -- anime cancel ------------------------------------------------------------------------------
+
+
+@app.command("cancel")
+@clear_errors
+def cancel(
+    project: str = typer.Argument(..., help="project slug"),
+    episode: int = typer.Argument(..., min=1, help="episode number"),
+    scene: int | None = typer.Option(None, "--scene", min=1, help="only this scene"),
+    cut: int | None = typer.Option(None, "--cut", min=1, help="only this cut (of --scene)"),
+) -> None:
+    """Cancel the episode's waiting and rendering jobs (one scene's, one cut's): their
+    prompts are interrupted or taken off the queue on every ComfyUI server, the jobs end
+    `cancelled` and their slots are given back."""
+    from anime.cli.db import require_current_schema
+    from tasks.cancel import cancel_renders
+
+    require_current_schema()
+    try:
+        cancelled = asyncio.run(cancel_renders(project, episode, scene=scene, cut=cut))
+    except LookupError as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    for job in cancelled:
+        typer.echo(job.describe())
+    typer.echo(f"{len(cancelled)} job(s) cancelled" if cancelled else "nothing to cancel")
 
 
 # -- anime render --deployment -------------------------------------------------------------------

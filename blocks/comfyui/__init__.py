@@ -11,6 +11,7 @@ each, in import order (a module imports only modules above it):
   follow     a prompt's WebSocket, its messages as events, the follower
   client     `ComfyUIClient`: ComfyUI's HTTP protocol, following and downloading
   server     `ComfyUIServer`: the block (configuration) and its one client (`get_client`)
+  leases     server slots as Prefect leases, noted on disk (dead processes' given back)
   pool       `ComfyUIPool`: several servers, slots as Prefect global concurrency limits
   progress   live progress in the Prefect run: log lines and a progress artifact
   run        `render_on`: slot, submit or re-attach, follow, download (`PromptRun`)
@@ -23,6 +24,7 @@ from blocks.comfyui.errors import (
     ComfyUIConcurrencyLimitMissing,
     ComfyUIError,
     ComfyUIExecutionError,
+    ComfyUIOutage,
     ComfyUIOutputError,
     ComfyUIOutputTooLarge,
     ComfyUIPoolBusy,
@@ -35,10 +37,11 @@ from blocks.comfyui.errors import (
     ComfyUIValidationError,
     retry_transient_only,
 )
+from blocks.comfyui.leases import release_dead_leases
 from blocks.comfyui.models import PromptResult, prompt_id_for
 from blocks.comfyui.pool import ComfyUIPool, ensure_concurrency_limits
 from blocks.comfyui.progress import RenderProgress
-from blocks.comfyui.run import PromptRun, render_on
+from blocks.comfyui.run import FinishedPrompt, PromptRun, RenderTimings, render_on
 from blocks.comfyui.server import ComfyUIServer, find_server, is_url, saved_servers
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "ComfyUIConcurrencyLimitMissing",
     "ComfyUIError",
     "ComfyUIExecutionError",
+    "ComfyUIOutage",
     "ComfyUIOutputError",
     "ComfyUIOutputTooLarge",
     "ComfyUIPool",
@@ -60,14 +64,17 @@ __all__ = [
     "ComfyUITransientError",
     "ComfyUIUnavailable",
     "ComfyUIValidationError",
+    "FinishedPrompt",
     "PromptResult",
     "PromptRun",
     "RenderProgress",
+    "RenderTimings",
     "check_api_graph",
     "ensure_concurrency_limits",
     "find_server",
     "is_url",
     "prompt_id_for",
+    "release_dead_leases",
     "render_on",
     "retry_transient_only",
     "saved_servers",

@@ -175,11 +175,19 @@ class ComfyUIServerNotFound(ComfyUIError, LookupError):
 
 
 class ComfyUITransientError(ComfyUIError):
-    """Retrying may help (the caller's Prefect task retries do)."""
+    """Retrying may help (`render_on` waits for the server, then goes on). `down_since`
+    (monotonic seconds): when the follower first found the server unreachable, if it did."""
+
+    down_since: float | None = None
 
 
 class ComfyUIUnavailable(ComfyUITransientError):
     """Connection refused, timed out, or a 5xx answer."""
+
+
+class ComfyUIOutage(ComfyUIError):
+    """The server stayed unreachable for longer than its outage window
+    (`unreachable_grace_s`): a verdict, not retried (the window was the retry)."""
 
 
 class ComfyUIPromptLost(ComfyUITransientError):

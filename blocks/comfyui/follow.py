@@ -20,7 +20,12 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from blocks.comfyui.errors import ComfyUIError, ComfyUIRenderTimeout, ComfyUIUnavailable
+from blocks.comfyui.errors import (
+    ComfyUIError,
+    ComfyUIRenderTimeout,
+    ComfyUITransientError,
+    ComfyUIUnavailable,
+)
 from blocks.comfyui.models import (
     ExecutionFailure,
     NodeExecuted,
@@ -199,6 +204,7 @@ class Follower:
         next_poll = loop.time()
         next_connect = loop.time()
         unreachable_since: float | None = None
+        outage_began: float | None = None  # the first unreachable moment, kept once back
         outcome_seen = end_heard = False
         last_position: int | None = None
         while True:
@@ -220,9 +226,11 @@ class Follower:
                 try:
                     state = await self.lookup()
                     unreachable_since = None
-                except ComfyUIUnavailable:
+                except ComfyUIUnavailable as exc:
                     unreachable_since = unreachable_since or loop.time()
+                    outage_began = outage_began or unreachable_since
                     if loop.time() - unreachable_since >= s.unreachable_grace_s:
+                        exc.down_since = unreachable_since
                         raise
                     state = None
                 if state is not None and state.phase == "done" and state.entry is not None:
@@ -241,7 +249,10 @@ class Follower:
                         result.raise_for_status()
                     return
                 if state is not None and state.phase == "absent":
-                    raise self.lost()
+                    lost = self.lost()
+                    if isinstance(lost, ComfyUITransientError):
+                        lost.down_since = outage_began  # lost to that outage: a restart
+                    raise lost
                 if (
                     state is not None
                     and state.phase == "queued"

@@ -13,19 +13,21 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 from prefect.client.orchestration import get_client
-from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError, concurrency
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 
 from blocks.comfyui.errors import (
     ComfyUIConcurrencyLimitMissing,
+    ComfyUIOutage,
     ComfyUIPoolBusy,
     ComfyUITransientError,
     ComfyUIUnavailable,
 )
+from blocks.comfyui.leases import leased_slot
 from blocks.comfyui.models import ProgressEvent, PromptResult
 from blocks.comfyui.server import ComfyUIServer, find_server
 from blocks.loop_local import loop_local
@@ -138,6 +140,44 @@ class ComfyUIPool:
         found = await asyncio.gather(*(where(s) for s in self.servers))
         return next((s for s in found if s is not None), None)
 
+    async def wait_until_up(
+        self, servers: Sequence[ComfyUIServer], down_since: float, cause: str
+    ) -> ComfyUIServer:
+        """Poll the servers' health until one answers, and forget that it was found down;
+        `ComfyUIOutage` once the outage (since `down_since`, monotonic) outlasts the window
+        of every one of them (`unreachable_grace_s`)."""
+        window = max(s.unreachable_grace_s for s in servers)
+        interval = min(max(min(s.poll_interval_s for s in servers), 0.2), 2.0)
+        logged = False
+        while True:
+            reports = await asyncio.gather(*(s.get_client().health() for s in servers))
+            for server, report in zip(servers, reports, strict=True):
+                if report.ok:
+                    self._down_until.pop(server.concurrency_limit, None)
+                    if logged:
+                        logger.warning(
+                            "ComfyUI %s is back after %.1f s",
+                            server.base_url,
+                            time.monotonic() - down_since,
+                        )
+                    return server
+            waited = time.monotonic() - down_since
+            if waited >= window:
+                raise ComfyUIOutage(
+                    f"ComfyUI {', '.join(s.base_url for s in servers)} unreachable for "
+                    f"{waited:.0f} s, longer than its outage window of {window:g} s "
+                    f"(the block's unreachable_grace_s); first failure: {cause}"
+                )
+            if not logged:
+                logger.warning(
+                    "ComfyUI %s is unreachable (%s); waiting up to %g s for it to come back",
+                    ", ".join(s.base_url for s in servers),
+                    cause,
+                    window,
+                )
+                logged = True
+            await asyncio.sleep(interval)
+
     async def _free_slots(self, servers: Sequence[ComfyUIServer]) -> dict[str, float]:
         """Free slots per limit, as a fraction of the limit (1.0 = idle, 0 = full)."""
         free: dict[str, float] = {}
@@ -161,13 +201,7 @@ class ComfyUIPool:
 
     async def _try_acquire(self, server: ComfyUIServer, stack: contextlib.AsyncExitStack) -> bool:
         name = server.concurrency_limit
-        slot = concurrency(
-            name,
-            occupy=1,
-            max_retries=0,
-            lease_duration=self.lease_duration_s,
-            strict=True,
-        )
+        slot = leased_slot(name, self.lease_duration_s)
         try:
             await stack.enter_async_context(slot)
         except ConcurrencySlotAcquisitionError as exc:
@@ -258,14 +292,18 @@ class ComfyUIPool:
         on_event: Callable[[ProgressEvent], Any] | None = None,
         extra_data: dict[str, Any] | None = None,
         new_prompt: bool = False,
+        before_submit: Callable[[], Awaitable[None]] | None = None,
     ) -> tuple[ComfyUIServer, PromptResult]:
         """Render on the server that already has `prompt_id`, else on the least busy one.
 
         `new_prompt`: the caller knows no server can have this prompt id yet (a job created
-        just now, first try), so the look-up on every server is skipped.
+        just now, first try), so the look-up on every server is skipped. `before_submit`:
+        called once the slot is held, before submitting (raising gives the slot back).
         """
         home = None if new_prompt else await self.locate(prompt_id)
         async with self.slot(prefer=home) as server:
+            if before_submit is not None:
+                await before_submit()  # waiting for the slot took a while: still wanted?
             client = server.get_client()
             result = await client.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
         return server, result

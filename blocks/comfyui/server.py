@@ -82,8 +82,13 @@ class ComfyUIServer(Block):
     poll_interval_s: float = Field(
         2.0, gt=0, description="Seconds between /queue + /history checks while following."
     )
+    # A restarted ComfyUI (a crash, an update) is back in 20-60 s on a GPU host: an outage
+    # shorter than this is waited out by health polling, and the render goes on.
     unreachable_grace_s: float = Field(
-        60.0, gt=0, description="Seconds the server may be unreachable while following."
+        180.0,
+        gt=0,
+        description="Outage window: seconds the server may be unreachable (restarting) "
+        "before a render on it fails.",
     )
     max_output_bytes: int = Field(
         2 * 1024**3, ge=1, description="Size cap per downloaded output file, in bytes."

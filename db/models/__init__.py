@@ -10,7 +10,7 @@ from db.models.character import (
     FaceEmbedding,
 )
 from db.models.continuity import ContinuityScore
-from db.models.jobs import Artifact, GenerationParams, Job
+from db.models.jobs import Artifact, GenerationParams, Job, JobRun
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Announcement, Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
@@ -32,6 +32,7 @@ from db.vocabulary import (
     GateDecision,
     GateScope,
     JobKind,
+    JobRunStatus,
     JobStatus,
     Phase,
     ReviewOutcome,
@@ -59,6 +60,8 @@ __all__ = [
     "GenerationParams",
     "Job",
     "JobKind",
+    "JobRun",
+    "JobRunStatus",
     "JobStatus",
     "Phase",
     "PhaseGate",

@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db.models.base import Base, str_enum
-from db.vocabulary import JobKind, JobStatus, Phase, Verdict
+from db.vocabulary import JobKind, JobRunStatus, JobStatus, Phase, Verdict
 
 if TYPE_CHECKING:
     from db.models.quality import QualityScore
@@ -81,12 +81,54 @@ class Job(Base):
         back_populates="job", order_by="QualityScore.id", cascade="all, delete-orphan"
     )
     parent: Mapped[Job | None] = relationship(remote_side=[id])
+    runs: Mapped[list[JobRun]] = relationship(
+        back_populates="job", order_by="JobRun.number", cascade="all, delete-orphan"
+    )
 
     @property
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class JobRun(Base):
+    """One run's work on a job: which flow run and process took it up, how it ended, and its
+    timings. A job re-used by a later run (after an error or a crash) gets one more row, so
+    every figure is that attempt's, never the failed run's."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number", name="uq_job_runs_number"),
+        Index("ix_job_runs_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int]  # 1, 2, ... per job
+    status: Mapped[JobRunStatus] = mapped_column(
+        str_enum(JobRunStatus, "job_run_status"), default=JobRunStatus.RUNNING
+    )
+    prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    # The process that took the job up: a crash is told from a live run by it.
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int | None]
+    process_started: Mapped[str | None] = mapped_column(String(32))
+    comfyui_prompt_id: Mapped[str | None] = mapped_column(String(64))
+    comfyui_server: Mapped[str | None] = mapped_column(String(300))
+    # ComfyUI's outputs of the prompt, written the moment it finished (before downloading):
+    # a run after a server restart (history lost) downloads them instead of rendering again.
+    outputs: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+    queue_wait_s: Mapped[float | None] = mapped_column(Float)
+    execution_s: Mapped[float | None] = mapped_column(Float)  # ComfyUI's own timestamps
+    download_s: Mapped[float | None] = mapped_column(Float)
+    scoring_s: Mapped[float | None] = mapped_column(Float)
+    outage_s: Mapped[float | None] = mapped_column(Float)  # waiting for a server to be back
+
+    job: Mapped[Job] = relationship(back_populates="runs")
 
 
 class GenerationParams(Base):

@@ -8,6 +8,7 @@ validated against the server's own /object_info before anything is queued.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import mimetypes
@@ -22,10 +23,15 @@ from blocks.comfyui import (
     prompt_id_for,
     render_on,
 )
+from blocks.comfyui.models import OutputFile, PromptResult
 from blocks.comfyui.progress import run_logger
+from blocks.comfyui.run import FinishedPrompt
 from blocks.loop_local import loop_local
-from db.renders import RenderOutput, RenderResult
+from db import jobs as db_jobs
+from db.renders import RenderOutput, RenderResult, RenderTimes
 from db.vocabulary import Phase
+from tasks.cancel import ensure_not_cancelled
+from tasks.production import in_session
 from tasks.rendering.outputs import describe_file
 from tasks.rendering.request import RenderRequest
 from workflows import (
@@ -277,6 +283,9 @@ class ComfyUIRenderer:
             Path(request.out_dir),
             label=request.name,
             new_prompt=new_prompt,
+            finished=None if new_prompt else await finished_prompt(request.job_id, prompt_id),
+            on_finished=functools.partial(record_prompt_finished, request.job_id),
+            before_submit=functools.partial(ensure_not_cancelled, request.job_id),
         )
         outputs = [_described(file) for file in outcome.files]
         environment = outcome.environment.model_dump(exclude={"raw"}) if outcome.environment else {}
@@ -294,6 +303,12 @@ class ComfyUIRenderer:
                     {"name": name, "source": str(path)} for name, path in sorted(uploads.items())
                 ],
             },
+            times=RenderTimes(
+                queue_wait_s=outcome.timings.queue_wait_s,
+                execution_s=outcome.timings.execution_s,
+                download_s=outcome.timings.download_s,
+                outage_s=outcome.timings.outage_s,
+            ),
         )
 
 
@@ -311,6 +326,40 @@ def _graph_params(graph: dict[str, Any], template: str | None) -> dict[str, Any]
         params["template"] = template
         params["template_version"] = str(load_template(template).manifest.version)
     return params
+
+
+async def finished_prompt(job_id: int, prompt_id: str) -> FinishedPrompt | None:
+    """What an earlier run saw this prompt produce (ComfyUI's history does not survive a
+    restart; the output files and this record do)."""
+
+    def read(session) -> FinishedPrompt | None:
+        run = db_jobs.finished_prompt(session, job_id, prompt_id)
+        if run is None or not run.comfyui_server:
+            return None
+        sha256 = {a.uri.rpartition("/")[2]: a.sha256 for a in run.job.artifacts}
+        return FinishedPrompt(
+            server=run.comfyui_server,
+            outputs=[OutputFile.model_validate(o) for o in run.outputs],
+            sha256={
+                o["filename"]: sha256[o["filename"]]
+                for o in run.outputs
+                if o.get("filename") in sha256
+            },
+        )
+
+    return await in_session(read)
+
+
+async def record_prompt_finished(job_id: int, server: str, result: PromptResult) -> None:
+    if result.status != "success":
+        return  # nothing to download again: a failure is raised, not recovered
+    await in_session(
+        db_jobs.record_prompt_finished,
+        job_id,
+        prompt_id=result.prompt_id,
+        server=server,
+        outputs=[o.model_dump(mode="json") for o in result.outputs],
+    )
 
 
 def _described(file) -> RenderOutput:

@@ -102,6 +102,13 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
             return Response(status_code=found)
         content_type = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
         headers = {"Content-Disposition": f'filename="{found.name}"'}
+        if state.faults.cut_next_view:
+            state.faults.cut_next_view = False
+            size = found.stat().st_size
+            headers["Content-Length"] = str(size)
+            return StreamingResponse(
+                _cut_short(found, size // 2), media_type=content_type, headers=headers
+            )
         if state.faults.view_without_length:
             return StreamingResponse(_chunks(found), media_type=content_type, headers=headers)
         return FileResponse(found, media_type=content_type, headers=headers)
@@ -211,6 +218,13 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
     data = path.read_bytes()
     for start in range(0, len(data), 64 * 1024):
         yield data[start : start + 64 * 1024]
+
+
+async def _cut_short(path: Path, sent: int) -> AsyncIterator[bytes]:
+    """`sent` bytes of a file announced whole, then the connection drops (a server killed
+    in the middle of a download)."""
+    yield path.read_bytes()[:sent]
+    raise ConnectionResetError("the ComfyUI test server cut the download")
 
 
 class _Gate:

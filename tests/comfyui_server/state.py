@@ -53,6 +53,7 @@ class Faults:
     restart_downtime_s: float = 0.0  # how long the port refuses connections on that restart
     fail_http_requests: int = 0  # the next N HTTP requests answer 503
     view_without_length: bool = False  # /view streams chunked, with no Content-Length
+    cut_next_view: bool = False  # one-shot: /view sends half the file, then drops the connection
 
 
 @dataclass(frozen=True)

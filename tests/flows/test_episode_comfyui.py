@@ -8,16 +8,31 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select, update
 
 from blocks.comfyui import ComfyUIServer, ComfyUIServerNotFound, ensure_concurrency_limits
 from db.engine import session_scope
-from db.models import Cut, GenerationParams, Job, JobStatus, Phase, Project
+from db.models import (
+    Cut,
+    GenerationParams,
+    Job,
+    JobRun,
+    JobRunStatus,
+    JobStatus,
+    Phase,
+    Project,
+)
 from flows.episode import render_episode
 from flows.reproduce import reproduce_job
 from tests.comfyui_server import ComfyUITestServer
@@ -74,6 +89,11 @@ async def test_episode_through_comfyui(preview_production, save_blocks, comfy):
         assert all(p.environment.get("comfyui_version") for p in params)
         assert {p.seed for p in params} and len({p.seed for p in params}) == 16
         assert all(p.template == "preview" for p in params)
+        # Per attempt: one run each, with the seconds of each stage measured.
+        runs = s.scalars(select(JobRun)).all()
+        assert len(runs) == 16 and {r.status for r in runs} == {JobRunStatus.RENDERED}
+        for run in runs:
+            assert None not in (run.queue_wait_s, run.execution_s, run.download_s, run.scoring_s)
 
 
 async def test_reproduction_of_a_comfyui_job(preview_production, save_blocks, comfy):
@@ -126,15 +146,6 @@ def test_environment_comparison_ignores_free_memory():
     assert environment_differences(env(1, total=1), env(1, total=2)).keys() == {"devices"}
 
 
-async def release_dead_leases(limit_name: str) -> None:
-    """What Prefect's lease service does once a dead holder's lease runs out
-    (lease_duration_s); prefect_test_harness runs no such service, so the test does it."""
-    async with get_client() as client:
-        await client.update_global_concurrency_limit(
-            limit_name, GlobalConcurrencyLimitUpdate(active_slots=0)
-        )
-
-
 def _run_in_subprocess(project: str, server_name: str, thresholds: str, models: str, env: dict):
     code = (
         "import asyncio\n"
@@ -171,7 +182,15 @@ async def test_killed_run_resumes_reattaches_and_duplicates_nothing(
         worker.kill()
         worker.wait()
         assert slow.in_flight >= 1  # ComfyUI goes on rendering what the dead worker submitted
-        await release_dead_leases(server_name)
+        with session_scope() as s:
+            left_running = set(
+                s.scalars(select(Job.id).where(Job.status == JobStatus.RUNNING)).all()
+            )
+        assert left_running
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(server_name)
+        assert limit.active_slots >= 1  # the dead worker's lease, until the next run starts
+        rerun_started = datetime.now(UTC)
 
         report = await render_episode(
             preview_production,
@@ -192,3 +211,23 @@ async def test_killed_run_resumes_reattaches_and_duplicates_nothing(
             s.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.PASSED))
             == 8
         )
+        # The jobs the killed run left running: crashed (with the reason) by the re-run,
+        # then rendered by it, timed from its own start, not the dead run's.
+        for job_id in left_running:
+            job = s.get(Job, job_id)
+            crashed, rendered = job.runs[-2], job.runs[-1]
+            assert crashed.status is JobRunStatus.CRASHED and "died" in (crashed.error or "")
+            assert rendered.status is JobRunStatus.RENDERED
+            assert job.started_at >= rerun_started
+        assert not s.scalars(select(JobRun).where(JobRun.status == JobRunStatus.RUNNING)).all()
+    async with get_client() as client:
+        limit = await client.read_global_concurrency_limit_by_name(server_name)
+        assert limit.active_slots == 0
+        dead_runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+                )
+            )
+        )
+        assert dead_runs == []  # the killed process's flow runs are Crashed, not RUNNING

@@ -22,6 +22,7 @@ from db.models import (
     GateScope,
     JobKind,
     Phase,
+    Project,
     Scene,
     Verdict,
 )
@@ -129,6 +130,43 @@ async def test_quality_of_a_job(production):
     assert missing.status_code == 404
     assert missing.json() == {"error": "no job with id 999999", "status": 404}
     assert malformed.status_code == 422 and "job_id" in malformed.json()["error"]
+
+
+async def test_quality_shows_the_seconds_of_each_run_of_a_job(production):
+    from db.renders import RenderTimes
+
+    _, _, cuts = _ids()
+    with session_scope() as s:
+        project_id = s.scalar(select(Project.id))
+        job, _ = db_jobs.get_or_create_job(
+            s,
+            project_id=project_id,
+            phase=Phase.GENERATION,
+            kind=JobKind.KEYFRAME,
+            attempt=1,
+            cut_id=cuts[0],
+        )
+        for _ in range(2):  # the first run crashed; the second took the job up again
+            db_jobs.mark_running(
+                s,
+                job.id,
+                flow_run_id=str(uuid.uuid4()),
+                renderer="comfyui",
+                story_bible_version=1,
+            )
+        times = RenderTimes(queue_wait_s=0.5, execution_s=1.5, download_s=0.25)
+        db_jobs.record_render(s, job.id, RenderResult(renderer="comfyui", times=times))
+        db_jobs.record_judgement(
+            s, job.id, verdict=Verdict.PASSED, explanation="ok", lines=[], scoring_s=0.75
+        )
+        job_id, started = job.id, job.started_at
+    async with api() as client:
+        body = (await client.get(f"/api/anime/quality/{job_id}")).json()
+    first, second = body["runs"]
+    assert first["status"] == "crashed" and "taken up again" in first["error"]
+    assert second["status"] == "rendered" and second["started_at"] == started.isoformat()
+    seconds = ("queue_wait_s", "execution_s", "download_s", "scoring_s")
+    assert [second[k] for k in seconds] == [0.5, 1.5, 0.25, 0.75]
 
 
 async def test_character_variation_is_normalized_stored_and_unique(production):

@@ -122,6 +122,7 @@ class RealComfyUI:
 
 
 def launch(base: Path, *, custom_nodes: bool = True) -> RealComfyUI:
+    base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = RealComfyUI(url=url, base=base, port=port, custom_nodes=custom_nodes)

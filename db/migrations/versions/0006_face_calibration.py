@@ -1,7 +1,7 @@
 """face calibration: each character's face threshold per face model
 
 Revision ID: 0006_face_calibration
-Revises: 0003_review
+Revises: 0004_job_runs
 Create Date: 2026-12-01 13:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_face_calibration"
-down_revision: str | None = "0003_review"
+down_revision: str | None = "0004_job_runs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

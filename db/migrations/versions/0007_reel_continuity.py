@@ -2,7 +2,7 @@
 behind it; continuity scores between consecutive cuts
 
 Revision ID: 0007_reel_continuity
-Revises: 0003_review
+Revises: 0006_face_calibration
 Create Date: 2026-12-01 13:00:00
 """
 

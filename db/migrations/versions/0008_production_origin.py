@@ -1,7 +1,7 @@
 """production origin: where a production's files live, and which variations the file owns
 
 Revision ID: 0008_production_origin
-Revises: 0003_review
+Revises: 0007_reel_continuity
 Create Date: 2026-12-01 13:15:00
 
 ``projects.root`` is the folder of the production file last imported: image paths inside it

@@ -1,0 +1,194 @@
+"""Server faults met by `render_on`: an outage within the block's window is waited out, a
+longer one is one clear error, and a prompt that finished is downloaded again (a cut
+download, a restart that lost ComfyUI's history), never rendered again."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from blocks.comfyui import (
+    ComfyUIOutage,
+    ComfyUIServer,
+    FinishedPrompt,
+    ensure_concurrency_limits,
+    prompt_id_for,
+    release_dead_leases,
+    render_on,
+    retry_transient_only,
+)
+from blocks.comfyui.leases import lease_dir
+from tests.comfyui.helpers import basic_graph, block_for
+from tests.comfyui_server import ComfyUITestServer
+from tests.conftest import REPO
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_an_outage_shorter_than_the_window_is_waited_out(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.4) as comfy:
+        # The server dies mid-render and refuses connections for 1.5 s: longer than the
+        # three quick task retries of old, well within the block's window.
+        comfy.faults.restart_at_tick = 3
+        comfy.faults.restart_downtime_s = 1.5
+        run = await render_on(
+            block_for(comfy, unreachable_grace_s=30.0),
+            basic_graph(),
+            prompt_id_for("outage", 1),
+            tmp_path / "out",
+        )
+        assert run.result.status == "success" and run.files[0].path.is_file()
+        # The prompt the restart lost was submitted once more, under the same id.
+        assert run.timings.resubmitted == 1
+        assert run.timings.outage_s > 0
+        stats = comfy.stats
+        assert (stats.restarts, stats.prompts_accepted, stats.prompts_completed) == (1, 2, 1)
+
+
+async def test_an_outage_longer_than_the_window_is_one_clear_error(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.4) as comfy:
+        comfy.faults.restart_at_tick = 2
+        comfy.faults.restart_downtime_s = 4.0
+        with pytest.raises(ComfyUIOutage, match="longer than its outage window of 1 s") as err:
+            await render_on(
+                block_for(comfy, unreachable_grace_s=1.0),
+                basic_graph(),
+                prompt_id_for("long-outage", 1),
+                tmp_path / "out",
+            )
+        assert comfy.url in str(err.value)
+
+        class Failed:
+            data = err.value
+
+        # The window was the retry: a task retry would wait it out all over again.
+        assert await retry_transient_only(None, None, Failed()) is False
+
+
+async def test_a_cut_download_is_fetched_again_not_rendered_again(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.1) as comfy:
+        comfy.faults.cut_next_view = True  # the server dies halfway through the download
+        run = await render_on(
+            block_for(comfy), basic_graph(), prompt_id_for("cut-download", 1), tmp_path / "out"
+        )
+        assert comfy.stats.prompts_executed == 1
+        served = comfy.output_files()
+        assert len(served) == 1 and run.files[0].sha256 == _sha(served[0])
+        assert run.files[0].size == served[0].stat().st_size
+
+
+async def test_a_finished_prompt_is_downloaded_after_a_restart_lost_its_history(
+    tmp_path: Path,
+) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.1) as comfy:
+        block = block_for(comfy)
+        prompt_id = prompt_id_for("recorded", 1)
+        seen: list[FinishedPrompt] = []
+
+        async def note(server: str, result) -> None:
+            seen.append(FinishedPrompt(server=server, outputs=result.outputs))
+
+        first = await render_on(
+            block, basic_graph(), prompt_id, tmp_path / "first", on_finished=note
+        )
+        comfy.restart()  # ComfyUI's history is gone; its output folder is not
+        assert comfy.history() == {}
+
+        again = await render_on(
+            block, basic_graph(), prompt_id, tmp_path / "again", finished=seen[0]
+        )
+        assert again.recovered and comfy.stats.prompts_executed == 1
+        assert [f.sha256 for f in again.files] == [f.sha256 for f in first.files]
+
+
+async def test_recorded_outputs_that_differ_are_rendered_again(tmp_path: Path) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.1) as comfy:
+        block = block_for(comfy)
+        prompt_id = prompt_id_for("changed", 1)
+        first = await render_on(block, basic_graph(), prompt_id, tmp_path / "first")
+        comfy.restart()
+        finished = FinishedPrompt(
+            server=comfy.url,
+            outputs=first.result.outputs,
+            sha256={first.files[0].output.filename: "0" * 64},  # not what the server has
+        )
+        again = await render_on(
+            block, basic_graph(), prompt_id, tmp_path / "again", finished=finished
+        )
+        assert not again.recovered and comfy.stats.prompts_executed == 2
+
+
+_HOLD_A_SLOT = """
+import asyncio, sys
+from blocks.comfyui import ComfyUIServer, ComfyUIPool
+async def main():
+    pool = ComfyUIPool([ComfyUIServer(base_url=sys.argv[1], concurrency_limit_name=sys.argv[2])],
+                       health_check=False, lease_duration_s=600)
+    async with pool.slot():
+        print("held", flush=True)
+        await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+@pytest.mark.usefixtures("prefect_harness")
+async def test_slots_of_a_killed_process_are_given_back_at_once(tmp_path: Path) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    name = f"leases-{uuid.uuid4().hex[:8]}"
+    block = ComfyUIServer(base_url="http://127.0.0.1:9", slots=2, concurrency_limit_name=name)
+    await ensure_concurrency_limits([block])
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_SLOT, block.base_url, name],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert any(lease_dir().glob("*.json"))
+        assert await release_dead_leases() == []  # alive: its slot stays taken
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        async with get_client() as client:
+            before = (await client.read_global_concurrency_limit_by_name(name)).active_slots
+        assert before == 1  # Prefect would keep it for the lease's 600 s
+        assert await release_dead_leases() == [name]
+        async with get_client() as client:
+            after = (await client.read_global_concurrency_limit_by_name(name)).active_slots
+        assert after == 0
+        assert await release_dead_leases() == []
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+async def test_a_cancelled_render_withdraws_its_prompt_from_the_server(tmp_path: Path) -> None:
+    import asyncio
+
+    with ComfyUITestServer(tmp_path / "c", render_time_s=5.0, progress_steps=50) as comfy:
+        render = asyncio.create_task(
+            render_on(block_for(comfy), basic_graph(), prompt_id_for("withdrawn", 1), tmp_path)
+        )
+        while comfy.stats.prompts_executed == 0:
+            await asyncio.sleep(0.05)
+        render.cancel()  # what a Prefect cancellation of the run does to its tasks
+        with pytest.raises(asyncio.CancelledError):
+            await render
+        assert comfy.stats.interrupts == 1
+        comfy.wait_idle(timeout=5)
+        assert comfy.stats.prompts_completed == 1  # interrupted, not rendered to its end
+        assert not comfy.output_files()

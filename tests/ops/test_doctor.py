@@ -1,0 +1,98 @@
+"""`anime doctor`: what a dead process left running ends crashed, with the reason."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_URL
+from prefect.states import Running
+from sqlalchemy import select
+
+from db.engine import session_scope
+from db.jobs import RunProcess, get_or_create_job, mark_running
+from db.models import Cut, Job, JobKind, JobRunStatus, JobStatus, Phase, Project
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@flow(name="render-cut")
+def killed_cut() -> None:
+    """Stands for a cut run whose process was killed (its flow run stays RUNNING)."""
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _anime(*args: str, db_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": db_url, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    return subprocess.run(
+        [sys.executable, "-m", "anime", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+async def test_doctor_marks_a_dead_process_jobs_and_flow_runs_crashed(production, db) -> None:
+    async with get_client() as client:
+        run = await client.create_flow_run(killed_cut, state=Running())
+    dead = RunProcess(host=socket.gethostname(), pid=_dead_pid(), started="1")
+    with session_scope() as s:
+        cut = s.scalar(select(Cut).order_by(Cut.id).limit(1))
+        project = s.scalar(select(Project))
+        job, _ = get_or_create_job(
+            s,
+            project_id=project.id,
+            phase=Phase.GENERATION,
+            kind=JobKind.KEYFRAME,
+            attempt=1,
+            cut_id=cut.id,
+        )
+        mark_running(
+            s,
+            job.id,
+            flow_run_id=str(run.id),
+            renderer="comfyui",
+            story_bible_version=1,
+            process=dead,
+        )
+        job_id = job.id
+
+    done = _anime("doctor", db_url=db)
+    assert done.returncode == 0, done.stderr
+    assert f"job {job_id}: crashed" in done.stdout
+    assert f"flow run {run.id}: marked Crashed" in done.stdout
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        assert job.status is JobStatus.ERROR and job.error.startswith("crashed: its process")
+        assert job.runs[-1].status is JobRunStatus.CRASHED
+    async with get_client() as client:
+        state = (await client.read_flow_run(run.id)).state
+    assert state is not None and state.type is StateType.CRASHED
+
+    status = _anime("status", production, db_url=db)
+    assert status.returncode == 0 and "running" not in status.stdout
+    again = _anime("doctor", db_url=db)
+    assert "nothing left running by a dead process" in again.stdout
+
+
+def test_cancel_names_an_unknown_episode_and_says_when_nothing_runs(production, db) -> None:
+    unknown = _anime("cancel", "nope", "1", db_url=db)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert "project 'nope' has no episode 1" in unknown.stdout + unknown.stderr
+    idle = _anime("cancel", production, "1", "--scene", "1", db_url=db)
+    assert idle.returncode == 0, idle.stderr
+    assert "nothing to cancel" in idle.stdout
