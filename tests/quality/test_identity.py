@@ -144,10 +144,10 @@ def test_import_that_changes_references_recalibrates(cast, tmp_path) -> None:
                 select(CharacterReference.path).join(Character).where(Character.slug == "aki")
             )
         )
-    # The imported references are new files without embeddings yet: the old threshold is not
-    # kept for them; the default holds until they are embedded.
+    # A moved copy is the same production (paths are stored relative to it): the two
+    # references left keep their embeddings, and the threshold is recalibrated from them alone.
     assert len(paths) == 2
-    assert row.references == 0 and row.threshold is None
+    assert row.references == 2
 
 
 def test_calibrate_names_an_unknown_character_or_project(cast) -> None:

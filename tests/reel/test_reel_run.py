@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter, TaskRunFilter
+from prefect.client.schemas.filters import ArtifactFilter, FlowRunFilter
 from sqlalchemy import select
 
 from db.engine import session_scope
@@ -33,8 +33,8 @@ async def test_a_run_stopped_by_its_gate_still_ends_with_the_reel(small_producti
     async with get_client() as client:
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(),
+            # No task-run filter: task runs reach the server as events, maybe not yet.
             flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}),
-            task_run_filter=TaskRunFilter(),
         )
     by_key = {a.key: a for a in artifacts if a.key}
     link = by_key["pocket-short-episode-1-reel"]
