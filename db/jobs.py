@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from db.models import (
     Artifact,
     Cut,
-    Episode,
     GateDecision,
     GateScope,
     GenerationParams,
@@ -32,6 +31,7 @@ from db.models import (
     Scene,
     Verdict,
 )
+from db.queries import get_episode
 from db.renders import RenderResult
 
 
@@ -346,7 +346,7 @@ def cancellable_jobs(
     cut: int | None = None,
 ) -> list[Job]:
     """The episode's jobs (of one scene, of one cut) that are waiting or rendering."""
-    found = find_episode(session, project_slug, episode)
+    found = get_episode(session, project_slug, episode)
     query = (
         select(Job)
         .join(Cut, Job.cut_id == Cut.id)
@@ -434,17 +434,6 @@ def episode_cut_ids(session: Session, episode_id: int) -> list[int]:
             .order_by(Scene.number, Cut.number)
         )
     )
-
-
-def find_episode(session: Session, project_slug: str, number: int) -> Episode:
-    from db.models import Project
-
-    episode = session.scalar(
-        select(Episode).join(Project).where(Project.slug == project_slug, Episode.number == number)
-    )
-    if episode is None:
-        raise LookupError(f"project {project_slug!r} has no episode {number}")
-    return episode
 
 
 def record_phase_gate(

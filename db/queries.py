@@ -63,7 +63,10 @@ def get_episode(session: Session, project_slug: str, number: int) -> Episode:
         select(Episode).where(Episode.project_id == project.id, Episode.number == number)
     )
     if episode is None:
-        raise LookupError(f"project {project_slug} has no episode {number}")
+        known = ", ".join(str(e.number) for e in sorted(project.episodes, key=lambda e: e.number))
+        raise LookupError(
+            f"project {project_slug!r} has no episode {number} (episodes: {known or 'none'})"
+        )
     return episode
 
 

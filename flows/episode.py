@@ -15,7 +15,7 @@ import asyncio
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Completed
+from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field
 
 from db.vocabulary import GateDecision, GateScope, Phase
@@ -39,6 +39,7 @@ from flows.scene import render_scene
 from tasks.notify import notify_phase_gate
 from tasks.planning import (
     EpisodePlan,
+    Refusal,
     RenderSettings,
     ScenePlan,
     phases_from,
@@ -140,6 +141,9 @@ async def render_episode(
     logger = get_run_logger()
     await recover_crashed_runs()  # what a killed run left running, and its ComfyUI slots
     plan = await plan_episode(project, episode)
+    if isinstance(plan, Refusal):
+        logger.error(plan.reason)
+        return Failed(message=plan.reason)
     settings = await resolve_settings(
         renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block, template
     )

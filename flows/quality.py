@@ -3,15 +3,16 @@ continuity between consecutive cuts is measured and, with ``gate_on_continuity``
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
 from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
 from db.vocabulary import GateScope, Phase
 from flows.parameters import EpisodeNumber, ProjectSlug, ScoringBlock, ThresholdsBlock
 from tasks.continuity import score_continuity
-from tasks.planning import load_block, plan_episode
+from tasks.planning import Refusal, load_block, plan_episode
 from tasks.production import episode_review_items, record_phase_gate
 from tasks.reports import CutOutcome, publish_phase_report
 from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
@@ -24,10 +25,13 @@ async def quality_review(
     episode: EpisodeNumber,
     thresholds_block: ThresholdsBlock = None,
     scoring_block: ScoringBlock = None,
-) -> PhaseGateDecision:
+) -> PhaseGateDecision | State:
     thresholds = await load_block(QualityThresholds, thresholds_block)
     models = await load_block(ScoringModels, scoring_block)
     plan = await plan_episode(project, episode)
+    if isinstance(plan, Refusal):
+        get_run_logger().error(plan.reason)
+        return Failed(message=plan.reason)
     items = await episode_review_items(plan.episode_id)
     checks = await score_continuity(plan.episode_id, models, thresholds)
     gated = [(i.label, i.verdict) for i in items]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
-from db import jobs as db_jobs
+from db.queries import get_episode
 from db.vocabulary import Phase
 from tasks.production import in_session
 from tasks.rendering.renderers import RENDERERS
@@ -69,7 +69,7 @@ class EpisodePlan(BaseModel):
 
 
 def read_episode_plan(session, project: str, episode: int) -> EpisodePlan:
-    row = db_jobs.find_episode(session, project, episode)
+    row = get_episode(session, project, episode)
     return EpisodePlan(
         project_id=row.project_id,
         project_slug=project,
@@ -83,9 +83,20 @@ def read_episode_plan(session, project: str, episode: int) -> EpisodePlan:
     )
 
 
+class Refusal(BaseModel):
+    """A user's mistake a task found (an unknown project or episode). The run ends Failed with
+    this one line; raised, it would put the task's and the flow's tracebacks in a served
+    run's log for what is no crash."""
+
+    reason: str
+
+
 @task(name="plan-episode", cache_policy=NO_CACHE)
-async def plan_episode(project: str, episode: int) -> EpisodePlan:
-    return await in_session(read_episode_plan, project, episode)
+async def plan_episode(project: str, episode: int) -> EpisodePlan | Refusal:
+    try:
+        return await in_session(read_episode_plan, project, episode)
+    except LookupError as exc:
+        return Refusal(reason=str(exc).strip("'\""))
 
 
 async def load_block(block_cls, name: str | None):

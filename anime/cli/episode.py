@@ -37,13 +37,13 @@ def export(
     """Build the episode's reel from stored outputs, rendering nothing; the same renders give
     the same bytes."""
     from db.engine import session_scope
-    from db.jobs import find_episode
+    from db.queries import get_episode
     from tasks.reel.encoding import ReelCodecError
     from tasks.reel.export import export_reel
 
     require_current_schema()
     with session_scope() as s:
-        episode_id = find_episode(s, project, episode).id
+        episode_id = get_episode(s, project, episode).id
     try:
         summary = export_reel(episode_id, fps=fps, only_approved=only is Only.APPROVED)
     except (ReelCodecError, ValueError) as exc:

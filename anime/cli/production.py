@@ -79,8 +79,7 @@ def status(
 ) -> None:
     """Projects, their episodes, jobs and phase gates."""
     from db.engine import describe_database, session_scope
-    from db.jobs import find_episode
-    from db.queries import all_projects, get_project, project_status
+    from db.queries import all_projects, get_episode, get_project, project_status
     from db.yields import episode_yield
 
     require_current_schema()
@@ -88,7 +87,7 @@ def status(
         projects = [get_project(session, project)] if project else all_projects(session)
         statuses = [project_status(session, p) for p in projects]
         yields = {
-            (s.slug, e.number): episode_yield(session, find_episode(session, s.slug, e.number).id)
+            (s.slug, e.number): episode_yield(session, get_episode(session, s.slug, e.number).id)
             for s in statuses
             for e in s.episodes
         } if detail else {}  # fmt: skip

@@ -28,11 +28,11 @@ def list_cuts(
     """Cuts that need review, with the attempt speaking for each and its explanation."""
     from db import review as db_review
     from db.engine import session_scope
-    from db.jobs import find_episode
+    from db.queries import get_episode
 
     require_current_schema()
     with session_scope() as s:
-        ep = find_episode(s, project, episode)
+        ep = get_episode(s, project, episode)
         found = db_review.episode_review(s, ep.id, needs_review_only=not all_cuts)
         typer.echo(f"{project} episode {episode}: {found.flagged} cut(s) need review")
         for cut in found.cuts:
@@ -49,11 +49,11 @@ def _decide(
 ) -> None:  # fmt: skip
     from db import review as db_review
     from db.engine import session_scope
-    from db.jobs import find_episode
+    from db.queries import get_episode
 
     require_current_schema()
     with session_scope() as s:
-        ep = find_episode(s, project, episode)
+        ep = get_episode(s, project, episode)
         found = db_review.find_cut(s, ep.id, cut)
         try:
             d = db_review.decide(

@@ -189,3 +189,29 @@ async def test_reproduction_reports_identical_output(small_production, save_bloc
         assert "identical output" in copy.explanation
     again = await reproduce_job(original.id)
     assert again.reproduction_job_id != report.reproduction_job_id
+
+
+async def test_a_run_of_an_unknown_project_fails_with_one_line_and_no_traceback(
+    production, prefect_harness
+):
+    """A served run started with a typo: Failed naming what is missing, and nothing in the
+    worker's log that reads like a crash (no traceback from the task or the flow)."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep(level=logging.ERROR)
+    logging.getLogger("prefect").addHandler(keep)
+    try:
+        state = await render_episode("moonlit-couriers", 1, renderer="animatic", return_state=True)
+    finally:
+        logging.getLogger("prefect").removeHandler(keep)
+    assert state.is_failed()
+    assert state.message == "no project 'moonlit-couriers' (projects: moonlit-courier)"
+    assert records, "the refusal is logged"
+    assert not [r for r in records if r.exc_info and r.exc_info[0] is not None]
+    assert not [r for r in records if "Traceback" in r.getMessage()]

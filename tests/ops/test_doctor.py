@@ -92,7 +92,10 @@ async def test_doctor_marks_a_dead_process_jobs_and_flow_runs_crashed(production
 def test_cancel_names_an_unknown_episode_and_says_when_nothing_runs(production, db) -> None:
     unknown = _anime("cancel", "nope", "1", db_url=db)
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
-    assert "project 'nope' has no episode 1" in unknown.stdout + unknown.stderr
+    assert "no project 'nope' (projects: moonlit-courier)" in unknown.stdout + unknown.stderr
+    missing = _anime("cancel", production, "9", db_url=db)
+    assert missing.returncode == 1
+    assert f"project '{production}' has no episode 9 (episodes: 1" in missing.stdout + missing.stderr
     idle = _anime("cancel", production, "1", "--scene", "1", db_url=db)
     assert idle.returncode == 0, idle.stderr
     assert "nothing to cancel" in idle.stdout
