@@ -48,7 +48,9 @@ def open_image_file(path: Path) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
     except Image.DecompressionBombError:
-        raise ImageFileError(f"{path.name}: too many pixels (over {cap:,} allowed)") from None
+        raise ImageFileError(
+            f"{path.name}: too many pixels, over the {cap:,} allowed (ANIME_MAX_IMAGE_PIXELS)"
+        ) from None
     except OSError:
         raise ImageFileError(f"{path.name}: not a readable image") from None
     if image.format not in FORMATS:

@@ -283,6 +283,8 @@ def load_production(path: str | Path) -> ProductionFile:
     path = Path(path)
     try:
         text = read_capped(path)
+    except YamlBudgetError as exc:
+        raise ProductionFileError(str(path), [("", exc.message)]) from None
     except FileNotFoundError:
         raise ProductionFileError(str(path), [("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
