@@ -51,6 +51,7 @@ def run_episode(
     from flows.episode import render_episode
 
     check_template(template)
+    check_run(project, episode, phase, until, renderer, servers)
     local = prefect_on_postgres()
 
     async def run():
@@ -88,6 +89,46 @@ def run_episode(
         )
 
 
+PHASE_ORDER = list(Phase)
+
+
+def check_renderer(renderer: str, servers: list[str]) -> None:
+    """The renderer named exists, and ComfyUI has a server to go to: said before any run."""
+    from tasks.rendering.renderers import RENDERERS
+
+    known = ["auto", *RENDERERS]
+    if renderer not in known:
+        raise typer.BadParameter(
+            f"unknown renderer {renderer!r} (renderers: {', '.join(known)})",
+            param_hint="'--renderer'",
+        )
+    if renderer == "comfyui" and not servers:
+        raise typer.BadParameter(
+            "'comfyui' needs a server: --server NAME or --server http://HOST:8188 "
+            "(saved servers: `anime comfyui list`)",
+            param_hint="'--renderer'",
+        )
+
+
+def check_run(
+    project: str, episode: int, phase: Phase, until: Phase, renderer: str, servers: list[str]
+) -> None:
+    """Everything a render can be refused for without a server, checked before Prefect
+    starts (half a minute on a busy machine) rather than after."""
+    from db.engine import session_scope
+    from db.jobs import find_episode
+
+    if PHASE_ORDER.index(until) < PHASE_ORDER.index(phase):
+        raise typer.BadParameter(
+            f"--until {until.value} comes before --phase {phase.value}: nothing would render "
+            f"(phases in order: {', '.join(p.value for p in PHASE_ORDER)})",
+            param_hint="'--until'",
+        )
+    check_renderer(renderer, servers)
+    with session_scope() as session:
+        find_episode(session, project, episode)  # LookupError: "project 'x' has no episode 1"
+
+
 def check_template(template: str | None) -> None:
     """An unknown --template is a usage error before any run exists."""
     from workflows import UnknownTemplateError, load_template
@@ -123,7 +164,7 @@ def render(
     server: list[str] = typer.Option(
         [], "--server", help="ComfyUI server: block name or URL (repeat)"
     ),
-    budget: int = typer.Option(3, help="attempts per cut before it is flagged for review"),
+    budget: int = typer.Option(3, min=1, help="attempts per cut before it is flagged for review"),
     template: str | None = typer.Option(
         None, help="render every cut with this ComfyUI template, whatever the cuts pin"
     ),
@@ -142,12 +183,13 @@ def sheet(
     server: list[str] = typer.Option(
         [], "--server", help="ComfyUI server: block name or URL (repeat)"
     ),
-    budget: int = typer.Option(3, help="attempts before the sheet is flagged for review"),
+    budget: int = typer.Option(3, min=1, help="attempts before the sheet is flagged for review"),
 ) -> None:
     """Render a character sheet here; approved views become the character's references."""
     from flows.character_sheet import character_sheet
 
     require_current_schema()
+    check_renderer(renderer, server)
     prefect_on_postgres()
     state = asyncio.run(
         character_sheet(
