@@ -26,6 +26,7 @@ from db.media_paths import contained
 from db.normalize import normalize_attribute_key, normalize_attribute_value, slugify
 from db.notification_routes import normalized_settings
 from db.storyline.spec import StorySpec, story_section_problems
+from db.template_checks import template_problems
 from db.vocabulary import VariationKind
 from db.yaml_files import YamlBudgetError, load_yaml, read_capped
 
@@ -261,7 +262,7 @@ def parse_production(
     except ValidationError as exc:
         problems = [(format_location(err["loc"]), _message(err)) for err in exc.errors()]
         raise ProductionFileError(file, problems) from None
-    problems = _cross_reference_problems(production)
+    problems = _cross_reference_problems(production) + template_problems(production)
     if base_dir is not None:
         problems += _resolve_paths(production, base_dir)
         production._root = base_dir.resolve().as_posix()

@@ -196,3 +196,48 @@ def test_story_files_have_the_same_budgets(tmp_path, monkeypatch):
     monkeypatch.setenv("ANIME_MAX_YAML_BYTES", "10")
     with pytest.raises(StoryFileError, match="over the 10 allowed"):
         load_story_file(story)
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+def _edit(production: Path, change) -> None:
+    data = yaml.safe_load(production.read_text())
+    change(data)
+    production.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_unknown_templates_and_overrides_are_refused_at_import_with_known_names(db, copy):
+    def change(data):
+        data["project"]["settings"]["default_template"] = "keyfrme"
+        data["project"]["settings"]["animation_template"] = "nope"
+        cuts = data["episodes"][0]["scenes"][0]["cuts"]
+        cuts[0]["template"] = "sdxl-turbo"
+        cuts[1]["template"] = "keyframe"
+        cuts[1]["overrides"] = {"stepz": 28}
+
+    _edit(copy, change)
+    message = refused(copy)
+    known = "(known: animatediff_loop, character_sheet, keyframe, preview, svd_img2vid)"
+    assert f"project.settings.default_template: unknown template 'keyfrme' {known}" in message
+    assert "project.settings.animation_template: unknown template 'nope'" in message
+    assert "episodes[0].scenes[0].cuts[0].template: unknown template 'sdxl-turbo'" in message
+    assert "cuts[1].overrides.stepz: template 'keyframe' has no parameter 'stepz'" in message
+    assert "steps" in message.split("stepz")[-1]  # the parameters it does have
+
+
+def test_a_studio_template_is_known_at_import(db, copy, tmp_path, monkeypatch):
+    from workflows.templating import TEMPLATES_DIR
+
+    studio = tmp_path / "templates"
+    studio.mkdir()
+    shutil.copy(TEMPLATES_DIR / "preview.json", studio / "house_style.json")
+    manifest = (TEMPLATES_DIR / "preview.manifest.yaml").read_text()
+    (studio / "house_style.manifest.yaml").write_text(
+        manifest.replace("name: preview", "name: house_style")
+    )
+    _edit(copy, lambda data: data["project"]["settings"].update(default_template="house_style"))
+    assert "unknown template 'house_style'" in refused(copy)
+    monkeypatch.setenv("ANIME_TEMPLATES_DIR", str(studio))
+    production = load_production(copy)
+    assert production.project.settings["default_template"] == "house_style"
