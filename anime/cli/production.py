@@ -19,20 +19,57 @@ def import_(
     prune: bool = typer.Option(
         False, "--prune", help="remove characters, episodes, scenes and cuts the file no longer has"
     ),
+    yes: bool = typer.Option(
+        False, "--yes", help="with --prune: remove render history without asking"
+    ),
 ) -> None:
     """Import or update a production (idempotent; all or nothing)."""
     from db.engine import session_scope
     from db.production_file import load_production
     from db.production_io import import_production
+    from db.prune import PruneMeasure
 
     production = load_production(file)
     require_current_schema()
     with session_scope() as session:
-        report = import_production(session, production, prune=prune)
+        measure = PruneMeasure(session, production.project.slug)
+        with measure:
+            report = import_production(session, production, prune=prune)
+        impact = measure.impact
+        if impact.removes_history:
+            typer.echo(f"{report.summary()}\n{impact.describe()}", err=True)
+            if not yes and not typer.confirm("Remove this render history?"):
+                session.rollback()
+                typer.echo("nothing changed", err=True)
+                raise typer.Exit(1)
         calibrated = _recalibrate(session, report) if report.changed else []
     typer.echo(report.summary())
+    if prune:
+        typer.echo(impact.describe())
+        _remove_outputs(impact.files)
     if calibrated:
         typer.echo(f"face thresholds recalibrated: {', '.join(calibrated)}")
+
+
+def _remove_outputs(files: list[str]) -> None:
+    """Output files of pruned artifacts go too, when they are the studio's own (under its
+    artifacts folder); any other is named, not deleted."""
+    from tasks.storage import artifacts_root
+
+    root = artifacts_root().resolve()
+    left: list[str] = []
+    removed = 0
+    for name in files:
+        path = Path(name)
+        if path.resolve().is_relative_to(root) and path.is_file():
+            path.unlink()
+            removed += 1
+        elif path.exists():
+            left.append(name)
+    if removed:
+        typer.echo(f"removed {removed} output file(s) under {root}")
+    for name in left:
+        typer.echo(f"left on disk (outside {root}): {name}")
 
 
 def _recalibrate(session, report) -> list[str]:
