@@ -51,7 +51,7 @@ def run_episode(
     from flows.episode import render_episode
 
     check_template(template)
-    check_run(project, episode, phase, until, renderer, servers)
+    check_run(project, episode, phase, until, renderer, servers, budget)
     local = prefect_on_postgres()
 
     async def run():
@@ -92,9 +92,14 @@ def run_episode(
 PHASE_ORDER = list(Phase)
 
 
-def check_renderer(renderer: str, servers: list[str]) -> None:
-    """The renderer named exists, and ComfyUI has a server to go to: said before any run."""
+def check_renderer(renderer: str, servers: list[str], budget: int) -> None:
+    """The renderer named exists, ComfyUI has a server to go to and the budget allows an
+    attempt: said before any run. (Not click's min=: `--deployment` reports every bad
+    parameter of its run together.)"""
     from tasks.rendering.renderers import RENDERERS
+
+    if budget < 1:
+        raise typer.BadParameter(f"{budget} allows no attempt: at least 1", param_hint="'--budget'")
 
     known = ["auto", *RENDERERS]
     if renderer not in known:
@@ -111,7 +116,13 @@ def check_renderer(renderer: str, servers: list[str]) -> None:
 
 
 def check_run(
-    project: str, episode: int, phase: Phase, until: Phase, renderer: str, servers: list[str]
+    project: str,
+    episode: int,
+    phase: Phase,
+    until: Phase,
+    renderer: str,
+    servers: list[str],
+    budget: int,
 ) -> None:
     """Everything a render can be refused for without a server, checked before Prefect
     starts (half a minute on a busy machine) rather than after."""
@@ -124,7 +135,7 @@ def check_run(
             f"(phases in order: {', '.join(p.value for p in PHASE_ORDER)})",
             param_hint="'--until'",
         )
-    check_renderer(renderer, servers)
+    check_renderer(renderer, servers, budget)
     with session_scope() as session:
         find_episode(session, project, episode)  # LookupError: "project 'x' has no episode 1"
 
@@ -164,7 +175,7 @@ def render(
     server: list[str] = typer.Option(
         [], "--server", help="ComfyUI server: block name or URL (repeat)"
     ),
-    budget: int = typer.Option(3, min=1, help="attempts per cut before it is flagged for review"),
+    budget: int = typer.Option(3, help="attempts per cut before it is flagged for review"),
     template: str | None = typer.Option(
         None, help="render every cut with this ComfyUI template, whatever the cuts pin"
     ),
@@ -183,13 +194,13 @@ def sheet(
     server: list[str] = typer.Option(
         [], "--server", help="ComfyUI server: block name or URL (repeat)"
     ),
-    budget: int = typer.Option(3, min=1, help="attempts before the sheet is flagged for review"),
+    budget: int = typer.Option(3, help="attempts before the sheet is flagged for review"),
 ) -> None:
     """Render a character sheet here; approved views become the character's references."""
     from flows.character_sheet import character_sheet
 
     require_current_schema()
-    check_renderer(renderer, server)
+    check_renderer(renderer, server, budget)
     prefect_on_postgres()
     state = asyncio.run(
         character_sheet(

@@ -85,7 +85,8 @@ def test_render_refusals_come_before_any_run(db):
     no_episode = clear(anime("render", "moonlit-courier", "99", db_url=db))
     assert "has no episode 99" in no_episode
     budget = clear(anime("render", "moonlit-courier", "1", "--budget", "0", db_url=db), code=2)
-    assert "--budget" in budget and "RenderSettings" not in budget
+    assert "'--budget': 0 allows no attempt: at least 1" in budget
+    assert "RenderSettings" not in budget
     blender = clear(anime("render", "moonlit-courier", "1", "--renderer", "blender", db_url=db), 2)
     assert "unknown renderer 'blender' (renderers: auto, animatic, comfyui)" in blender
     comfy = clear(anime("render", "moonlit-courier", "1", "--renderer", "comfyui", db_url=db), 2)
