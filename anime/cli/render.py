@@ -46,12 +46,13 @@ def run_episode(
     budget: int,
     template: str | None = None,
 ) -> None:
+    # Checked before Prefect and the flows are imported (seconds): a mistake is said at once.
+    check_template(template)
+    check_run(project, episode, phase, until, renderer, servers, budget)
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
     from flows.episode import render_episode
 
-    check_template(template)
-    check_run(project, episode, phase, until, renderer, servers, budget)
     local = prefect_on_postgres()
 
     async def run():
