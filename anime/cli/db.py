@@ -23,7 +23,7 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     typer.echo(f"{describe_database()}: schema at {migrate.current_revision()}")
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 @clear_errors
 def downgrade(
     revision: str = typer.Argument("-1", help="target revision, -1 for one step, base for none"),

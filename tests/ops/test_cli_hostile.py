@@ -44,10 +44,10 @@ def test_debug_shows_the_traceback(db):
 def test_unknown_revisions_and_below_base(db, fresh_database):
     up = clear(anime("db", "upgrade", "9999_nope", db_url=fresh_database))
     assert "cannot upgrade to '9999_nope'" in up and "0001_production_schema" in up
-    empty = clear(anime("db", "downgrade", "--yes", db_url=fresh_database))
+    empty = clear(anime("db", "downgrade", "-1", "--yes", db_url=fresh_database))
     assert "already at base (empty): nothing to downgrade" in empty
     assert anime("db", "upgrade", "0001_production_schema", db_url=fresh_database).returncode == 0
-    below = clear(anime("db", "downgrade", "--yes", "--", "-5", db_url=fresh_database))
+    below = clear(anime("db", "downgrade", "-5", "--yes", db_url=fresh_database))
     assert "cannot downgrade to '-5'" in below
 
 
