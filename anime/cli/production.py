@@ -98,12 +98,35 @@ def export(
     with session_scope() as session:
         # Images inside the folder written to are named relative to it, the rest absolutely.
         to_dir = output.resolve().parent.as_posix() if output else None
-        text = dump_production(export_production(session, project, to_dir))
+        production = export_production(session, project, to_dir)
+        text = dump_production(production)
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}")
+    _warn_outside(production, to_dir)
+
+
+def _warn_outside(production, to_dir: str | None) -> None:
+    """Images named absolutely import again only from under a media root: say so now."""
+    from db.media_paths import contained
+    from db.production_file import map_image_paths
+
+    outside: list[str] = []
+
+    def note(path: str, _where: str) -> str:
+        if path.startswith("/") and contained(path, to_dir) is None:
+            outside.append(path)
+        return path
+
+    map_image_paths(production, note)
+    if outside:
+        typer.echo(
+            f"note: {len(outside)} image path(s) lie outside the export's folder; importing it "
+            "needs ANIME_MEDIA_ROOT to cover them (e.g. the production's folder)",
+            err=True,
+        )
 
 
 @app.command("status")
