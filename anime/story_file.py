@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from db.normalize import slugify
 from db.storyline.tree import StoryChapter, StoryScene, StoryTree
+from db.yaml_files import YamlBudgetError, load_yaml, read_capped
 
 _HEADING = re.compile(r"^(#{1,2})[ \t]+(.*?)[ \t]*$")
 _SLUG_MARK = re.compile(r"\s*\{#([^}]*)\}\s*$")
@@ -107,7 +108,9 @@ def _header(data: dict[str, Any], file: str, where: str) -> dict[str, str | None
 
 def parse_yaml_story(text: str, file: str = "<story>") -> StoryFile:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlBudgetError as exc:
+        raise StoryFileError(file, [(exc.where, exc.message)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -130,7 +133,9 @@ def _split_front_matter(lines: list[str], file: str) -> tuple[dict[str, Any], in
     for end in range(1, len(lines)):
         if lines[end].strip() == "---":
             try:
-                data = yaml.safe_load("\n".join(lines[1:end])) or {}
+                data = load_yaml("\n".join(lines[1:end])) or {}
+            except YamlBudgetError as exc:
+                raise StoryFileError(file, [("front matter", exc.message)]) from None
             except yaml.YAMLError as exc:
                 raise StoryFileError(file, [("front matter", f"not valid YAML: {exc}")]) from None
             if not isinstance(data, dict):
@@ -281,7 +286,9 @@ def parse_story(text: str, file: str, fmt: str | None = None) -> StoryFile:
 def load_story_file(path: str | Path) -> StoryFile:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path)
+    except YamlBudgetError as exc:
+        raise StoryFileError(str(path), [("", exc.message)]) from None
     except FileNotFoundError:
         raise StoryFileError(str(path), [("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:

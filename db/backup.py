@@ -86,16 +86,27 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
 def backup(path: Path) -> Path:
     """A custom-format dump of the whole database (schema, data, migration version)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise BackupError(f"{path} is a folder: name the file to write, e.g. {path / 'anime.dump'}")
     tools = client_tools()
     conn, env = _connection_args(database_url())
     tmp = path.with_name(path.name + ".partial")
-    _run(
-        [str(tools / "pg_dump"), *conn, "--format=custom", "--no-owner", "--file", str(tmp)],
-        env,
-        "pg_dump",
-    )
-    tmp.replace(path)  # a failed dump never leaves a truncated file under the real name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()  # an unwritable folder is said now, not in pg_dump's words after the dump
+    except OSError as exc:
+        raise BackupError(f"cannot write the backup to {path}: {exc.strerror}") from None
+    try:
+        _run(
+            [str(tools / "pg_dump"), *conn, "--format=custom", "--no-owner", "--file", str(tmp)],
+            env,
+            "pg_dump",
+        )
+        tmp.replace(path)  # a failed dump never leaves a truncated file under the real name
+    except OSError as exc:
+        raise BackupError(f"cannot write the backup to {path}: {exc.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -34,16 +34,49 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(revision: str = "head") -> None:
-    from alembic import command
+class MigrationError(RuntimeError):
+    """A migration asked for that cannot be: an unknown revision, or below base."""
 
-    command.upgrade(alembic_config(), revision)
+
+def _migrate(direction: str, revision: str) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        getattr(command, direction)(alembic_config(), revision)
+    except CommandError as exc:
+        known = ", ".join(known_revisions())
+        raise MigrationError(
+            f"cannot {direction} to {revision!r}: {exc} (revisions: base, {known}, head; "
+            "-N / +N for steps)"
+        ) from None
+
+
+def upgrade(revision: str = "head") -> None:
+    _migrate("upgrade", revision)
 
 
 def downgrade(revision: str = "-1") -> None:
-    from alembic import command
+    _migrate("downgrade", revision)
 
-    command.downgrade(alembic_config(), revision)
+
+def known_revisions() -> list[str]:
+    """Every revision the code knows, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def stored_rows() -> dict[str, int]:
+    """Rows per non-empty table of the database in use (Alembic's own table left out)."""
+    from sqlalchemy import inspect
+
+    engine = get_engine()
+    names = [n for n in inspect(engine).get_table_names() if n != "alembic_version"]
+    with engine.connect() as conn:
+        counts = {n: conn.scalar(text(f'SELECT count(*) FROM "{n}"')) or 0 for n in sorted(names)}
+    return {name: count for name, count in counts.items() if count}
 
 
 def current_revision() -> str | None:

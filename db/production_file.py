@@ -21,10 +21,14 @@ from pydantic import (
     model_validator,
 )
 
+from db.image_files import image_problem
+from db.media_paths import contained
 from db.normalize import normalize_attribute_key, normalize_attribute_value, slugify
 from db.notification_routes import normalized_settings
 from db.storyline.spec import StorySpec, story_section_problems
+from db.template_checks import template_problems
 from db.vocabulary import VariationKind
+from db.yaml_files import YamlBudgetError, load_yaml, read_capped
 
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
@@ -258,7 +262,7 @@ def parse_production(
     except ValidationError as exc:
         problems = [(format_location(err["loc"]), _message(err)) for err in exc.errors()]
         raise ProductionFileError(file, problems) from None
-    problems = _cross_reference_problems(production)
+    problems = _cross_reference_problems(production) + template_problems(production)
     if base_dir is not None:
         problems += _resolve_paths(production, base_dir)
         production._root = base_dir.resolve().as_posix()
@@ -279,13 +283,17 @@ def _message(err: dict[str, Any]) -> str:
 def load_production(path: str | Path) -> ProductionFile:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path)
+    except YamlBudgetError as exc:
+        raise ProductionFileError(str(path), [("", exc.message)]) from None
     except FileNotFoundError:
         raise ProductionFileError(str(path), [("", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProductionFileError(str(path), [("", f"cannot be read: {exc}")]) from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = load_yaml(text, _UniqueKeyLoader)
+    except YamlBudgetError as exc:
+        raise ProductionFileError(str(path), [(exc.where, exc.message)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -369,7 +377,8 @@ def relative_to(path: str, root: str | Path) -> str:
 
 
 def _resolve_paths(production: ProductionFile, base_dir: Path) -> list[tuple[str, str]]:
-    """Check that image paths exist; store them relative to the file's folder when inside it.
+    """Check that image paths lie inside the production (or the media root), exist and are
+    images within the pixel cap; store them relative to the file's folder when inside it.
 
     Relative paths are what make a production copied or moved elsewhere the same production:
     importing the moved copy changes no character and no story bible version.
@@ -380,8 +389,18 @@ def _resolve_paths(production: ProductionFile, base_dir: Path) -> list[tuple[str
     def resolve(raw: str, where: str) -> str:
         candidate = Path(raw).expanduser()
         resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-        if not resolved.is_file():
+        if contained(resolved, root) is None:
+            problems.append(
+                (
+                    where,
+                    f"{raw} is outside the production's folder ({root}) and the "
+                    "media root (ANIME_MEDIA_ROOT)",
+                )
+            )
+        elif not resolved.is_file():
             problems.append((where, f"image file not found: {raw} (looked at {resolved})"))
+        elif problem := image_problem(resolved):
+            problems.append((where, problem))
         return relative_to(resolved.as_posix(), root)
 
     map_image_paths(production, resolve)

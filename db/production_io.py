@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from db.import_lock import lock_project_import
 from db.models import (
     Character,
     CharacterAttribute,
@@ -368,6 +369,7 @@ def import_production(
     session: Session, production: ProductionFile, prune: bool = False
 ) -> ImportReport:
     """Write a validated production into the database; the caller's transaction commits it."""
+    lock_project_import(session, production.project.slug)
     return _Importer(session, prune).run(production)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from db.api_queries import ScoreLine
 from db.jobs import cut_jobs, get_job
+from db.media_paths import contained
 from db.models import (
     Artifact,
     CharacterReference,
@@ -186,6 +187,11 @@ def reference_file(session: Session, reference_id: int) -> MediaFile:
     ref = session.get(CharacterReference, reference_id)
     if ref is None:
         raise LookupError(f"no character reference with id {reference_id}")
+    # Checked again here, not only at import: a row stored before the check, or a symlink
+    # changed since, must not serve a file outside the production. Sheets are the studio's own
+    # renders, stored in its artifact folder.
+    if ref.source != "sheet" and contained(ref.file, ref.character.project.root) is None:
+        raise LookupError(f"character reference {reference_id}: the file is outside the production")
     return MediaFile(path=ref.file, mime="image/*", kind="image", sha256=ref.sha256)
 
 

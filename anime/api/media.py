@@ -17,10 +17,10 @@ from pathlib import Path as FsPath
 import anyio
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
-from PIL import Image
 
 from db import reels as db_reels
 from db import review as db_review
+from db.image_files import ImageFileError, load_image_file
 from tasks.production import in_session
 from tasks.reel.export import ReelSummary
 
@@ -37,9 +37,7 @@ def thumbnail_dir() -> FsPath:
 
 def make_thumbnail(source: FsPath, width: int = THUMB_WIDTH) -> bytes:
     """A JPEG of the image, or of a clip's first frame, at most ``width`` pixels wide."""
-    with Image.open(source) as im:
-        im.seek(0)
-        frame = im.convert("RGB")
+    frame = load_image_file(source, "RGB")  # bounded: a header may claim a billion pixels
     if frame.width > width:
         frame = frame.resize((width, max(1, round(frame.height * width / frame.width))))
     buf = io.BytesIO()
@@ -70,8 +68,9 @@ def _cached_thumbnail(media: db_review.MediaFile, width: int) -> bytes:
 async def _thumbnail_response(media: db_review.MediaFile, width: int) -> Response:
     try:
         data = await anyio.to_thread.run_sync(_cached_thumbnail, media, width)
-    except OSError as exc:
-        raise LookupError(f"the stored file cannot be read as a picture: {exc}") from None
+    except (OSError, ImageFileError):
+        # No path and no decoder message (Pillow's name the file): a 404 says what, not where.
+        raise LookupError("the stored file cannot be read as a picture") from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 

@@ -29,27 +29,70 @@ class UserError(Exception):
     """An error whose message is the whole story: shown without a traceback."""
 
 
+@app.callback()
+def main(
+    debug: bool = typer.Option(
+        False, "--debug", help="show the traceback behind an error message", envvar="ANIME_DEBUG"
+    ),
+) -> None:
+    """Tower Anime Production: productions, renders and quality gates."""
+    # An environment variable, so subprocesses and every command's wrapper see the same choice.
+    if debug:
+        os.environ["ANIME_DEBUG"] = "1"
+
+
+def _debugging() -> bool:
+    return os.environ.get("ANIME_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def _connection_message(exc: BaseException) -> str | None:
+    """One line for a database that refuses us (wrong password, server down), else None."""
+    from sqlalchemy.exc import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return None
+    from db.engine import describe_database
+
+    reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else ""
+    # psycopg prefixes the server's words with where it tried; the server's FATAL is the news.
+    reason = reason.rsplit("FATAL:", 1)[-1].strip() if "FATAL:" in reason else reason
+    return f"cannot use the database {describe_database()}: {reason}"
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     # Imported when a command fails, not when it is defined: `anime story ...` must not pay
     # for the production file's and the backup's imports at every start.
     from db.backup import BackupError
     from db.engine import DatabaseConfigError
+    from db.import_lock import ImportRunning
+    from db.migrate import MigrationError
     from db.production_file import ProductionFileError
 
-    return (UserError, ProductionFileError, DatabaseConfigError, BackupError, LookupError)
+    return (
+        UserError,
+        ProductionFileError,
+        DatabaseConfigError,
+        BackupError,
+        ImportRunning,
+        MigrationError,
+        LookupError,
+    )
 
 
 def clear_errors(fn: F) -> F:
-    """Known failures print one clear message on stderr and exit 1; bugs keep their traceback."""
+    """Known failures print one clear message on stderr and exit 1 (``--debug``: with the
+    traceback); bugs keep their traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if not isinstance(exc, _known_errors()):
+            connection = _connection_message(exc)
+            if _debugging() or (connection is None and not isinstance(exc, _known_errors())):
                 raise
             message = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
+            message = connection or message
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(1) from None
 

@@ -23,14 +23,31 @@ def upgrade(revision: str = typer.Argument("head", help="target revision")) -> N
     typer.echo(f"{describe_database()}: schema at {migrate.current_revision()}")
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 @clear_errors
 def downgrade(
     revision: str = typer.Argument("-1", help="target revision, -1 for one step, base for none"),
+    yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
 ) -> None:
-    """Migrate the schema down (one step by default)."""
+    """Migrate the schema down (one step by default); asks first, as data goes with it."""
     from db import migrate
 
+    current = migrate.current_revision()
+    if current is None:
+        raise UserError("the schema is already at base (empty): nothing to downgrade")
+    if revision == "base":
+        rows = migrate.stored_rows()
+        lost = ", ".join(f"{n} {table}" for table, n in rows.items()) or "no rows (tables empty)"
+        warning = f"Downgrading to base drops every table of the studio, with {lost}."
+    else:
+        warning = (
+            f"Downgrading from {current} to {revision} drops the tables and columns the "
+            "migrations in between added, with their data."
+        )
+    typer.echo(warning, err=True)
+    if not yes and not typer.confirm("Continue? (`anime db backup FILE` first keeps a copy)"):
+        typer.echo("nothing changed", err=True)
+        raise typer.Exit(1)
     migrate.downgrade(revision)
     typer.echo(f"schema at {migrate.current_revision() or 'base (empty)'}")
 

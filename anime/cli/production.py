@@ -19,20 +19,57 @@ def import_(
     prune: bool = typer.Option(
         False, "--prune", help="remove characters, episodes, scenes and cuts the file no longer has"
     ),
+    yes: bool = typer.Option(
+        False, "--yes", help="with --prune: remove render history without asking"
+    ),
 ) -> None:
     """Import or update a production (idempotent; all or nothing)."""
     from db.engine import session_scope
     from db.production_file import load_production
     from db.production_io import import_production
+    from db.prune import PruneMeasure
 
     production = load_production(file)
     require_current_schema()
     with session_scope() as session:
-        report = import_production(session, production, prune=prune)
+        measure = PruneMeasure(session, production.project.slug)
+        with measure:
+            report = import_production(session, production, prune=prune)
+        impact = measure.impact
+        if impact.removes_history:
+            typer.echo(f"{report.summary()}\n{impact.describe()}", err=True)
+            if not yes and not typer.confirm("Remove this render history?"):
+                session.rollback()
+                typer.echo("nothing changed", err=True)
+                raise typer.Exit(1)
         calibrated = _recalibrate(session, report) if report.changed else []
     typer.echo(report.summary())
+    if prune:
+        typer.echo(impact.describe())
+        _remove_outputs(impact.files)
     if calibrated:
         typer.echo(f"face thresholds recalibrated: {', '.join(calibrated)}")
+
+
+def _remove_outputs(files: list[str]) -> None:
+    """Output files of pruned artifacts go too, when they are the studio's own (under its
+    artifacts folder); any other is named, not deleted."""
+    from tasks.storage import artifacts_root
+
+    root = artifacts_root().resolve()
+    left: list[str] = []
+    removed = 0
+    for name in files:
+        path = Path(name)
+        if path.resolve().is_relative_to(root) and path.is_file():
+            path.unlink()
+            removed += 1
+        elif path.exists():
+            left.append(name)
+    if removed:
+        typer.echo(f"removed {removed} output file(s) under {root}")
+    for name in left:
+        typer.echo(f"left on disk (outside {root}): {name}")
 
 
 def _recalibrate(session, report) -> list[str]:
@@ -61,12 +98,35 @@ def export(
     with session_scope() as session:
         # Images inside the folder written to are named relative to it, the rest absolutely.
         to_dir = output.resolve().parent.as_posix() if output else None
-        text = dump_production(export_production(session, project, to_dir))
+        production = export_production(session, project, to_dir)
+        text = dump_production(production)
     if output is None:
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}")
+    _warn_outside(production, to_dir)
+
+
+def _warn_outside(production, to_dir: str | None) -> None:
+    """Images named absolutely import again only from under a media root: say so now."""
+    from db.media_paths import contained
+    from db.production_file import map_image_paths
+
+    outside: list[str] = []
+
+    def note(path: str, _where: str) -> str:
+        if path.startswith("/") and contained(path, to_dir) is None:
+            outside.append(path)
+        return path
+
+    map_image_paths(production, note)
+    if outside:
+        typer.echo(
+            f"note: {len(outside)} image path(s) lie outside the export's folder; importing it "
+            "needs ANIME_MEDIA_ROOT to cover them (e.g. the production's folder)",
+            err=True,
+        )
 
 
 @app.command("status")

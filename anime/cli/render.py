@@ -46,11 +46,13 @@ def run_episode(
     budget: int,
     template: str | None = None,
 ) -> None:
+    # Checked before Prefect and the flows are imported (seconds): a mistake is said at once.
+    check_template(template)
+    check_run(project, episode, phase, until, renderer, servers, budget)
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
     from flows.episode import render_episode
 
-    check_template(template)
     local = prefect_on_postgres()
 
     async def run():
@@ -86,6 +88,57 @@ def run_episode(
             "it in the Prefect UI: `.venv/bin/anime server`, then open "
             f"http://127.0.0.1:4200/runs/flow-run/{run_id}"
         )
+
+
+PHASE_ORDER = list(Phase)
+
+
+def check_renderer(renderer: str, servers: list[str], budget: int) -> None:
+    """The renderer named exists, ComfyUI has a server to go to and the budget allows an
+    attempt: said before any run. (Not click's min=: `--deployment` reports every bad
+    parameter of its run together.)"""
+    from tasks.rendering.renderers import RENDERERS
+
+    if budget < 1:
+        raise typer.BadParameter(f"{budget} allows no attempt: at least 1", param_hint="'--budget'")
+
+    known = ["auto", *RENDERERS]
+    if renderer not in known:
+        raise typer.BadParameter(
+            f"unknown renderer {renderer!r} (renderers: {', '.join(known)})",
+            param_hint="'--renderer'",
+        )
+    if renderer == "comfyui" and not servers:
+        raise typer.BadParameter(
+            "'comfyui' needs a server: --server NAME or --server http://HOST:8188 "
+            "(saved servers: `anime comfyui list`)",
+            param_hint="'--renderer'",
+        )
+
+
+def check_run(
+    project: str,
+    episode: int,
+    phase: Phase,
+    until: Phase,
+    renderer: str,
+    servers: list[str],
+    budget: int,
+) -> None:
+    """Everything a render can be refused for without a server, checked before Prefect
+    starts (half a minute on a busy machine) rather than after."""
+    from db.engine import session_scope
+    from db.jobs import find_episode
+
+    if PHASE_ORDER.index(until) < PHASE_ORDER.index(phase):
+        raise typer.BadParameter(
+            f"--until {until.value} comes before --phase {phase.value}: nothing would render "
+            f"(phases in order: {', '.join(p.value for p in PHASE_ORDER)})",
+            param_hint="'--until'",
+        )
+    check_renderer(renderer, servers, budget)
+    with session_scope() as session:
+        find_episode(session, project, episode)  # LookupError: "project 'x' has no episode 1"
 
 
 def check_template(template: str | None) -> None:
@@ -148,6 +201,7 @@ def sheet(
     from flows.character_sheet import character_sheet
 
     require_current_schema()
+    check_renderer(renderer, server, budget)
     prefect_on_postgres()
     state = asyncio.run(
         character_sheet(

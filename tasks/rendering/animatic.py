@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL import __version__ as PILLOW_VERSION
 
+from db.image_files import load_image_file
 from db.renders import RenderResult
 from db.vocabulary import Phase
 from tasks.rendering.outputs import describe_file
@@ -114,8 +115,7 @@ def draw_panel(spec: dict[str, Any]) -> Image.Image:
         ref = member.get("reference_image")
         if not ref or not Path(ref).is_file():
             continue
-        with Image.open(ref) as src:
-            figure = cut_out_backdrop(src.convert("RGBA"))
+        figure = cut_out_backdrop(load_image_file(ref, "RGBA"))
         figure = ImageOps.contain(figure, (w, int(h * scale)))
         slot = (index + 1) / (len(members) + 1)
         if member.get("position") == "left":
@@ -197,8 +197,7 @@ def render_animatic(spec: dict[str, Any], out_dir: Path, name: str) -> RenderRes
     out_dir.mkdir(parents=True, exist_ok=True)
     source = spec.get("source_image")
     if source:
-        with Image.open(source) as src:
-            panel = src.convert("RGB").resize((spec["width"], spec["height"]))
+        panel = load_image_file(source, "RGB").resize((spec["width"], spec["height"]))
     else:
         panel = draw_panel(spec)
     if spec["frames"] <= 1:
@@ -265,8 +264,7 @@ def render_sheet(spec: dict[str, Any], out_dir: Path, name: str) -> RenderResult
     for index, view in enumerate(spec["views"]):
         panel = Image.new("RGB", (size, size), (244, 242, 236))
         if refs:
-            with Image.open(refs[index % len(refs)]) as src:
-                figure = cut_out_backdrop(src.convert("RGBA"))
+            figure = cut_out_backdrop(load_image_file(refs[index % len(refs)], "RGBA"))
             figure = ImageOps.contain(figure, (size, int(size * 0.85)))
             if view == "back":
                 figure = ImageOps.mirror(figure)

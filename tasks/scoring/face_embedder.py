@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
+from db.image_files import load_image_file
 from tasks.scoring.loading.errors import FaceModelUnavailable
 
 if TYPE_CHECKING:
@@ -113,8 +114,7 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"image file not found: {path}")
-        with Image.open(path) as opened:
-            return np.asarray(opened.convert("RGB"))
+        return np.asarray(load_image_file(path, "RGB"))  # references: bounded like at import
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):

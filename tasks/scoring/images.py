@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageSequence
 
+from db.image_files import ImageFileError, load_image_file, open_image_file
 from tasks.scoring.loading.errors import FrameInputError
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
@@ -58,10 +59,9 @@ def load_image(image: ImageLike, *, where: str = "image") -> Image.Image:
         if not path.is_file():
             raise FrameInputError(f"{where}: no such image file: {path}")
         try:
-            with Image.open(path) as opened:
-                return opened.convert("RGB")
-        except OSError as exc:
-            raise FrameInputError(f"{where}: not a readable image: {path} ({exc})") from exc
+            return load_image_file(path, "RGB")
+        except ImageFileError as exc:
+            raise FrameInputError(f"{where}: {exc}") from None
     raise FrameInputError(f"{where}: expected a path, PIL image or array, got {type(image)!r}")
 
 
@@ -98,8 +98,11 @@ def _frames_from_path(path: Path) -> list[np.ndarray]:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return _frames_from_video(path)
     try:
-        with Image.open(path) as opened:  # animated webp / png / gif, or a single still
+        # Animated webp / png / gif, or a single still; each frame within the pixel cap.
+        with open_image_file(path) as opened:
             return [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(opened)]
+    except ImageFileError as exc:
+        raise FrameInputError(str(exc)) from None
     except OSError as exc:
         raise FrameInputError(f"{path}: not a readable video or animated image ({exc})") from exc
 

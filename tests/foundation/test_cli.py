@@ -13,8 +13,10 @@ from db.models import Cut, Project
 from tests.conftest import EXAMPLE, REPO
 
 
-def anime(*args: str, db_url: str, input: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": db_url}
+def anime(
+    *args: str, db_url: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": db_url, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "anime", *args],
         capture_output=True,
@@ -41,6 +43,12 @@ def test_import_status_export(db, tmp_path):
     exported = anime("export", "moonlit-courier", "-o", str(out), db_url=db)
     assert exported.returncode == 0, exported.stderr
     assert "slug: moonlit-courier" in out.read_text()
+    # Written outside the production's folder: its images are named absolutely (issue 18).
+    assert "image path(s) lie outside the export's folder" in exported.stderr
+    assert "needs ANIME_MEDIA_ROOT" in exported.stderr
+    covered = anime("export", "moonlit-courier", "-o", str(out), db_url=db,
+                    env={"ANIME_MEDIA_ROOT": str(EXAMPLE.parent)})  # fmt: skip
+    assert covered.returncode == 0 and "ANIME_MEDIA_ROOT" not in covered.stderr
 
 
 def test_bad_file_exits_1_with_a_clear_message_and_no_traceback(db, tmp_path):

@@ -215,7 +215,10 @@ def test_failure_while_writing_rolls_back_everything(db, work_copy):
     assert snapshot() == before
 
 
-def test_export_imports_back_to_the_same_rows(db, tmp_path):
+def test_export_imports_back_to_the_same_rows(db, tmp_path, monkeypatch):
+    # Written outside the production's folder, the export names its images absolutely: they
+    # import only from a configured media root (issue 18).
+    monkeypatch.setenv("ANIME_MEDIA_ROOT", str(EXAMPLE.parent))
     do_import(EXAMPLE)
     before = snapshot()
     with session_scope() as s:
@@ -227,7 +230,10 @@ def test_export_imports_back_to_the_same_rows(db, tmp_path):
     assert snapshot() == before
 
 
-def test_export_into_an_empty_database_recreates_the_production(db, tmp_path):
+def test_export_into_an_empty_database_recreates_the_production(db, tmp_path, monkeypatch):
+    # Written outside the production's folder, the export names its images absolutely: they
+    # import only from a configured media root (issue 18).
+    monkeypatch.setenv("ANIME_MEDIA_ROOT", str(EXAMPLE.parent))
     do_import(EXAMPLE)
     with session_scope() as s:
         exported = dump_production(export_production(s, "moonlit-courier"))
