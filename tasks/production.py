@@ -136,6 +136,8 @@ class AttemptTarget(BaseModel):
     character_id: int | None = None
     parent_job_id: int | None = None  # a reproduction's original
     story_bible_version: int | None = None
+    # The cast's looks other than the base look, recorded on the job.
+    look_ids: list[int] = Field(default_factory=list)
 
     @classmethod
     def of_cut(cls, brief: db_briefs.CutBrief, phase: Phase) -> AttemptTarget:
@@ -146,6 +148,7 @@ class AttemptTarget(BaseModel):
             kind=kind,
             cut_id=brief.cut_id,
             story_bible_version=brief.style.version,
+            look_ids=[m.look_id for m in brief.cast if m.look_id is not None],
         )
 
     @classmethod
@@ -156,6 +159,7 @@ class AttemptTarget(BaseModel):
             kind=JobKind.CHARACTER_SHEET,
             character_id=brief.character.character_id,
             story_bible_version=brief.style.version,
+            look_ids=[brief.character.look_id] if brief.character.look_id else [],
         )
 
 
@@ -183,6 +187,7 @@ async def open_attempt(
             flow_run_id=flow_run_id,
             renderer=renderer,
             story_bible_version=target.story_bible_version,
+            look_ids=target.look_ids,
         )
         return job.id
 

@@ -4,13 +4,14 @@ from db.models.base import Base
 from db.models.character import (
     Character,
     CharacterAttribute,
+    CharacterLook,
     CharacterReference,
     CharacterVariation,
     FaceCalibration,
     FaceEmbedding,
 )
 from db.models.continuity import ContinuityScore
-from db.models.jobs import Artifact, GenerationParams, Job
+from db.models.jobs import Artifact, GenerationParams, Job, JobLook
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Announcement, Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
@@ -46,6 +47,7 @@ __all__ = [
     "BranchMoveKind",
     "Character",
     "CharacterAttribute",
+    "CharacterLook",
     "CharacterReference",
     "CharacterVariation",
     "ContinuityScore",
@@ -58,6 +60,7 @@ __all__ = [
     "GateScope",
     "GenerationParams",
     "Job",
+    "JobLook",
     "JobKind",
     "JobStatus",
     "Phase",

@@ -22,6 +22,7 @@ from db.models.base import Base, str_enum
 from db.vocabulary import JobKind, JobStatus, Phase, Verdict
 
 if TYPE_CHECKING:
+    from db.models.character import CharacterLook
     from db.models.quality import QualityScore
 
 
@@ -81,12 +82,26 @@ class Job(Base):
         back_populates="job", order_by="QualityScore.id", cascade="all, delete-orphan"
     )
     parent: Mapped[Job | None] = relationship(remote_side=[id])
+    # The looks the cast had in this render (none listed: the base look); kept linked when the
+    # production file changes or drops a look later.
+    looks: Mapped[list[CharacterLook]] = relationship(
+        secondary="job_looks", order_by="CharacterLook.id"
+    )
 
     @property
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class JobLook(Base):
+    __tablename__ = "job_looks"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    look_id: Mapped[int] = mapped_column(
+        ForeignKey("character_looks.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class GenerationParams(Base):
