@@ -13,7 +13,8 @@ from db.engine import session_scope
 from db.models import Character, CharacterLook, CharacterReference, Cut, Episode, Project, Scene
 from db.production_file import ProductionFileError, dump_production, load_production
 from db.production_io import export_production
-from tests.foundation.test_import import do_import, edit, snapshot, work_copy  # noqa: F401
+from tests.conftest import EXAMPLE
+from tests.foundation.test_import import do_import, edit, snapshot
 
 
 def add_looks(data: dict) -> None:
@@ -61,7 +62,10 @@ def add_looks(data: dict) -> None:
 
 
 @pytest.fixture
-def looks_copy(tmp_path: Path, work_copy: Path) -> Path:
+def looks_copy(tmp_path: Path) -> Path:
+    """The example, copied, with looks: the new references are copies of the anchors."""
+    work_copy = tmp_path / "moonlit" / "production.yaml"
+    shutil.copytree(EXAMPLE.parent, work_copy.parent)
     refs = work_copy.parent / "refs"
     shutil.copy(refs / "aki-profile.png", refs / "aki-older.png")
     shutil.copy(refs / "aki-three-quarter.png", refs / "aki-yukata.png")
@@ -77,7 +81,8 @@ def test_looks_are_imported_with_normalized_attributes_and_their_own_references(
         looks = {look.name: look for look in aki.looks}
         assert set(looks) == {"time-skip", "festival"}
         skip = looks["time-skip"]
-        assert (skip.from_episode, skip.attributes) == (2, {"hair_style": "long", "scar": "left eyebrow"})
+        assert skip.from_episode == 2
+        assert skip.attributes == {"hair_style": "long", "scar": "left eyebrow"}
         assert skip.attribute_map()["hair_style"] == "long"  # the base "short bob" replaced
         assert skip.attribute_map()["eyes"] == "amber"  # the rest kept
         by_look = {r.path: (r.look.name if r.look else None) for r in aki.references}
@@ -141,7 +146,8 @@ def test_each_cut_gets_the_look_in_force_or_the_one_it_names(db, looks_copy):
 def test_a_bad_look_is_one_clear_error_and_nothing_is_imported(
     db, looks_copy, change, where, message
 ):
-    shutil.copy(looks_copy.parent / "refs" / "aki-front.png", looks_copy.parent.parent / "outside.png")
+    outside = looks_copy.parent.parent / "outside.png"  # exists, but beside the folder
+    shutil.copy(looks_copy.parent / "refs" / "aki-front.png", outside)
     edit(looks_copy, change)
     with pytest.raises(ProductionFileError) as caught:
         do_import(looks_copy)
