@@ -1,0 +1,157 @@
+"""A look change through the whole path: episode 1 before it, episode 2 after it, rendered by the
+real flows on the animatic renderer and judged by the tiny face pack against each look's
+references; an old render stays linked to its look when the file changes."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from blocks.quality import MetricGate, QualityThresholds
+from blocks.scoring import ScoringModels
+from db import jobs as db_jobs
+from db.engine import session_scope
+from db.models import Character, Cut, Episode, Job, JobKind, QualityScore, Scene
+from db.production_file import parse_production
+from db.production_io import import_production
+from flows.episode import render_episode
+from tasks.scoring.faces import main_face
+
+from .conftest import CANVAS, canvas, face_tile
+
+
+def production(root: Path, *, look_prompt: str = "long hair, eyepatch") -> dict:
+    """Mio: her anchors are views of ross; from episode 2 (a time skip) her look replaces
+    them with views of joey."""
+    cut = {"number": 1, "description": "Mio at the window", "cast": ["mio"], "frames": 4}
+    cut["overrides"] = {"width": 128, "height": 128}
+    return {
+        "project": {"slug": "looks-short", "name": "Looks Short"},
+        "characters": [
+            {
+                "slug": "mio",
+                "name": "Mio",
+                "base_prompt": "1girl, red scarf",
+                "attributes": {"hair": "short"},
+                "references": [{"path": "refs/mio-1.png"}, {"path": "refs/mio-2.png"}],
+                "looks": [
+                    {
+                        "name": "time-skip",
+                        "from_episode": 2,
+                        "prompt": look_prompt,
+                        "attributes": {"Hair": "Long"},
+                        "references": [{"path": "refs/grown-1.png"}, {"path": "refs/grown-2.png"}],
+                        "replaces_references": True,
+                    }
+                ],
+            }
+        ],
+        "episodes": [
+            {"number": n, "title": f"Episode {n}", "scenes": [{"number": 1, "cuts": [cut]}]}
+            for n in (1, 2)
+        ],
+    }
+
+
+@pytest.fixture
+def looks_short(db, tmp_path, monkeypatch, embedder, t1) -> Path:
+    monkeypatch.setenv("ANIME_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    root = tmp_path / "looks-short"
+    (root / "refs").mkdir(parents=True)
+    views = {"mio": "ross", "grown": "joey"}
+    for stem, who in views.items():
+        for n, shift in ((1, (0, 0)), (2, (2, -2))):
+            image = canvas((face_tile(t1, who, shift=shift), (1, 1)))
+            Image.fromarray(image).save(root / "refs" / f"{stem}-{n}.png")
+    with session_scope() as s:
+        import_production(s, parse_production(production(root), "looks.yaml", base_dir=root))
+        for ref in s.scalar(select(Character)).references:
+            face = main_face(embedder.detect_and_embed(np.asarray(Image.open(ref.file))))
+            db_jobs.store_face_embedding(
+                s, ref.id, model_name=embedder.name, vector=face.embedding.tolist()
+            )
+    return root
+
+
+async def save_blocks(face_pack: Path) -> tuple[str, str]:
+    suffix = uuid.uuid4().hex[:8]
+    thresholds = QualityThresholds(
+        gates={"face_similarity": MetricGate(threshold=-1.0)},
+        required_metrics={"generation": ["face_similarity"], "animation": [], "quality": []},
+    )
+    models = ScoringModels(face_model=str(face_pack), face_det_size=CANVAS, device="cpu")
+    await thresholds.save(f"looks-thresholds-{suffix}", overwrite=True)
+    await models.save(f"looks-models-{suffix}", overwrite=True)
+    return f"looks-thresholds-{suffix}", f"looks-models-{suffix}"
+
+
+def keyframe(s, episode: int) -> Job:
+    cut_id = s.scalar(select(Cut.id).join(Scene).join(Episode).where(Episode.number == episode))
+    return s.scalar(select(Job).where(Job.cut_id == cut_id, Job.kind == JobKind.KEYFRAME))
+
+
+async def test_before_and_after_a_look_change(looks_short, prefect_harness, face_pack):
+    thresholds, models = await save_blocks(face_pack)
+    for episode in (1, 2):
+        state = await render_episode(
+            "looks-short",
+            episode,
+            until="generation",
+            renderer="animatic",
+            thresholds_block=thresholds,
+            scoring_block=models,
+            return_state=True,
+        )
+        assert state.is_completed(), state.message
+
+    with session_scope() as s:
+        before, after = keyframe(s, 1), keyframe(s, 2)
+        # Two different prompts: the look's delta and its attribute change in episode 2 only.
+        assert "eyepatch" not in before.params.positive_prompt
+        assert "short hair" in before.params.positive_prompt
+        assert "long hair, eyepatch" in after.params.positive_prompt
+        assert "short hair" not in after.params.positive_prompt
+        # The template's reference image is the look's.
+        [fig_before] = before.params.workflow["cast"]
+        [fig_after] = after.params.workflow["cast"]
+        assert Path(fig_before["reference_image"]).name == "mio-1.png"
+        assert Path(fig_after["reference_image"]).name == "grown-1.png"
+        # Judged against two different reference sets.
+        faces = {
+            job.id: s.scalar(
+                select(QualityScore).where(
+                    QualityScore.job_id == job.id, QualityScore.metric == "face_similarity"
+                )
+            )
+            for job in (before, after)
+        }
+        judged = {
+            job_id: (score.details["look"], [Path(p).name for p in score.details["reference_images"]])
+            for job_id, score in faces.items()
+        }
+        assert judged[before.id] == ("base", ["mio-1.png", "mio-2.png"])
+        assert judged[after.id] == ("time-skip", ["grown-1.png", "grown-2.png"])
+        # The job records the look it used (none listed: the base look).
+        assert [look.name for look in before.looks] == []
+        assert [look.name for look in after.looks] == ["time-skip"]
+        after_id, look_id = after.id, after.looks[0].id
+
+    # The file changes the look: the old render stays linked to the look row it used...
+    changed = production(looks_short, look_prompt="long hair, no eyepatch any more")
+    with session_scope() as s:
+        import_production(s, parse_production(changed, "looks.yaml", base_dir=looks_short))
+        job = s.get(Job, after_id)
+        assert [look.id for look in job.looks] == [look_id]
+        assert "long hair, eyepatch" in job.params.positive_prompt  # as it was rendered
+    # ...and when the file drops the look, it is retired, not deleted: still linked.
+    changed["characters"][0]["looks"] = []
+    with session_scope() as s:
+        report = import_production(s, parse_production(changed, "looks.yaml", base_dir=looks_short))
+        assert "look mio/time-skip" in report.kept_absent
+        [look] = s.get(Job, after_id).looks
+        assert look.id == look_id and look.retired
