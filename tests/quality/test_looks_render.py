@@ -130,8 +130,9 @@ async def test_before_and_after_a_look_change(looks_short, prefect_harness, face
             )
             for job in (before, after)
         }
+        key = "reference_images"
         judged = {
-            job_id: (score.details["look"], [Path(p).name for p in score.details["reference_images"]])
+            job_id: (score.details["look"], [Path(p).name for p in score.details[key]])
             for job_id, score in faces.items()
         }
         assert judged[before.id] == ("base", ["mio-1.png", "mio-2.png"])
