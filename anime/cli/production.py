@@ -41,7 +41,7 @@ def _recalibrate(session, report) -> list[str]:
     from tasks.face_calibration import calibrate_project
 
     stored = calibrate_project(session, project_id_of(session, report.project))
-    return [f"{c.character} [{c.model_name}]" for c in stored]
+    return [f"{c.subject} [{c.model_name}]" for c in stored]
 
 
 @app.command("export")

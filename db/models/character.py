@@ -233,3 +233,4 @@ class FaceCalibration(Base):
     calibrated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
     character: Mapped[Character] = relationship(back_populates="face_calibrations")
+    look: Mapped[CharacterLook | None] = relationship()

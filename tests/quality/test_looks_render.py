@@ -27,7 +27,7 @@ from .conftest import CANVAS, canvas, face_tile
 
 def production(root: Path, *, look_prompt: str = "long hair, eyepatch") -> dict:
     """Mio: her anchors are views of ross; from episode 2 (a time skip) her look replaces
-    them with views of joey."""
+    them with views of joey. Sora (views of chandler) is the impostor calibration needs."""
     cut = {"number": 1, "description": "Mio at the window", "cast": ["mio"], "frames": 4}
     cut["overrides"] = {"width": 128, "height": 128}
     return {
@@ -49,7 +49,12 @@ def production(root: Path, *, look_prompt: str = "long hair, eyepatch") -> dict:
                         "replaces_references": True,
                     }
                 ],
-            }
+            },
+            {
+                "slug": "sora",
+                "name": "Sora",
+                "references": [{"path": "refs/sora-1.png"}, {"path": "refs/sora-2.png"}],
+            },
         ],
         "episodes": [
             {"number": n, "title": f"Episode {n}", "scenes": [{"number": 1, "cuts": [cut]}]}
@@ -63,14 +68,15 @@ def looks_short(db, tmp_path, monkeypatch, embedder, t1) -> Path:
     monkeypatch.setenv("ANIME_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     root = tmp_path / "looks-short"
     (root / "refs").mkdir(parents=True)
-    views = {"mio": "ross", "grown": "joey"}
+    views = {"mio": "ross", "grown": "joey", "sora": "chandler"}
     for stem, who in views.items():
         for n, shift in ((1, (0, 0)), (2, (2, -2))):
             image = canvas((face_tile(t1, who, shift=shift), (1, 1)))
             Image.fromarray(image).save(root / "refs" / f"{stem}-{n}.png")
     with session_scope() as s:
         import_production(s, parse_production(production(root), "looks.yaml", base_dir=root))
-        for ref in s.scalar(select(Character)).references:
+        refs = [r for c in s.scalars(select(Character)) for r in c.references]
+        for ref in refs:
             face = main_face(embedder.detect_and_embed(np.asarray(Image.open(ref.file))))
             db_jobs.store_face_embedding(
                 s, ref.id, model_name=embedder.name, vector=face.embedding.tolist()
@@ -156,3 +162,36 @@ async def test_before_and_after_a_look_change(looks_short, prefect_harness, face
         assert "look mio/time-skip" in report.kept_absent
         [look] = s.get(Job, after_id).looks
         assert look.id == look_id and look.retired
+
+
+def test_calibration_is_per_look_and_a_cut_uses_its_looks(looks_short, embedder):
+    from typer.testing import CliRunner
+
+    from anime.cli import app
+    from db.briefs import load_cut_brief
+    from db.models import FaceCalibration
+
+    result = CliRunner().invoke(app, ["calibrate", "looks-short"])
+    assert result.exit_code == 0, result.output
+    assert f"mio [{embedder.name}]" in result.output
+    assert f"mio/time-skip [{embedder.name}]" in result.output
+    with session_scope() as s:
+        rows = {
+            (row.look.name if row.look else "base"): row
+            for row in s.scalars(select(FaceCalibration))
+            if row.character.slug == "mio"
+        }
+        assert set(rows) == {"base", "time-skip"}
+        assert rows["base"].references == 2 and rows["time-skip"].references == 2
+        briefs = {}
+        for episode in (1, 2):
+            cut_id = s.scalar(
+                select(Cut.id).join(Scene).join(Episode).where(Episode.number == episode)
+            )
+            [mio] = load_cut_brief(s, cut_id).cast
+            briefs[episode] = mio.face_calibrations[embedder.name]
+        assert None not in (rows["base"].threshold, rows["time-skip"].threshold)
+        # Ross's two views and joey's two views are other pairs: other thresholds.
+        assert rows["base"].threshold != rows["time-skip"].threshold
+        assert briefs[1].threshold == rows["base"].threshold
+        assert briefs[2].threshold == rows["time-skip"].threshold
