@@ -109,6 +109,8 @@ def status(
             typer.echo(f"    jobs: {jobs or 'none yet'}")
             for gate in e.gates:
                 typer.echo(f"    gate {gate}")
+            if e.looks:
+                typer.echo(f"    looks: {'; '.join(e.looks)}")
             if e.story is not None:
                 typer.echo(f"    {e.story.describe()}")
             if (found := yields.get((s.slug, e.number))) is not None:

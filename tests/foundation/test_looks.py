@@ -192,3 +192,47 @@ def test_a_look_dropped_from_the_file_is_retired_with_its_references_until_prune
         paths = set(s.scalars(select(CharacterReference.path)))
         assert "refs/aki-older.png" not in paths and "refs/aki-front.png" in paths
     assert load_production(looks_copy)  # the file itself still valid
+
+
+async def test_the_api_lists_a_characters_looks(db, looks_copy):
+    import httpx
+
+    from anime.api.app import create_app
+
+    do_import(looks_copy)
+    with session_scope() as s:
+        aki = s.scalar(select(Character.id).where(Character.slug == "aki"))
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        found = await client.get(f"/api/anime/characters/{aki}/looks")
+        missing = await client.get("/api/anime/characters/999999/looks")
+    assert found.status_code == 200, found.text
+    looks = {look["name"]: look for look in found.json()}
+    assert list(looks) == ["base", "time-skip", "festival"]
+    assert looks["time-skip"]["from_episode"] == 2
+    assert looks["time-skip"]["attributes"]["hair_style"] == "long"
+    assert len(looks["base"]["reference_ids"]) == 3
+    assert len(looks["time-skip"]["reference_ids"]) == 4  # the anchors and its own
+    assert len(looks["festival"]["reference_ids"]) == 1
+    assert missing.status_code == 404
+
+
+def test_status_and_review_show_each_cast_characters_look(db, looks_copy):
+    from typer.testing import CliRunner
+
+    from anime.cli import app
+    from db.review import episode_review
+
+    do_import(looks_copy)
+    result = CliRunner().invoke(app, ["status", "moonlit-courier"])
+    assert result.exit_code == 0, result.output
+    assert "looks: aki: base; ren: base" in result.output  # episode 1
+    assert "looks: aki: time-skip (named by 1 cut(s) base, 1 cut(s) festival)" in result.output
+    with session_scope() as s:
+        episode = s.scalar(select(Episode.id).where(Episode.number == 2))
+        review = episode_review(s, episode)
+    assert [[(c.slug, c.look, len(c.reference_ids)) for c in cut.cast] for cut in review.cuts] == [
+        [("aki", "time-skip", 4)],
+        [("aki", "base", 3)],
+        [("aki", "festival", 1)],
+    ]
