@@ -242,8 +242,11 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
     )
 
 
-def load_character_brief(session: Session, character_id: int) -> tuple[CastBrief, StyleBrief, int]:
-    """A character and its project's style, for sheets: (cast, style, project id)."""
+def load_character_brief(
+    session: Session, character_id: int, look: str | None = None
+) -> tuple[CastBrief, StyleBrief, int]:
+    """A character (in ``look``; None: the base look) and its project's style, for sheets:
+    (cast, style, project id)."""
     character = session.scalar(
         select(Character)
         .where(Character.id == character_id)
@@ -251,7 +254,13 @@ def load_character_brief(session: Session, character_id: int) -> tuple[CastBrief
     )
     if character is None:
         raise LookupError(f"no character with id {character_id}")
-    return cast_brief(character), style_brief(character.project), character.project_id
+    chosen = None
+    if look and look != BASE_LOOK:
+        chosen = character.look_for(0, look)
+        if chosen is None:
+            known = ", ".join([BASE_LOOK, *(k.name for k in character.looks)])
+            raise LookupError(f"character {character.slug!r} has no look {look!r} (looks: {known})")
+    return cast_brief(character, look=chosen), style_brief(character.project), character.project_id
 
 
 class SheetBrief(BaseModel):
@@ -264,14 +273,18 @@ class SheetBrief(BaseModel):
 
     @property
     def label(self) -> str:
+        if self.character.look != BASE_LOOK:
+            return f"{self.character.slug} {self.character.look} sheet"
         return f"{self.character.slug} sheet"
 
 
-def load_sheet_brief(session: Session, project: str, character: str) -> SheetBrief:
+def load_sheet_brief(
+    session: Session, project: str, character: str, look: str | None = None
+) -> SheetBrief:
     row = session.scalar(
         select(Character).join(Project).where(Project.slug == project, Character.slug == character)
     )
     if row is None:
         raise LookupError(f"project {project!r} has no character {character!r}")
-    cast, style, project_id = load_character_brief(session, row.id)
+    cast, style, project_id = load_character_brief(session, row.id, look)
     return SheetBrief(project_id=project_id, project_slug=project, character=cast, style=style)

@@ -194,25 +194,36 @@ async def open_attempt(
     return await in_session(run)
 
 
-def read_sheet_history(session, character_id: int) -> AttemptHistory:
+def read_sheet_history(session, character_id: int, look_id: int | None = None) -> AttemptHistory:
+    """The sheet attempts of one look (None: the base look). Attempt numbers are the
+    character's (a job is one per character and attempt): a look's first sheet numbers on from
+    the character's last attempt."""
     jobs = db_jobs.character_jobs(session, character_id, Phase.CONCEPT)
-    return AttemptHistory(attempts=[_attempt_state(j) for j in jobs])
+    wanted = {look_id} if look_id is not None else set()
+    own = [j for j in jobs if {look.id for look in j.looks} == wanted]
+    fresh_from = own[0].attempt if own else 1 + max((j.attempt for j in jobs), default=0)
+    return AttemptHistory(attempts=[_attempt_state(j) for j in own], fresh_from=fresh_from)
 
 
 @task(name="load-sheet", cache_policy=NO_CACHE)
-async def load_sheet(project: str, character: str) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
+async def load_sheet(
+    project: str, character: str, look: str | None = None
+) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
     """A sheet run's start, in one transaction: the brief and its stored attempts."""
 
     def read(session) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
-        brief = db_briefs.load_sheet_brief(session, project, character)
-        return brief, read_sheet_history(session, brief.character.character_id)
+        brief = db_briefs.load_sheet_brief(session, project, character, look)
+        history = read_sheet_history(
+            session, brief.character.character_id, brief.character.look_id
+        )
+        return brief, history
 
     return await in_session(read)
 
 
 @task(name="read-sheet-history", cache_policy=NO_CACHE)
-async def sheet_history(character_id: int) -> AttemptHistory:
-    return await in_session(read_sheet_history, character_id)
+async def sheet_history(character_id: int, look_id: int | None = None) -> AttemptHistory:
+    return await in_session(read_sheet_history, character_id, look_id)
 
 
 @task(name="approve-sheet", cache_policy=NO_CACHE)

@@ -195,3 +195,63 @@ def test_calibration_is_per_look_and_a_cut_uses_its_looks(looks_short, embedder)
         assert rows["base"].threshold != rows["time-skip"].threshold
         assert briefs[1].threshold == rows["base"].threshold
         assert briefs[2].threshold == rows["time-skip"].threshold
+
+
+async def test_a_sheet_is_rendered_per_look_and_its_approval_adds_to_that_look(
+    looks_short, prefect_harness, face_pack
+):
+    from db.models import CharacterLook, CharacterReference
+    from flows.character_sheet import character_sheet
+
+    thresholds, models = await save_blocks(face_pack)
+    for look in (None, "time-skip"):
+        state = await character_sheet(
+            "looks-short",
+            "mio",
+            renderer="animatic",
+            attempt_budget=1,
+            thresholds_block=thresholds,
+            scoring_block=models,
+            look=look,
+            return_state=True,
+        )
+        assert state.is_completed(), state.message
+    with session_scope() as s:
+        jobs = {
+            (job.looks[0].name if job.looks else None): job
+            for job in s.scalars(select(Job).where(Job.kind == JobKind.CHARACTER_SHEET))
+        }
+        assert set(jobs) == {None, "time-skip"}
+        # One job per character and attempt: the look's sheet numbers on after the base one's.
+        assert (jobs[None].attempt, jobs["time-skip"].attempt) == (1, 2)
+        names = {
+            k: [Path(p).name for p in job.params.workflow["references"]] for k, job in jobs.items()
+        }
+        assert names[None] == ["mio-1.png", "mio-2.png"]  # each sheet drawn from its look's
+        assert names["time-skip"] == ["grown-1.png", "grown-2.png"]
+        look_job = jobs["time-skip"]
+        outputs = [a.uri for a in look_job.artifacts]
+        # What the flow stores on approval (the tiny face pack does not find faces on the
+        # animatic's panels, so the sheet waits for a person; approve it as the flow would).
+        views = [(p, f"view-{i}", None, "") for i, p in enumerate(outputs)]
+        assert db_jobs.approve_sheet(s, look_job.id, views) == len(outputs)
+        look = s.scalar(select(CharacterLook).where(CharacterLook.name == "time-skip"))
+        added = s.scalars(
+            select(CharacterReference).where(CharacterReference.source_job_id == look_job.id)
+        ).all()
+        assert added and {r.look_id for r in added} == {look.id}
+    # A second run of the look's sheet finds its attempt instead of adding one.
+    again = await character_sheet(
+        "looks-short",
+        "mio",
+        renderer="animatic",
+        attempt_budget=1,
+        thresholds_block=thresholds,
+        scoring_block=models,
+        look="time-skip",
+        return_state=True,
+    )
+    assert again.is_completed()
+    with session_scope() as s:
+        count = len(s.scalars(select(Job).where(Job.kind == JobKind.CHARACTER_SHEET)).all())
+    assert count == 2
