@@ -236,3 +236,28 @@ def test_status_and_review_show_each_cast_characters_look(db, looks_copy):
         [("aki", "base", 3)],
         [("aki", "festival", 1)],
     ]
+
+
+def test_looks_migration_downgrades_to_the_anchors_and_upgrades_again(fresh_database, looks_copy):
+    from sqlalchemy import inspect, text
+
+    from db import migrate
+    from db.engine import get_engine
+
+    before = "0010_character_looks-1"  # whatever precedes it in the chain
+    migrate.upgrade()
+    do_import(looks_copy)
+    with get_engine().connect() as conn:
+        assert conn.execute(text("select count(*) from character_references")).scalar() == 8
+    migrate.downgrade(before)
+    tables = set(inspect(get_engine()).get_table_names())
+    assert not {"character_looks", "job_looks"} & tables
+    with get_engine().connect() as conn:
+        # A look's references go with it; the anchors (3 of aki's, 3 of ren's) stay.
+        assert conn.execute(text("select count(*) from character_references")).scalar() == 6
+    migrate.upgrade()
+    report = do_import(looks_copy)
+    assert report.updated["character"] == 1  # aki's looks and their references back
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(CharacterLook)) == 2
+        assert s.scalar(select(func.count()).select_from(CharacterReference)) == 8

@@ -148,6 +148,15 @@ async def test_before_and_after_a_look_change(looks_short, prefect_harness, face
         assert [look.name for look in after.looks] == ["time-skip"]
         after_id, look_id = after.id, after.looks[0].id
 
+    # A reproduction renders the stored graph again, in the same look, and records it.
+    from flows.reproduce import reproduce_job
+
+    reproduced = await reproduce_job(after_id)
+    assert reproduced.identical
+    with session_scope() as s:
+        copy = s.get(Job, reproduced.reproduction_job_id)
+        assert copy.parent_job_id == after_id and [k.id for k in copy.looks] == [look_id]
+
     # The file changes the look: the old render stays linked to the look row it used...
     changed = production(looks_short, look_prompt="long hair, no eyepatch any more")
     with session_scope() as s:
