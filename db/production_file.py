@@ -378,6 +378,14 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
     for e, episode in enumerate(production.episodes):
         for s, scene in enumerate(episode.scenes):
             check_cast(scene.cast, f"episodes[{e}].scenes[{s}]")
+            for m, member in enumerate(scene.cast):
+                if member.look:  # a scene's cast is who is in it; what they look like is per cut
+                    problems.append(
+                        (
+                            f"episodes[{e}].scenes[{s}].cast[{m}].look",
+                            "a look is chosen per cut (cuts[].cast), not per scene",
+                        )
+                    )
             for c, cut in enumerate(scene.cuts):
                 check_cast(cut.cast, f"episodes[{e}].scenes[{s}].cuts[{c}]")
     return (

@@ -140,8 +140,15 @@ def test_each_cut_gets_the_look_in_force_or_the_one_it_names(db, looks_copy):
             "episodes[1].scenes[0].cuts[2].cast[0].look",
             "'aki' has no look 'winter' (known: base, festival, time-skip)",
         ),
+        (
+            lambda d: d["episodes"][1]["scenes"][0].update(
+                cast=[{"character": "aki", "look": "festival"}]
+            ),
+            "episodes[1].scenes[0].cast[0].look",
+            "a look is chosen per cut",
+        ),
     ],
-    ids=["unknown-episode", "overlapping", "outside-folder", "unknown-look"],
+    ids=["unknown-episode", "overlapping", "outside-folder", "unknown-look", "scene-look"],
 )
 def test_a_bad_look_is_one_clear_error_and_nothing_is_imported(
     db, looks_copy, change, where, message
