@@ -512,3 +512,58 @@ def episode_scenes(session: Session, episode_id: int) -> EpisodeScenes:
         scenes=scenes,
         gates=gates,
     )
+
+
+@dataclass
+class LookRow:
+    """A character's look: the base look (name "base") first, then the later ones."""
+
+    id: int | None  # None: the base look (the character's own fields)
+    name: str
+    from_episode: int | None
+    prompt: str
+    attributes: dict[str, str]
+    reference_ids: list[int]  # what its renders are judged against
+    replaces_references: bool = False
+    retired: bool = False  # dropped from the production file, kept for its renders
+    face_thresholds: dict[str, float | None] = field(default_factory=dict)  # per face model
+
+
+def character_looks(session: Session, character_id: int) -> list[LookRow]:
+    from db.briefs import look_references
+
+    character = session.get(Character, character_id)
+    if character is None:
+        raise LookupError(f"no character with id {character_id}")
+
+    def thresholds(look_id: int | None) -> dict[str, float | None]:
+        return {
+            c.model_name: c.threshold for c in character.face_calibrations if c.look_id == look_id
+        }
+
+    rows = [
+        LookRow(
+            id=None,
+            name="base",
+            from_episode=None,
+            prompt=character.base_prompt,
+            attributes=character.attribute_map(),
+            reference_ids=[r.id for r in look_references(character, None)],
+            face_thresholds=thresholds(None),
+        )
+    ]
+    for look in character.looks:
+        rows.append(
+            LookRow(
+                id=look.id,
+                name=look.name,
+                from_episode=look.from_episode,
+                prompt=look.prompt_delta,
+                attributes=look.attribute_map(),
+                reference_ids=[r.id for r in look_references(character, look)],
+                replaces_references=look.replaces_references,
+                retired=look.retired,
+                face_thresholds=thresholds(look.id),
+            )
+        )
+    return rows

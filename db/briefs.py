@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from db.models import (
     Character,
+    CharacterLook,
     CharacterReference,
     Cut,
     CutCasting,
@@ -21,6 +22,7 @@ from db.models import (
     Project,
     Scene,
 )
+from db.production_file import BASE_LOOK
 from db.vocabulary import Phase
 
 
@@ -54,6 +56,9 @@ class CastBrief(BaseModel):
     character_id: int
     slug: str
     name: str
+    # The look in force for the cut's episode, or the one the cut named; None: the base look.
+    look: str = BASE_LOOK
+    look_id: int | None = None
     base_prompt: str = ""
     negative_prompt: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
@@ -118,9 +123,23 @@ def style_brief(project: Project) -> StyleBrief:
     return StyleBrief(version=bible.version, **content)
 
 
+def look_references(character: Character, look: CharacterLook | None) -> list[CharacterReference]:
+    """What a look is judged against: its own references, and the anchors (references of no
+    look, the canonical face) unless it replaces them."""
+    anchors = [r for r in character.references if r.look_id is None]
+    if look is None:
+        return sorted(anchors, key=lambda r: r.id)
+    own = [r for r in character.references if r.look_id == look.id]
+    return sorted(own if look.replaces_references else anchors + own, key=lambda r: r.id)
+
+
 def cast_brief(
-    character: Character, chosen: dict[str, str] | None = None, position: str = ""
+    character: Character,
+    chosen: dict[str, str] | None = None,
+    position: str = "",
+    look: CharacterLook | None = None,
 ) -> CastBrief:
+    """The character as rendered in ``look`` (None: the base look)."""
     chosen = chosen or {}
     by_key = {(v.kind.value, v.name): v for v in character.variations}
     variations = {
@@ -128,7 +147,7 @@ def cast_brief(
         for kind, name in chosen.items()
         if (kind, name) in by_key
     }
-    refs = sorted(character.references, key=lambda r: r.id)
+    refs = look_references(character, look)
     by_model: dict[str, list[list[float]]] = {}
     for ref in refs:
         for emb in sorted(ref.embeddings, key=lambda e: e.id):
@@ -142,14 +161,21 @@ def cast_brief(
             explanation=c.explanation,
         )
         for c in character.face_calibrations
+        if c.look_id == (look.id if look else None)
     }
+    # The look's prompt delta follows the base prompt: later words describe the change.
+    base_prompt = character.base_prompt
+    if look is not None and look.prompt_delta:
+        base_prompt = ", ".join(p for p in (base_prompt, look.prompt_delta) if p)
     return CastBrief(
         character_id=character.id,
         slug=character.slug,
         name=character.name,
-        base_prompt=character.base_prompt,
+        look=look.name if look else BASE_LOOK,
+        look_id=look.id if look else None,
+        base_prompt=base_prompt,
         negative_prompt=character.negative_prompt,
-        attributes=character.attribute_map(),
+        attributes=look.attribute_map() if look else character.attribute_map(),
         variations=variations,
         position=position,
         reference_images=[r.file for r in refs],
@@ -164,6 +190,7 @@ _CHARACTER_LOAD = (
     selectinload(Character.variations),
     selectinload(Character.references).selectinload(CharacterReference.embeddings),
     selectinload(Character.face_calibrations),
+    selectinload(Character.looks),
 )
 
 
@@ -203,12 +230,23 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
         template=cut.template,
         overrides=cut.overrides,
         style=style_brief(project),
-        cast=[cast_brief(row.character, row.variations, row.position) for row in cast],
+        cast=[
+            cast_brief(
+                row.character,
+                row.variations,
+                row.position,
+                look=row.character.look_for(episode.number, row.look),
+            )
+            for row in cast
+        ],
     )
 
 
-def load_character_brief(session: Session, character_id: int) -> tuple[CastBrief, StyleBrief, int]:
-    """A character and its project's style, for sheets: (cast, style, project id)."""
+def load_character_brief(
+    session: Session, character_id: int, look: str | None = None
+) -> tuple[CastBrief, StyleBrief, int]:
+    """A character (in ``look``; None: the base look) and its project's style, for sheets:
+    (cast, style, project id)."""
     character = session.scalar(
         select(Character)
         .where(Character.id == character_id)
@@ -216,7 +254,13 @@ def load_character_brief(session: Session, character_id: int) -> tuple[CastBrief
     )
     if character is None:
         raise LookupError(f"no character with id {character_id}")
-    return cast_brief(character), style_brief(character.project), character.project_id
+    chosen = None
+    if look and look != BASE_LOOK:
+        chosen = character.look_for(0, look)
+        if chosen is None:
+            known = ", ".join([BASE_LOOK, *(k.name for k in character.looks)])
+            raise LookupError(f"character {character.slug!r} has no look {look!r} (looks: {known})")
+    return cast_brief(character, look=chosen), style_brief(character.project), character.project_id
 
 
 class SheetBrief(BaseModel):
@@ -229,14 +273,18 @@ class SheetBrief(BaseModel):
 
     @property
     def label(self) -> str:
+        if self.character.look != BASE_LOOK:
+            return f"{self.character.slug} {self.character.look} sheet"
         return f"{self.character.slug} sheet"
 
 
-def load_sheet_brief(session: Session, project: str, character: str) -> SheetBrief:
+def load_sheet_brief(
+    session: Session, project: str, character: str, look: str | None = None
+) -> SheetBrief:
     row = session.scalar(
         select(Character).join(Project).where(Project.slug == project, Character.slug == character)
     )
     if row is None:
         raise LookupError(f"project {project!r} has no character {character!r}")
-    cast, style, project_id = load_character_brief(session, row.id)
+    cast, style, project_id = load_character_brief(session, row.id, look)
     return SheetBrief(project_id=project_id, project_slug=project, character=cast, style=style)

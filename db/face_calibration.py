@@ -5,7 +5,14 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Character, CharacterReference, FaceCalibration, FaceEmbedding, Project
+from db.models import (
+    Character,
+    CharacterLook,
+    CharacterReference,
+    FaceCalibration,
+    FaceEmbedding,
+    Project,
+)
 
 
 def project_id_of(session: Session, project: str) -> int:
@@ -31,7 +38,8 @@ def character_slugs(session: Session, project_id: int) -> list[str]:
 
 
 def face_library(session: Session, project_id: int) -> dict[str, dict[str, list[list[float]]]]:
-    """Face model name -> character slug -> its reference embeddings from that model.
+    """Face model name -> character slug -> its base look's reference embeddings (the anchors)
+    from that model.
 
     Every character of the project is listed under every model, with no embeddings if need
     be, so a character without references is calibrated (to the default) too."""
@@ -46,7 +54,7 @@ def face_library(session: Session, project_id: int) -> dict[str, dict[str, list[
         select(FaceEmbedding.model_name, Character.slug, FaceEmbedding.vector)
         .join(CharacterReference, FaceEmbedding.reference_id == CharacterReference.id)
         .join(Character, CharacterReference.character_id == Character.id)
-        .where(Character.project_id == project_id)
+        .where(Character.project_id == project_id, CharacterReference.look_id.is_(None))
         .order_by(FaceEmbedding.id)
     )
     library: dict[str, dict[str, list[list[float]]]] = {}
@@ -65,6 +73,44 @@ def face_library(session: Session, project_id: int) -> dict[str, dict[str, list[
     return library
 
 
+def look_library(
+    session: Session, project_id: int
+) -> dict[str, dict[tuple[str, str], list[list[float]]]]:
+    """Face model name -> (character slug, look name) -> the embeddings of that look's
+    references: its own, and the anchors unless it replaces them. Looks in force only (a
+    retired look keeps the threshold it had)."""
+    looks = session.scalars(
+        select(CharacterLook)
+        .join(Character)
+        .where(Character.project_id == project_id, CharacterLook.retired.is_(False))
+        .order_by(Character.slug, CharacterLook.name)
+    ).all()
+    rows = session.execute(
+        select(
+            FaceEmbedding.model_name,
+            CharacterReference.character_id,
+            CharacterReference.look_id,
+            FaceEmbedding.vector,
+        )
+        .join(CharacterReference, FaceEmbedding.reference_id == CharacterReference.id)
+        .join(Character, CharacterReference.character_id == Character.id)
+        .where(Character.project_id == project_id)
+        .order_by(FaceEmbedding.id)
+    ).all()
+    library: dict[str, dict[tuple[str, str], list[list[float]]]] = {}
+    for model_name in {row[0] for row in rows}:
+        per_model = library.setdefault(model_name, {})
+        for look in looks:
+            per_model[(look.character.slug, look.name)] = [
+                list(vector)
+                for model, character_id, look_id, vector in rows
+                if model == model_name
+                and character_id == look.character_id
+                and (look_id == look.id or (look_id is None and not look.replaces_references))
+            ]
+    return library
+
+
 def store_face_calibration(
     session: Session,
     project_id: int,
@@ -76,20 +122,35 @@ def store_face_calibration(
     impostors: int,
     method: str,
     explanation: str,
+    look: str | None = None,
 ) -> FaceCalibration:
-    """Insert or replace the character's calibration for ``model_name``."""
+    """Insert or replace the character's calibration for ``model_name`` (in ``look``; None:
+    the base look)."""
     character = session.scalar(
         select(Character).where(Character.project_id == project_id, Character.slug == slug)
     )
     if character is None:
         raise LookupError(f"project has no character {slug!r}")
+    look_id = None
+    if look is not None:
+        look_id = session.scalar(
+            select(CharacterLook.id).where(
+                CharacterLook.character_id == character.id, CharacterLook.name == look
+            )
+        )
+        if look_id is None:
+            raise LookupError(f"character {slug!r} has no look {look!r}")
     row = session.scalar(
         select(FaceCalibration).where(
-            FaceCalibration.character_id == character.id, FaceCalibration.model_name == model_name
+            FaceCalibration.character_id == character.id,
+            FaceCalibration.model_name == model_name,
+            FaceCalibration.look_id.is_(None)
+            if look_id is None
+            else FaceCalibration.look_id == look_id,
         )
     )
     if row is None:
-        row = FaceCalibration(character_id=character.id, model_name=model_name)
+        row = FaceCalibration(character_id=character.id, model_name=model_name, look_id=look_id)
         session.add(row)
     row.threshold = threshold
     row.references = references

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from db.models import (
     Artifact,
+    CharacterLook,
     Cut,
     GateDecision,
     GateScope,
@@ -134,9 +135,14 @@ def mark_running(
     prompt_id: str | None = None,
     server: str | None = None,
     process: RunProcess | None = None,
+    look_ids: list[int] | None = None,
 ) -> Job:
     """The job taken up by this run: running, timed from now, with a new `JobRun` row."""
     job = get_job(session, job_id)
+    if look_ids is not None:
+        job.looks = list(
+            session.scalars(select(CharacterLook).where(CharacterLook.id.in_(look_ids)))
+        )
     job.status = JobStatus.RUNNING
     job.renderer = renderer
     job.story_bible_version = story_bible_version
@@ -537,11 +543,13 @@ def approve_sheet(
     """Store an approved sheet's images as the character's references, with embeddings.
 
     ``views``: (path, view name, embedding or None, face model name). Returns how many new
-    references were added (a re-run adds none).
+    references were added (a re-run adds none). A sheet rendered in a look adds to that look's
+    references; one in the base look, to the anchors.
     """
     from db.models import CharacterReference, FaceEmbedding
 
     job = get_job(session, job_id)
+    look_id = job.looks[0].id if job.looks else None
     existing = {
         r.path
         for r in session.scalars(
@@ -558,6 +566,7 @@ def approve_sheet(
             view=view,
             source="sheet",
             source_job_id=job.id,
+            look_id=look_id,
         )
         if vector is not None:
             ref.embeddings.append(FaceEmbedding(model_name=model_name, vector=vector))

@@ -66,6 +66,50 @@ class ReferenceSpec(_Strict):
     source: Literal["imported", "sheet"] = "imported"
 
 
+def _normalized_attributes(value: Any) -> Any:
+    """Attribute keys and values as stored (db/normalize.py); two keys equal once normalized
+    are an error rather than one silently winning."""
+    if not isinstance(value, dict):
+        return value
+    normalized: dict[str, str] = {}
+    for key, raw in value.items():
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise ValueError(f"attribute {key!r} must be a text value, not {type(raw).__name__}")
+        canonical = normalize_attribute_key(str(key))
+        if canonical in normalized:
+            raise ValueError(
+                f"attribute {key!r} is the same key as another once normalized ({canonical!r})"
+            )
+        normalized[canonical] = normalize_attribute_value(str(raw))
+    return normalized
+
+
+BASE_LOOK = "base"  # the character's own prompt, attributes and anchor references
+
+
+class LookSpec(_Strict):
+    """A later look: in force from ``from_episode`` on (none: only where a cut names it)."""
+
+    name: Slug
+    from_episode: int | None = Field(None, ge=1)
+    prompt: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+    references: list[ReferenceSpec] = Field(default_factory=list)
+    # The anchor references (the canonical face) are shared unless the look replaces them.
+    replaces_references: bool = False
+
+    _attributes = field_validator("attributes", mode="before")(
+        classmethod(lambda cls, v: _normalized_attributes(v))
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_base(cls, name: str) -> str:
+        if name == BASE_LOOK:
+            raise ValueError(f"{BASE_LOOK!r} is the character's own look; name this one otherwise")
+        return name
+
+
 class CharacterSpec(_Strict):
     slug: Slug
     name: str = Field(min_length=1, max_length=200)
@@ -76,30 +120,23 @@ class CharacterSpec(_Strict):
     attributes: dict[str, str] = Field(default_factory=dict)
     variations: list[VariationSpec] = Field(default_factory=list)
     references: list[ReferenceSpec] = Field(default_factory=list)
+    looks: list[LookSpec] = Field(default_factory=list)
 
-    @field_validator("attributes", mode="before")
-    @classmethod
-    def _normalize_attributes(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        normalized: dict[str, str] = {}
-        for key, raw in value.items():
-            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-                raise ValueError(
-                    f"attribute {key!r} must be a text value, not {type(raw).__name__}"
-                )
-            canonical = normalize_attribute_key(str(key))
-            if canonical in normalized:
-                raise ValueError(
-                    f"attribute {key!r} is the same key as another once normalized ({canonical!r})"
-                )
-            normalized[canonical] = normalize_attribute_value(str(raw))
-        return normalized
+    _attributes = field_validator("attributes", mode="before")(
+        classmethod(lambda cls, v: _normalized_attributes(v))
+    )
 
     @model_validator(mode="after")
     def _unique_children(self) -> CharacterSpec:
         _no_duplicates([(v.kind.value, v.name) for v in self.variations], "variations", "kind/name")
         _no_duplicates([r.path for r in self.references], "references", "path")
+        _no_duplicates([look.name for look in self.looks], "looks", "name")
+        # One image is one reference row: it belongs to the anchors or to one look.
+        _no_duplicates(
+            [r.path for r in self.references] + [r.path for k in self.looks for r in k.references],
+            "references (anchors and looks together)",
+            "path",
+        )
         return self
 
 
@@ -112,6 +149,8 @@ class CastMember(_Strict):
     outfit: Slug | None = None
     expression: Slug | None = None
     pose: Slug | None = None
+    # A look of the character's instead of the one in force for the episode (a flashback).
+    look: Slug | None = None
 
     def variations(self) -> dict[str, str]:
         chosen = {"outfit": self.outfit, "expression": self.expression, "pose": self.pose}
@@ -324,6 +363,15 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
             if member.character in seen:
                 problems.append((f"{path}.character", f"{member.character!r} is cast twice"))
             seen.add(member.character)
+            looks = {look.name for look in character.looks} | {BASE_LOOK}
+            if member.look and member.look not in looks:
+                problems.append(
+                    (
+                        f"{path}.look",
+                        f"{member.character!r} has no look {member.look!r} "
+                        f"(known: {', '.join(sorted(looks))})",
+                    )
+                )
             for kind, name in member.variations().items():
                 names = {v.name for v in character.variations if v.kind.value == kind}
                 if name not in names:
@@ -338,9 +386,48 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
     for e, episode in enumerate(production.episodes):
         for s, scene in enumerate(episode.scenes):
             check_cast(scene.cast, f"episodes[{e}].scenes[{s}]")
+            for m, member in enumerate(scene.cast):
+                if member.look:  # a scene's cast is who is in it; what they look like is per cut
+                    problems.append(
+                        (
+                            f"episodes[{e}].scenes[{s}].cast[{m}].look",
+                            "a look is chosen per cut (cuts[].cast), not per scene",
+                        )
+                    )
             for c, cut in enumerate(scene.cuts):
                 check_cast(cut.cast, f"episodes[{e}].scenes[{s}].cuts[{c}]")
-    return problems + _settings_problems(production) + story_section_problems(production)
+    return (
+        problems
+        + _look_problems(production)
+        + _settings_problems(production)
+        + story_section_problems(production)
+    )
+
+
+def _look_problems(production: ProductionFile) -> list[tuple[str, str]]:
+    """A look takes effect from an episode the file has, and no two from the same one."""
+    episodes = {e.number for e in production.episodes}
+    problems: list[tuple[str, str]] = []
+    for c, character in enumerate(production.characters):
+        starts: dict[int, str] = {}
+        for k, look in enumerate(character.looks):
+            where = f"characters[{c}].looks[{k}].from_episode"
+            if look.from_episode is None:
+                continue
+            if look.from_episode not in episodes:
+                known = ", ".join(str(n) for n in sorted(episodes)) or "none"
+                problems.append((where, f"unknown episode {look.from_episode} (known: {known})"))
+            elif look.from_episode in starts:
+                problems.append(
+                    (
+                        where,
+                        f"look {look.name!r} overlaps look {starts[look.from_episode]!r}: both "
+                        f"take effect from episode {look.from_episode}",
+                    )
+                )
+            else:
+                starts[look.from_episode] = look.name
+    return problems
 
 
 def _settings_problems(production: ProductionFile) -> list[tuple[str, str]]:
@@ -361,6 +448,9 @@ def map_image_paths(production: ProductionFile, change: Callable[[str, str], str
     for c, character in enumerate(production.characters):
         for r, ref in enumerate(character.references):
             ref.path = change(ref.path, f"characters[{c}].references[{r}].path")
+        for k, look in enumerate(character.looks):
+            for r, ref in enumerate(look.references):
+                ref.path = change(ref.path, f"characters[{c}].looks[{k}].references[{r}].path")
         for v, variation in enumerate(character.variations):
             if variation.reference_image:
                 variation.reference_image = change(
@@ -417,6 +507,7 @@ __all__ = [
     "CharacterSpec",
     "CutSpec",
     "EpisodeSpec",
+    "LookSpec",
     "ProductionFile",
     "ProductionFileError",
     "SceneSpec",

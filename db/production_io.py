@@ -19,6 +19,7 @@ from db.import_lock import lock_project_import
 from db.models import (
     Character,
     CharacterAttribute,
+    CharacterLook,
     CharacterReference,
     CharacterVariation,
     Cut,
@@ -33,6 +34,7 @@ from db.production_file import (
     CastMember,
     CharacterSpec,
     CutSpec,
+    LookSpec,
     ProductionFile,
     ReferenceSpec,
     SceneSpec,
@@ -171,7 +173,12 @@ class _Importer:
             )
             changed |= self._attributes(character, spec.attributes)
             changed |= self._variations(character, spec)
-            changed |= self._references(character, spec.references)
+            changed |= self._looks(character, spec.looks)
+            looks = {look.name: look for look in character.looks}
+            refs = [(ref, None) for ref in spec.references] + [
+                (ref, looks[look.name]) for look in spec.looks for ref in look.references
+            ]
+            changed |= self._references(character, refs)
             if changed and not is_new:
                 self.report.updated["character"] += 1
         wanted = {s.slug for s in specs}
@@ -224,10 +231,45 @@ class _Importer:
                     self.report.kept_absent.append(label)
         return changed
 
-    def _references(self, character: Character, refs: list[ReferenceSpec]) -> bool:
+    def _looks(self, character: Character, specs: list[LookSpec]) -> bool:
+        current = {look.name: look for look in character.looks}
+        changed = False
+        for spec in specs:
+            row = current.pop(spec.name, None)
+            if row is None:
+                row = CharacterLook(name=spec.name)
+                character.looks.append(row)
+                changed = True
+            changed |= _assign(
+                row,
+                from_episode=spec.from_episode,
+                prompt_delta=spec.prompt,
+                attributes=spec.attributes,
+                replaces_references=spec.replaces_references,
+                retired=False,
+            )
+        for row in current.values():
+            # Renders made in a look stay linked to it: a look the file drops is retired (no
+            # longer in force, its references kept), and only --prune removes it.
+            if self.prune:
+                for ref in [r for r in character.references if r.look is row]:
+                    character.references.remove(ref)
+                character.looks.remove(row)
+                self.report.removed["look"] += 1
+                continue
+            if not row.retired:
+                row.retired = True
+                changed = True
+            self.report.kept_absent.append(f"look {character.slug}/{row.name}")
+        return changed
+
+    def _references(
+        self, character: Character, refs: list[tuple[ReferenceSpec, CharacterLook | None]]
+    ) -> bool:
+        """Anchor references (no look) and each look's, matched by path."""
         current = {r.path: r for r in character.references}
         changed = False
-        for ref in refs:
+        for ref, look in refs:
             row = current.pop(ref.path, None)
             if row is None and self.root and not ref.path.startswith("/"):
                 # Stored absolute before paths were relative: the same image, keep its faces.
@@ -239,10 +281,11 @@ class _Importer:
                 row = CharacterReference(path=ref.path)
                 character.references.append(row)
                 changed = True
-            changed |= _assign(row, view=ref.view, source=ref.source)
-        # Sheet references come from approved renders, not from the file: never dropped here.
+            changed |= _assign(row, view=ref.view, source=ref.source, look=look)
+        # Sheet references come from approved renders, not from the file: never dropped here;
+        # nor are a retired look's, which its old renders were judged against.
         for row in current.values():
-            if row.source == "imported":
+            if row.source == "imported" and not (row.look is not None and row.look.retired):
                 character.references.remove(row)
                 changed = True
         return changed
@@ -351,7 +394,9 @@ class _Importer:
                 row = CutCasting(character=characters[member.character])
                 cut.casting.append(row)
                 changed = True
-            changed |= _assign(row, variations=member.variations(), position=member.position)
+            changed |= _assign(
+                row, variations=member.variations(), position=member.position, look=member.look
+            )
         for row in current.values():
             cut.casting.remove(row)
             changed = True
@@ -385,6 +430,7 @@ def export_production(
             selectinload(Project.characters).selectinload(Character.attributes),
             selectinload(Project.characters).selectinload(Character.variations),
             selectinload(Project.characters).selectinload(Character.references),
+            selectinload(Project.characters).selectinload(Character.looks),
             selectinload(Project.episodes)
             .selectinload(Episode.scenes)
             .selectinload(Scene.cuts)
@@ -444,12 +490,41 @@ def _character_dict(c: Character) -> dict[str, Any]:
             }
             for v in c.variations
         ],
-        "references": [{"path": r.path, "view": r.view, "source": r.source} for r in c.references],
+        "references": [_reference_dict(r) for r in c.references if r.look is None],
+        "looks": [
+            {
+                "name": look.name,
+                "from_episode": look.from_episode,
+                "prompt": look.prompt_delta,
+                "attributes": look.attributes,
+                "references": [_reference_dict(r) for r in look.references],
+                "replaces_references": look.replaces_references,
+            }
+            for look in c.looks
+            if not look.retired  # no longer in the file; kept in the database for its renders
+        ],
     }
 
 
-def _cast_dict(character: Character, role: str = "", position: str = "", variations=None) -> dict:
-    return {"character": character.slug, "role": role, "position": position, **(variations or {})}
+def _reference_dict(r: CharacterReference) -> dict[str, Any]:
+    return {"path": r.path, "view": r.view, "source": r.source}
+
+
+def _cast_dict(
+    character: Character,
+    role: str = "",
+    position: str = "",
+    variations=None,
+    look: str | None = None,
+) -> dict:
+    chosen = {"look": look} if look else {}
+    return {
+        "character": character.slug,
+        "role": role,
+        "position": position,
+        **(variations or {}),
+        **chosen,
+    }
 
 
 def _scene_dict(s: Scene) -> dict[str, Any]:
@@ -474,7 +549,12 @@ def _scene_dict(s: Scene) -> dict[str, Any]:
                 "template": c.template,
                 "overrides": c.overrides,
                 "cast": [
-                    _cast_dict(row.character, position=row.position, variations=row.variations)
+                    _cast_dict(
+                        row.character,
+                        position=row.position,
+                        variations=row.variations,
+                        look=row.look,
+                    )
                     for row in sorted(c.casting, key=lambda r: r.character.slug)
                 ],
             }

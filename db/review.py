@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.api_queries import ScoreLine
+from db.briefs import look_references
 from db.jobs import cut_jobs, get_job
 from db.media_paths import contained
 from db.models import (
@@ -31,6 +32,7 @@ from db.models import (
     Scene,
     Verdict,
 )
+from db.production_file import BASE_LOOK
 
 REVIEWED_PHASES = (Phase.GENERATION, Phase.ANIMATION)
 
@@ -231,7 +233,8 @@ class CastView:
     character_id: int
     slug: str
     name: str
-    reference_ids: list[int]
+    reference_ids: list[int]  # the look's references: what its renders are judged against
+    look: str = "base"  # the look of the cut's latest render, else the one in force for it
 
 
 @dataclass
@@ -283,17 +286,23 @@ def _attempt_view(job: Job, decision: ReviewDecision | None) -> AttemptView:
     )
 
 
-def _cast(cut: Cut) -> list[CastView]:
+def _cast(cut: Cut, latest: Job | None) -> list[CastView]:
+    overrides = {c.character_id: c.look for c in cut.casting}
     characters = [c.character for c in cut.casting] or [c.character for c in cut.scene.casting]
     seen: dict[int, CastView] = {}
     for ch in characters:
+        if latest is not None:  # the look it was rendered in (none recorded: the base look)
+            look = next((k for k in latest.looks if k.character_id == ch.id), None)
+        else:
+            look = ch.look_for(cut.scene.episode.number, overrides.get(ch.id))
         seen.setdefault(
             ch.id,
             CastView(
                 character_id=ch.id,
                 slug=ch.slug,
                 name=ch.name,
-                reference_ids=[r.id for r in ch.references],
+                reference_ids=[r.id for r in look_references(ch, look)],
+                look=look.name if look else BASE_LOOK,
             ),
         )
     return list(seen.values())
@@ -318,10 +327,12 @@ def episode_review(session: Session, episode_id: int, *, needs_review_only: bool
     )
     for cut in cuts:
         phases = []
+        latest: Job | None = None
         for phase in REVIEWED_PHASES:
             jobs = cut_jobs(session, cut.id, phase)
             if not jobs:
                 continue
+            latest = jobs[-1]
             decisions = latest_decisions(session, [j.id for j in jobs])
             try:
                 speaking = speaking_job(session, cut.id, phase)
@@ -345,7 +356,7 @@ def episode_review(session: Session, episode_id: int, *, needs_review_only: bool
                 description=cut.description,
                 needs_review=flagged,
                 phases=phases,
-                cast=_cast(cut),
+                cast=_cast(cut, latest),
                 scene=cut.scene.number,
                 frames=cut.frames,
                 fps=cut.fps,

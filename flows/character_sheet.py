@@ -17,6 +17,7 @@ from flows.parameters import (
     AttemptBudget,
     CharacterSlug,
     ComfyUIServers,
+    LookName,
     ProjectSlug,
     RendererChoice,
     ScoringBlock,
@@ -58,7 +59,8 @@ class SheetAttempts:
         self.project_id = brief.project_id
 
     async def history(self) -> production.AttemptHistory:
-        return await production.sheet_history(self.brief.character.character_id)
+        character = self.brief.character
+        return await production.sheet_history(character.character_id, character.look_id)
 
     async def open_attempt(self, attempt: int) -> int:
         target = production.AttemptTarget.of_sheet(self.brief)
@@ -110,9 +112,10 @@ async def character_sheet(
     attempt_budget: AttemptBudget = 3,
     thresholds_block: ThresholdsBlock = None,
     scoring_block: ScoringBlock = None,
+    look: LookName = None,
 ):
     logger = get_run_logger()
-    brief, history = await production.load_sheet(project, character)
+    brief, history = await production.load_sheet(project, character, look)
     settings = await resolve_settings(
         renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block
     )

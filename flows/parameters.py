@@ -18,6 +18,10 @@ ProjectSlug = Annotated[str, Field(min_length=1, max_length=100, description="pr
 CharacterSlug = Annotated[
     str, Field(min_length=1, max_length=100, description="character slug")
 ]
+LookName = Annotated[
+    str | None,
+    Field(max_length=100, description="the character's look (default: the base look)"),
+]
 EpisodeNumber = Annotated[int, Field(ge=1, description="episode number")]
 StartPhase = Annotated[Phase, Field(description="phase to start from")]
 LastPhase = Annotated[Phase, Field(description="last phase to run")]

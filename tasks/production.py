@@ -136,6 +136,8 @@ class AttemptTarget(BaseModel):
     character_id: int | None = None
     parent_job_id: int | None = None  # a reproduction's original
     story_bible_version: int | None = None
+    # The cast's looks other than the base look, recorded on the job.
+    look_ids: list[int] = Field(default_factory=list)
 
     @classmethod
     def of_cut(cls, brief: db_briefs.CutBrief, phase: Phase) -> AttemptTarget:
@@ -146,6 +148,7 @@ class AttemptTarget(BaseModel):
             kind=kind,
             cut_id=brief.cut_id,
             story_bible_version=brief.style.version,
+            look_ids=[m.look_id for m in brief.cast if m.look_id is not None],
         )
 
     @classmethod
@@ -156,6 +159,7 @@ class AttemptTarget(BaseModel):
             kind=JobKind.CHARACTER_SHEET,
             character_id=brief.character.character_id,
             story_bible_version=brief.style.version,
+            look_ids=[brief.character.look_id] if brief.character.look_id else [],
         )
 
 
@@ -188,31 +192,43 @@ async def open_attempt(
             renderer=renderer,
             story_bible_version=target.story_bible_version,
             process=process,
+            look_ids=target.look_ids,
         )
         return job.id
 
     return await in_session(run)
 
 
-def read_sheet_history(session, character_id: int) -> AttemptHistory:
+def read_sheet_history(session, character_id: int, look_id: int | None = None) -> AttemptHistory:
+    """The sheet attempts of one look (None: the base look). Attempt numbers are the
+    character's (a job is one per character and attempt): a look's first sheet numbers on from
+    the character's last attempt."""
     jobs = db_jobs.character_jobs(session, character_id, Phase.CONCEPT)
-    return AttemptHistory(attempts=[_attempt_state(j) for j in jobs])
+    wanted = {look_id} if look_id is not None else set()
+    own = [j for j in jobs if {look.id for look in j.looks} == wanted]
+    fresh_from = own[0].attempt if own else 1 + max((j.attempt for j in jobs), default=0)
+    return AttemptHistory(attempts=[_attempt_state(j) for j in own], fresh_from=fresh_from)
 
 
 @task(name="load-sheet", cache_policy=NO_CACHE)
-async def load_sheet(project: str, character: str) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
+async def load_sheet(
+    project: str, character: str, look: str | None = None
+) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
     """A sheet run's start, in one transaction: the brief and its stored attempts."""
 
     def read(session) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
-        brief = db_briefs.load_sheet_brief(session, project, character)
-        return brief, read_sheet_history(session, brief.character.character_id)
+        brief = db_briefs.load_sheet_brief(session, project, character, look)
+        history = read_sheet_history(
+            session, brief.character.character_id, brief.character.look_id
+        )
+        return brief, history
 
     return await in_session(read)
 
 
 @task(name="read-sheet-history", cache_policy=NO_CACHE)
-async def sheet_history(character_id: int) -> AttemptHistory:
-    return await in_session(read_sheet_history, character_id)
+async def sheet_history(character_id: int, look_id: int | None = None) -> AttemptHistory:
+    return await in_session(read_sheet_history, character_id, look_id)
 
 
 @task(name="approve-sheet", cache_policy=NO_CACHE)

@@ -39,6 +39,7 @@ class StoredJob(BaseModel):
     cut_id: int | None
     character_id: int | None
     story_bible_version: int | None
+    look_ids: list[int] = Field(default_factory=list)  # the cast's looks it was rendered in
     next_attempt: int  # of its reproductions
     workflow: dict[str, Any]
     workflow_sha256: str | None
@@ -96,6 +97,7 @@ def read_stored_job(session, job_id: int) -> StoredJob:
         cut_id=job.cut_id,
         character_id=job.character_id,
         story_bible_version=job.story_bible_version,
+        look_ids=[look.id for look in job.looks],
         next_attempt=1 + db_jobs.count_jobs(session, parent_job_id=job.id),
         workflow=job.params.workflow,
         workflow_sha256=job.params.workflow_sha256,
@@ -185,6 +187,7 @@ def reproduction_target(stored: StoredJob) -> AttemptTarget:
         character_id=stored.character_id,
         parent_job_id=stored.job_id,
         story_bible_version=stored.story_bible_version,
+        look_ids=stored.look_ids,
     )
 
 

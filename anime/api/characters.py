@@ -1,4 +1,4 @@
-"""Characters: add a variation (outfit, expression, pose)."""
+"""Characters: add a variation (outfit, expression, pose); list the looks."""
 
 from __future__ import annotations
 
@@ -88,3 +88,27 @@ async def add_variation(
         reference_image=body.reference_image,
     )
     return VariationOut.model_validate(asdict(stored))
+
+
+class LookOut(BaseModel):
+    id: int | None  # null: the base look
+    name: str
+    from_episode: int | None
+    prompt: str  # the base prompt for the base look, the look's delta for a later one
+    attributes: dict[str, str]  # with the look's changes applied
+    reference_ids: list[int]
+    replaces_references: bool
+    retired: bool
+    face_thresholds: dict[str, float | None]
+
+
+@router.get(
+    "/characters/{character_id}/looks",
+    response_model=list[LookOut],
+    responses={404: {"description": "no such character"}},
+)
+async def list_looks(character_id: int = Path(ge=1, description="character id")) -> list[LookOut]:
+    """The base look, then each later look: from which episode, its prompt delta, attributes,
+    references and calibrated face thresholds."""
+    rows = await in_session(api_queries.character_looks, character_id)
+    return [LookOut.model_validate(asdict(row)) for row in rows]

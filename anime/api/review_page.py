@@ -113,13 +113,17 @@ def _clip(cut: db_review.CutView, reel: ReelSummary | None, span: dict | None) -
     return "<p>not rendered yet</p>"
 
 
+def _look_caption(cast: db_review.CastView) -> str:
+    return "" if cast.look == "base" else f" ({escape(cast.look)})"
+
+
 def _cut_html(
     episode_id: int, cut: db_review.CutView, reel: ReelSummary | None, span: dict | None
 ) -> str:
     refs = "".join(
         f'<figure><img class="reference" alt="{escape(c.name)}" '
         f'src="/api/anime/references/{r}/thumbnail?width=160">'
-        f"<figcaption>{escape(c.name)}</figcaption></figure>"
+        f"<figcaption>{escape(c.name)}{_look_caption(c)}</figcaption></figure>"
         for c in cut.cast
         for r in c.reference_ids
     )

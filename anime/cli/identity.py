@@ -40,7 +40,7 @@ def calibrate(
     for row in stored:
         value = "default kept" if row.threshold is None else f"{row.threshold:.4f}"
         typer.echo(
-            f"{row.character} [{row.model_name}]: {value} "
+            f"{row.subject} [{row.model_name}]: {value} "
             f"({row.references} references, {row.impostors} impostors)"
         )
         typer.echo(f"  {row.explanation}")

@@ -78,7 +78,7 @@ def _recalibrate(session, report) -> list[str]:
     from tasks.face_calibration import calibrate_project
 
     stored = calibrate_project(session, project_id_of(session, report.project))
-    return [f"{c.character} [{c.model_name}]" for c in stored]
+    return [f"{c.subject} [{c.model_name}]" for c in stored]
 
 
 @app.command("export")
@@ -168,6 +168,8 @@ def status(
             typer.echo(f"    jobs: {jobs or 'none yet'}")
             for gate in e.gates:
                 typer.echo(f"    gate {gate}")
+            if e.looks:
+                typer.echo(f"    looks: {'; '.join(e.looks)}")
             if e.story is not None:
                 typer.echo(f"    {e.story.describe()}")
             if (found := yields.get((s.slug, e.number))) is not None:

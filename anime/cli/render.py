@@ -196,6 +196,9 @@ def sheet(
         [], "--server", help="ComfyUI server: block name or URL (repeat)"
     ),
     budget: int = typer.Option(3, help="attempts before the sheet is flagged for review"),
+    look: str | None = typer.Option(
+        None, "--look", help="the look to render; approved views become its references"
+    ),
 ) -> None:
     """Render a character sheet here; approved views become the character's references."""
     from flows.character_sheet import character_sheet
@@ -210,6 +213,7 @@ def sheet(
             renderer=renderer,
             comfyui_servers=server,
             attempt_budget=budget,
+            look=look,
             return_state=True,
         )
     )

@@ -4,13 +4,14 @@ from db.models.base import Base
 from db.models.character import (
     Character,
     CharacterAttribute,
+    CharacterLook,
     CharacterReference,
     CharacterVariation,
     FaceCalibration,
     FaceEmbedding,
 )
 from db.models.continuity import ContinuityScore
-from db.models.jobs import Artifact, GenerationParams, Job, JobRun
+from db.models.jobs import Artifact, GenerationParams, Job, JobLook, JobRun
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Announcement, Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
@@ -47,6 +48,7 @@ __all__ = [
     "BranchMoveKind",
     "Character",
     "CharacterAttribute",
+    "CharacterLook",
     "CharacterReference",
     "CharacterVariation",
     "ContinuityScore",
@@ -59,6 +61,7 @@ __all__ = [
     "GateScope",
     "GenerationParams",
     "Job",
+    "JobLook",
     "JobKind",
     "JobRun",
     "JobRunStatus",

@@ -48,9 +48,66 @@ class Character(Timestamped, Base):
         order_by="FaceCalibration.model_name",
         cascade="all, delete-orphan",
     )
+    looks: Mapped[list[CharacterLook]] = relationship(
+        back_populates="character",
+        order_by="(CharacterLook.from_episode.nulls_last(), CharacterLook.name)",
+        cascade="all, delete-orphan",
+    )
 
     def attribute_map(self) -> dict[str, str]:
         return {a.key: a.value for a in self.attributes}
+
+    def look_for(self, episode: int, name: str | None = None) -> CharacterLook | None:
+        """The look in force: ``name`` when a cut overrides it, else the latest look that took
+        effect at or before ``episode``; None is the base look (the character's own fields)."""
+        if name:  # "base", or a name no look has any more: the base look
+            return next((look for look in self.looks if look.name == name), None)
+        in_force = [
+            look
+            for look in self.looks
+            if look.from_episode is not None and look.from_episode <= episode and not look.retired
+        ]
+        return max(in_force, key=lambda look: look.from_episode or 0, default=None)
+
+
+class CharacterLook(Base):
+    """How a character looks from an episode on (a time skip, a haircut, a scar), or on demand
+    (a flashback, chosen by a cut): a prompt delta and attribute changes on top of the base
+    look, and its own references. Its anchor references (the canonical face, references with
+    no look) stay shared unless ``replaces_references``."""
+
+    __tablename__ = "character_looks"
+    __table_args__ = (UniqueConstraint("character_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    # None: never in force by episode, only where a cut names it.
+    from_episode: Mapped[int | None] = mapped_column(default=None)
+    prompt_delta: Mapped[str] = mapped_column(Text, default="")
+    # Attribute key -> value, replacing (or adding to) the character's attributes.
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    replaces_references: Mapped[bool] = mapped_column(default=False)
+    # Dropped from the production file but kept for the renders that used it (--prune removes).
+    retired: Mapped[bool] = mapped_column(default=False, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    character: Mapped[Character] = relationship(back_populates="looks")
+    references: Mapped[list[CharacterReference]] = relationship(
+        back_populates="look", order_by="CharacterReference.id"
+    )
+
+    # Normalized on every write, like CharacterAttribute.
+    @validates("attributes")
+    def _normalize_attributes(self, _: str, attributes: dict[str, Any]) -> dict[str, str]:
+        return {
+            normalize_attribute_key(str(k)): normalize_attribute_value(str(v))
+            for k, v in attributes.items()
+        }
+
+    def attribute_map(self) -> dict[str, str]:
+        """The character's attributes with this look's changes applied."""
+        return {**self.character.attribute_map(), **self.attributes}
 
 
 class CharacterAttribute(Base):
@@ -109,9 +166,14 @@ class CharacterReference(Base):
     source_job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), default=None
     )
+    # None: an anchor reference, shared by every look that does not replace them.
+    look_id: Mapped[int | None] = mapped_column(
+        ForeignKey("character_looks.id", ondelete="CASCADE"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     character: Mapped[Character] = relationship(back_populates="references")
+    look: Mapped[CharacterLook | None] = relationship(back_populates="references")
     embeddings: Mapped[list[FaceEmbedding]] = relationship(
         back_populates="reference", cascade="all, delete-orphan"
     )
@@ -147,10 +209,21 @@ class FaceCalibration(Base):
     (tasks/scoring/calibration.py); ``threshold`` None: too few references, the default holds."""
 
     __tablename__ = "face_calibrations"
-    __table_args__ = (UniqueConstraint("character_id", "model_name"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "character_id",
+            "look_id",
+            "model_name",
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
+    # None: the base look's references; a look's threshold is calibrated on its own set.
+    look_id: Mapped[int | None] = mapped_column(
+        ForeignKey("character_looks.id", ondelete="CASCADE"), default=None
+    )
     model_name: Mapped[str] = mapped_column(String(200))
     threshold: Mapped[float | None] = mapped_column(Float, default=None)
     references: Mapped[int] = mapped_column(default=0)
@@ -160,3 +233,4 @@ class FaceCalibration(Base):
     calibrated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
     character: Mapped[Character] = relationship(back_populates="face_calibrations")
+    look: Mapped[CharacterLook | None] = relationship()

@@ -22,6 +22,7 @@ from db.models.base import Base, str_enum
 from db.vocabulary import JobKind, JobRunStatus, JobStatus, Phase, Verdict
 
 if TYPE_CHECKING:
+    from db.models.character import CharacterLook
     from db.models.quality import QualityScore
 
 
@@ -84,6 +85,11 @@ class Job(Base):
     runs: Mapped[list[JobRun]] = relationship(
         back_populates="job", order_by="JobRun.number", cascade="all, delete-orphan"
     )
+    # The looks the cast had in this render (none listed: the base look); kept linked when the
+    # production file changes or drops a look later.
+    looks: Mapped[list[CharacterLook]] = relationship(
+        secondary="job_looks", order_by="CharacterLook.id"
+    )
 
     @property
     def duration_seconds(self) -> float | None:
@@ -129,6 +135,14 @@ class JobRun(Base):
     outage_s: Mapped[float | None] = mapped_column(Float)  # waiting for a server to be back
 
     job: Mapped[Job] = relationship(back_populates="runs")
+
+class JobLook(Base):
+    __tablename__ = "job_looks"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    look_id: Mapped[int] = mapped_column(
+        ForeignKey("character_looks.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class GenerationParams(Base):

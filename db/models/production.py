@@ -117,6 +117,9 @@ class CutCasting(Base):
     # {"outfit": "school-uniform", "expression": "smiling"}: names of CharacterVariation rows.
     variations: Mapped[dict[str, Any]] = mapped_column(default=dict)
     position: Mapped[str] = mapped_column(String(50), default="")
+    # The look the cut names (a flashback: "base" or a look's name) instead of the one in
+    # force for its episode; None: the one in force.
+    look: Mapped[str | None] = mapped_column(String(100), default=None)
 
     cut: Mapped[Cut] = relationship(back_populates="casting")
     character: Mapped[Character] = relationship()

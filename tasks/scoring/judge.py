@@ -104,6 +104,12 @@ def face_results(image: Any, brief: CutBrief, models: ScoringModels) -> list[Met
                 result.details["published_threshold"] = published
         results += found
     order = [m.slug for m in brief.cast]
+    looks = {m.slug: m for m in brief.cast}
+    for result in results:
+        if (member := looks.get(result.subject or "")) is not None:
+            # Which look, and so which references, this judgement was made against.
+            result.details["look"] = member.look
+            result.details["reference_images"] = list(member.reference_images)
     return sorted(results, key=lambda r: order.index(r.subject) if r.subject in order else 0)
 
 

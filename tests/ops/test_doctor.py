@@ -95,7 +95,8 @@ def test_cancel_names_an_unknown_episode_and_says_when_nothing_runs(production, 
     assert "no project 'nope' (projects: moonlit-courier)" in unknown.stdout + unknown.stderr
     missing = _anime("cancel", production, "9", db_url=db)
     assert missing.returncode == 1
-    assert f"project '{production}' has no episode 9 (episodes: 1" in missing.stdout + missing.stderr
+    said = missing.stdout + missing.stderr
+    assert f"project '{production}' has no episode 9 (episodes: 1" in said
     idle = _anime("cancel", production, "1", "--scene", "1", db_url=db)
     assert idle.returncode == 0, idle.stderr
     assert "nothing to cancel" in idle.stdout
