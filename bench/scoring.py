@@ -8,6 +8,12 @@ timing has used --budget seconds. The models are loaded beforehand, outside the 
     .venv/bin/python -m bench.scoring                 # stand-in tiny models, CPU
     .venv/bin/python -m bench.scoring --device cuda   # on a GPU machine
     .venv/bin/python -m bench.scoring --real          # the block's real weights (must be present)
+    .venv/bin/python -m bench.scoring --architectures real   # real architectures, random weights
+
+``--architectures real`` builds every metric's shipped architecture with random weights, writes
+it to files and loads those through the real loaders (bench/real_architectures.py): the
+throughput of the real models without their downloads. It adds the identity models' rows
+(InsightFace detection + embedding per frame; CCIP per frame and batched).
 
 Run it as a module from the repository root: the stand-in models come from the tests
 (tests/scoring/stand_in_models.py), which are not installed with the package.
@@ -16,6 +22,8 @@ Run it as a module from the repository root: the stand-in models come from the t
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import sys
 import tempfile
@@ -95,6 +103,20 @@ def naive_style(frames: np.ndarray, refs: list[np.ndarray], models: ScoringModel
     return float(np.mean([style_adherence(frame, refs, models).value for frame in frames]))
 
 
+def naive_ccip(frames: np.ndarray, embedder) -> int:
+    return sum(len(embedder.detect_and_embed(frame)) for frame in frames)
+
+
+def batched_ccip(frames: np.ndarray, embedder, batch: int) -> int:
+    steps = range(0, len(frames), batch)
+    return sum(len(embedder.embed(list(frames[i : i + batch]))) for i in steps)
+
+
+def faces_per_frame(frames: np.ndarray, embedder) -> int:
+    # face_similarity's cost per frame: detection, alignment and one embedding per face found.
+    return sum(len(embedder.detect_and_embed(frame)) for frame in frames)
+
+
 def naive_motion_smoothness(frames: np.ndarray) -> float:
     errors = []
     for i in range(1, len(frames) - 1, 2):
@@ -143,12 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--real", action="store_true", help="use the block defaults' real weights, not stand-ins"
     )
+    parser.add_argument(
+        "--architectures",
+        choices=["stand-in", "real"],
+        default="stand-in",
+        help="stand-in tiny models, or the real architectures with random weights from files",
+    )
     parser.add_argument("--no-naive", action="store_true", help="skip the slow naive loops")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     if args.real:
         models = ScoringModels(allow_downloads=False)
+    elif args.architectures == "real":
+        from bench.real_architectures import write_real_architectures
+
+        folder = Path(tempfile.mkdtemp(prefix="bench-real-architectures-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # 2.3 GB of random weights
+        started = time.perf_counter()
+        models = write_real_architectures(folder)
+        print(f"real architectures written to {folder} in {time.perf_counter() - started:.0f} s")
     else:
         from tests.scoring.stand_in_models import write_stand_in_models
 
@@ -199,8 +235,27 @@ def main(argv: list[str] | None = None) -> int:
             None,
         ),
     ]
+    if args.architectures == "real":
+        from tasks.scoring.face_embedder import load_face_embedder
+
+        face = load_face_embedder(models)
+        ccip = load_face_embedder(models.model_copy(update={"face_embedder": "ccip"}))
+        rows += [
+            ("face insightface (faces)", lambda: faces_per_frame(frames, face), None),
+            (
+                "face ccip (faces)",
+                lambda: batched_ccip(frames, ccip, args.batch_size),
+                lambda: naive_ccip(frames, ccip),
+            ),
+        ]
     try:
-        kind = "real weights" if args.real else "stand-in tiny models"
+        kind = (
+            "real weights"
+            if args.real
+            else "real architectures, random weights from files"
+            if args.architectures == "real"
+            else "stand-in tiny models"
+        )
         print(
             f"{n} frames {args.size}x{args.size}, {kind}, device={args.device}, "
             f"batch={args.batch_size}, median of up to {args.repeats} runs (torch threads: "

@@ -100,7 +100,7 @@ class SheetAttempts:
         )
 
     async def judge(self, job_id: int, outputs: list[str]) -> SheetJudgement:
-        return await judge_sheet(job_id, outputs, VIEWS, self.settings)
+        return await judge_sheet(job_id, outputs, VIEWS, self.settings, self.project_id)
 
 
 @flow(name="character-sheet", flow_run_name="{project}-{character}-sheet", persist_result=False)

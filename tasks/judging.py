@@ -91,9 +91,16 @@ async def judge_cut(
 
 
 def score_sheet(
-    paths: list[str], views: list[str], thresholds: QualityThresholds, models: ScoringModels
+    paths: list[str],
+    views: list[str],
+    thresholds: QualityThresholds,
+    models: ScoringModels,
+    project_settings: dict | None = None,
 ) -> tuple[SheetJudgement, list[Any], Any]:
-    """Do the sheet's faces agree with each other: one embedding per view, then consistency."""
+    """Do the sheet's faces agree with each other: one embedding per view, then consistency.
+
+    The views are embedded with the project's identity model (settings.face_embedder), so the
+    references an approved sheet adds are the ones that project's face gate compares with."""
     from tasks.scoring.face_embedder import FaceModelUnavailable, load_face_embedder
     from tasks.scoring.faces import main_face_embeddings, sheet_consistency_from_embeddings
     from tasks.scoring.gates import decide_job
@@ -103,7 +110,7 @@ def score_sheet(
     embeddings: dict[str, list[float] | None] = {}
     model = ""
     try:
-        embedder = load_face_embedder(models)
+        embedder = load_face_embedder(models.for_project(project_settings))
         found = main_face_embeddings(labels, embedder)
     except Exception as exc:  # a missing model or any error: could not judge, never a crash
         reason = (
@@ -136,11 +143,20 @@ def score_sheet(
 
 @task(name="judge-sheet", cache_policy=NO_CACHE, task_run_name="judge sheet job {job_id}")
 async def judge_sheet(
-    job_id: int, paths: list[str], views: list[str], settings: RenderSettings
+    job_id: int,
+    paths: list[str],
+    views: list[str],
+    settings: RenderSettings,
+    project_id: int | None = None,
 ) -> SheetJudgement:
+    project_settings = None
+    if project_id is not None:
+        from db.face_calibration import project_settings as read_settings
+
+        project_settings = await in_session(read_settings, project_id)
     started = time.monotonic()
     judgement, results, decision = await anyio.to_thread.run_sync(
-        score_sheet, paths, views, settings.thresholds, settings.models
+        score_sheet, paths, views, settings.thresholds, settings.models, project_settings
     )
     await _store(job_id, decision, results, time.monotonic() - started)
     return judgement

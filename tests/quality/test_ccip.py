@@ -83,3 +83,47 @@ def test_missing_ccip_names_the_files_and_the_fetch_command(tmp_path: Path) -> N
 def test_unknown_project_face_embedder_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="settings.face_embedder must be"):
         ScoringModels().for_project({"face_embedder": "arcface2"})
+
+
+async def test_a_sheet_of_a_project_that_chose_ccip_is_embedded_by_ccip(
+    db, ccip_models: ScoringModels, scoring_models: ScoringModels, t1, tmp_path: Path
+) -> None:
+    """The block says InsightFace; the project says CCIP: the sheet's views (the references an
+    approval adds) are CCIP embeddings, the ones that project's face gate compares with."""
+    from PIL import Image
+    from sqlalchemy import select
+
+    from db import jobs as db_jobs
+    from db.engine import session_scope
+    from db.models import Character, JobKind, Project
+    from db.production_file import load_production
+    from db.production_io import import_production
+    from tasks.judging import judge_sheet
+    from tasks.planning import RenderSettings
+    from tests.conftest import EXAMPLE
+
+    with session_scope() as session:
+        import_production(session, load_production(EXAMPLE))
+        project = session.scalar(select(Project).where(Project.slug == "moonlit-courier"))
+        project.settings = {**(project.settings or {}), "face_embedder": "ccip"}
+        aki = session.scalar(select(Character).where(Character.slug == "aki"))
+        job, _ = db_jobs.get_or_create_job(
+            session, project_id=project.id, phase=Phase.CONCEPT,
+            kind=JobKind.CHARACTER_SHEET, attempt=1, character_id=aki.id,
+        )  # fmt: skip
+        project_id, job_id = project.id, job.id
+    paths = []
+    for view, shift in (("front", (0, 0)), ("side", (2, -2))):
+        path = tmp_path / f"{view}.png"
+        Image.fromarray(canvas((face_tile(t1, "ross", shift=shift), (1, 1)))).save(path)
+        paths.append(str(path))
+    block = scoring_models.model_copy(update={"ccip_model": ccip_models.ccip_model})
+    settings = RenderSettings(
+        renderer="comfyui", artifacts_dir=str(tmp_path), models_data=block.model_dump()
+    )
+    judgement = await judge_sheet.fn(job_id, paths, ["front", "side"], settings, project_id)
+    assert judgement.model == "ccip:ccip-tiny"
+    assert all(len(v) == 768 for v in judgement.embeddings.values())
+    # Without the project's choice, the block's model (the tiny InsightFace pack) embeds them.
+    plain = await judge_sheet.fn(job_id, paths, ["front", "side"], settings)
+    assert plain.model.startswith("insightface:")

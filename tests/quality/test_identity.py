@@ -182,3 +182,56 @@ def test_a_sheet_image_that_cannot_be_read_is_could_not_judge(scoring_models, tm
     )
     assert judgement.verdict.value == "could_not_judge"
     assert result.value is None and "FileNotFoundError" in result.reason
+
+
+def test_calibrate_warns_about_references_the_aesthetic_gate_would_reject(
+    cast, prefect_harness, tmp_path
+) -> None:
+    """A style (or character) reference below the aesthetic gate: keyframes that look like
+    what the production asked for would be rejected. One line per file, naming the value and
+    the gate; the references above it are not named."""
+    import uuid
+    import warnings
+
+    from blocks.quality import MetricGate
+    from db.models import Project
+    from tasks.face_calibration import production_references
+    from tasks.scoring.aesthetic import aesthetic_batch
+    from tests.scoring.stand_in_models import write_stand_in_models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = write_stand_in_models(tmp_path / "models")
+    with session_scope() as session:
+        project_id = session.scalar(select(Project.id).where(Project.slug == "moonlit-courier"))
+        references = production_references(session, project_id)
+    assert [kind for kind, _ in references][:2] == ["style reference", "style reference"]
+    scores = [r.value for r in aesthetic_batch([p for _, p in references], models)]
+    threshold = float(np.median(scores))  # half the references fail, half pass
+    suffix = uuid.uuid4().hex[:8]
+    gates = {"aesthetic": MetricGate(threshold=threshold)}
+    QualityThresholds(phase_gates={"generation": gates}).save(f"refs-{suffix}", overwrite=True)
+    models.save(f"refs-models-{suffix}", overwrite=True)
+
+    result = CliRunner().invoke(
+        app,
+        ["calibrate", "moonlit-courier", "--thresholds-block", f"refs-{suffix}",
+         "--scoring-block", f"refs-models-{suffix}"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    failing = [(ref, s) for ref, s in zip(references, scores, strict=True) if s < threshold]
+    assert failing and len(failing) < len(references)
+    assert len(warned) == len(failing)
+    for ((kind, path), score), line in zip(failing, warned, strict=True):
+        assert f"{kind} {path}: aesthetic {score:.2f} fails the generation gate" in line
+        assert f">= {threshold:g}" in line
+    # Without the models, the references are said to be unchecked, and calibration still runs.
+    offline = models.model_copy(update={"aesthetic_head": str(tmp_path / "missing.pth")})
+    offline.save(f"refs-offline-{suffix}", overwrite=True)
+    result = CliRunner().invoke(
+        app, ["calibrate", "moonlit-courier", "--scoring-block", f"refs-offline-{suffix}"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "note: reference images not checked against the gates:" in result.output
+    assert "missing.pth" in result.output
