@@ -128,7 +128,7 @@ def check_run(
     """Everything a render can be refused for without a server, checked before Prefect
     starts (half a minute on a busy machine) rather than after."""
     from db.engine import session_scope
-    from db.jobs import find_episode
+    from db.queries import get_episode
 
     if PHASE_ORDER.index(until) < PHASE_ORDER.index(phase):
         raise typer.BadParameter(
@@ -138,7 +138,7 @@ def check_run(
         )
     check_renderer(renderer, servers, budget)
     with session_scope() as session:
-        find_episode(session, project, episode)  # LookupError: "project 'x' has no episode 1"
+        get_episode(session, project, episode)  # LookupError naming the known ones
 
 
 def check_template(template: str | None) -> None:

@@ -81,9 +81,9 @@ def test_backup_into_a_folder_or_an_unwritable_path(db, tmp_path):
 def test_render_refusals_come_before_any_run(db):
     assert anime("import", str(EXAMPLE), db_url=db).returncode == 0
     unknown = clear(anime("render", "no-such-project", "1", db_url=db))
-    assert "project 'no-such-project' has no episode 1" in unknown
+    assert "no project 'no-such-project' (projects: moonlit-courier)" in unknown
     no_episode = clear(anime("render", "moonlit-courier", "99", db_url=db))
-    assert "has no episode 99" in no_episode
+    assert "has no episode 99 (episodes: 1" in no_episode
     budget = clear(anime("render", "moonlit-courier", "1", "--budget", "0", db_url=db), code=2)
     assert "'--budget': 0 allows no attempt: at least 1" in budget
     assert "RenderSettings" not in budget
