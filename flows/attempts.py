@@ -11,6 +11,7 @@ rendered twice, and an attempt whose render errored is rendered again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,12 +64,21 @@ class AttemptsResult:
     note: str = ""
 
 
+STOPPED = "stopped while rendering: the run ended (another job's error, or a cancel)"
+
+
 async def _render_and_store(request: RenderRequest, slot: Callable) -> list[str]:
     try:
         async with slot():
             result = await render(request)
     except ComfyUICancelled as exc:
         await record_cancelled(request.job_id, exc.detail)
+        raise
+    except asyncio.CancelledError:
+        # Stopped from outside (a sibling job's error ended the task group, or the run was
+        # cancelled): nothing stays `running`. Shielded, as this task is being cancelled.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(record_cancelled(request.job_id, STOPPED))
         raise
     except Exception as exc:
         await record_error(request.job_id, f"{type(exc).__name__}: {exc}")

@@ -11,15 +11,13 @@ there, on the review page, the API or the CLI count in the gate like automatic v
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from pydantic import BaseModel, Field
 
 from db.vocabulary import GateDecision, GateScope, Phase
-from flows.limits import scene_admission, set_render_limit
+from flows.limits import gather_or_stop, scene_admission, set_render_limit
 from flows.parameters import (
     AttemptBudget,
     ComfyUIServers,
@@ -98,7 +96,7 @@ async def render_phase(
         async with scene_admission():
             return await render_scene(scene, phase, settings, progress)
 
-    per_scene = await asyncio.gather(*(one(scene) for scene in plan.scenes))
+    per_scene = await gather_or_stop(*(one(scene) for scene in plan.scenes))
     cuts = [outcome for scene in per_scene for outcome in scene]
     flagged = [o for o in cuts if o.status == "needs_review"]
     if flagged and review_timeout_s:

@@ -15,9 +15,11 @@ by the event loop's queue (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import TypeVar
 
 import anyio
 
@@ -26,6 +28,21 @@ _admission: ContextVar[anyio.CapacityLimiter | None] = ContextVar("cut_admission
 _scenes: ContextVar[anyio.CapacityLimiter | None] = ContextVar("scene_admission", default=None)
 
 ADMISSION_FACTOR = 2
+T = TypeVar("T")
+
+
+async def gather_or_stop(*runs: Awaitable[T]) -> list[T]:
+    """Every run's result, in order; on the first error, the other runs are cancelled and
+    waited for (they record their jobs stopped, none stays `running` after the flow ends),
+    then that error is raised. Plain `asyncio.gather` would leave them running on."""
+    tasks = [asyncio.ensure_future(run) for run in runs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def set_render_limit(slots: int) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from prefect import flow
 
 from db.vocabulary import Phase
 from flows.cut import render_cut
-from flows.limits import cut_admission
+from flows.limits import cut_admission, gather_or_stop
 from tasks.planning import RenderSettings, ScenePlan
 from tasks.reports import CutOutcome, Progress
 
@@ -29,4 +27,4 @@ async def render_scene(
             await progress.advance()
         return outcome
 
-    return list(await asyncio.gather(*(one(cut_id) for cut_id in scene.cut_ids)))
+    return await gather_or_stop(*(one(cut_id) for cut_id in scene.cut_ids))

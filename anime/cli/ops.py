@@ -251,7 +251,21 @@ def api(
 
     from anime.api.app import create_app
 
+    _exit_cleanly_on_sigterm()
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found.
+    Under the default one the process dies there, skipping atexit, where Prefect stops the
+    temporary server it started without PREFECT_API_URL: that server was left an orphan. A
+    handler that exits normally lets atexit run."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 @app.command("deploy")

@@ -81,7 +81,8 @@ class ComfyUIClient:
             "/object_info" if class_type is None else f"/object_info/{quote(class_type, safe='')}"
         )
         async with self.transport.session() as http:
-            return await self._get(http, path, f"GET {path}")
+            cap = self.settings.max_object_info_bytes
+            return await self.transport.get_json_capped(http, path, cap)
 
     async def system_stats(self) -> ServerEnvironment:
         async with self.transport.session() as http:

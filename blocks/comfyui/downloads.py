@@ -9,20 +9,26 @@ make us write outside it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import re
+import time
 import unicodedata
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
 import httpx
 
-from blocks.comfyui.errors import ComfyUIOutputError, ComfyUIOutputTooLarge, ComfyUIUnavailable
+from blocks.comfyui.errors import (
+    ComfyUIDownloadStalled,
+    ComfyUIOutputError,
+    ComfyUIOutputTooLarge,
+    ComfyUIUnavailable,
+)
 from blocks.comfyui.models import DownloadedFile, OutputFile
 from blocks.comfyui.transport import Transport
-
-DOWNLOAD_CHUNK = 256 * 1024
 
 # -- safe paths ------------------------------------------------------------------------------
 
@@ -115,15 +121,20 @@ async def download_output(
     max_bytes: int | None,
 ) -> DownloadedFile:
     """Stream one output into `dest_dir` (never outside it), refusing it over the cap
-    (`max_bytes`, else the server's `max_output_bytes`)."""
+    (`max_bytes`, else the server's `max_output_bytes`), too slow after the grace period
+    (`min_download_bytes_per_s`) or past the deadline (`download_timeout_s`)."""
     server = transport.server
+    settings = transport.settings
     cap = max_bytes if max_bytes is not None else transport.settings.max_output_bytes
     target = prepare_target(dest_dir, safe_relative_path(output))
     params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
     shown = f"{output.subfolder}/{output.filename}".lstrip("/")
     what = f"GET /view ({shown!r})"
     try:
-        async with http.stream("GET", "/view", params=params) as response:
+        async with (
+            _deadline(server, shown, settings.download_timeout_s),
+            http.stream("GET", "/view", params=params) as response,
+        ):
             if response.status_code == 404:
                 raise ComfyUIOutputError(
                     f"output {shown!r} of node {output.node_id} is not on the server",
@@ -135,7 +146,10 @@ async def download_output(
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > cap:
                 raise _too_large(server, output, f"{int(declared)} bytes declared", cap)
-            return await _stream_to(server, response, output, target, cap)
+            pace = _Pace(
+                server, shown, settings.download_grace_s, settings.min_download_bytes_per_s
+            )
+            return await _stream_to(server, response, output, target, cap, pace)
     except httpx.TimeoutException:
         raise ComfyUIUnavailable(f"{what} timed out", server=server) from None
     except httpx.TransportError as exc:
@@ -144,18 +158,62 @@ async def download_output(
         ) from None
 
 
+@contextlib.asynccontextmanager
+async def _deadline(server: str, shown: str, seconds: float) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise ComfyUIDownloadStalled(
+            f"download of {shown!r} did not finish within its {seconds:g} s deadline "
+            "(download_timeout_s); nothing was kept",
+            server=server,
+        ) from None
+
+
+class _Pace:
+    """The minimum average byte rate a download keeps once its grace period is over."""
+
+    def __init__(self, server: str, shown: str, grace_s: float, min_rate: float) -> None:
+        self.server, self.shown = server, shown
+        self.grace_s, self.min_rate = grace_s, min_rate
+        self.started = time.monotonic()
+
+    def check(self, size: int) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.min_rate <= 0 or elapsed <= self.grace_s:
+            return
+        rate = size / elapsed
+        if rate < self.min_rate:
+            raise ComfyUIDownloadStalled(
+                f"download of {self.shown!r} is stalling: {size} bytes in {elapsed:.1f} s "
+                f"({rate:.0f} B/s, under the {self.min_rate:g} B/s minimum "
+                f"(min_download_bytes_per_s) after the {self.grace_s:g} s grace); "
+                "nothing was kept",
+                server=self.server,
+            )
+
+
 async def _stream_to(
-    server: str, response: httpx.Response, output: OutputFile, target: Path, cap: int
+    server: str,
+    response: httpx.Response,
+    output: OutputFile,
+    target: Path,
+    cap: int,
+    pace: _Pace,
 ) -> DownloadedFile:
     fd, temporary = open_temporary(target)
     digest = hashlib.sha256()
     size = 0
     try:
         with os.fdopen(fd, "wb") as sink:
-            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+            # As the bytes arrive (no chunk size: httpx would hold them until it had that
+            # many), so a trickle is seen by the rate check at once.
+            async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > cap:
                     raise _too_large(server, output, f"more than {cap} bytes streamed", cap)
+                pace.check(size)
                 digest.update(chunk)
                 sink.write(chunk)
         os.replace(temporary, target)

@@ -165,6 +165,16 @@ class ComfyUIOutputTooLarge(ComfyUIOutputError):
     """An output is bigger than the block's size cap; nothing was kept."""
 
 
+class ComfyUIResponseTooLarge(ComfyUIProtocolError):
+    """An answer (e.g. /object_info) over its size cap: refused before it is all read."""
+
+
+class ComfyUIDownloadStalled(ComfyUIError):
+    """A download went on too slowly (under the block's minimum byte rate after its grace
+    period) or too long (past its deadline). A verdict, not an outage: the server answers,
+    it is just not delivering, so waiting for it to come back would wait forever."""
+
+
 class ComfyUIConcurrencyLimitMissing(ComfyUIError):
     """A server's Prefect global concurrency limit does not exist (see
     `ensure_concurrency_limits`); slots would not be enforced, so nothing runs."""

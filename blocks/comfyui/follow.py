@@ -130,7 +130,7 @@ class PromptSocket:
         if isinstance(raw, bytes):
             return True, None  # preview frames: outputs are read from /history instead
         try:
-            message = json.loads(raw)
+            message = self.transport.redact_value(json.loads(raw))
         except ValueError:
             return True, None
         return True, message if isinstance(message, dict) else None

@@ -93,6 +93,23 @@ class ComfyUIServer(Block):
     max_output_bytes: int = Field(
         2 * 1024**3, ge=1, description="Size cap per downloaded output file, in bytes."
     )
+    max_object_info_bytes: int = Field(
+        64 * 1024**2, ge=1, description="Size cap of the server's /object_info answer, in bytes."
+    )
+    # A /view that trickles (a wedged proxy, a dying disk) must not hold a render forever:
+    # past the grace period a download must keep a minimum rate, and it has a deadline.
+    download_timeout_s: float = Field(
+        900.0, gt=0, description="Seconds one output download may take in all."
+    )
+    download_grace_s: float = Field(
+        30.0, ge=0, description="Seconds a download may start slowly before its rate counts."
+    )
+    min_download_bytes_per_s: float = Field(
+        16 * 1024,
+        ge=0,
+        description="Slowest average rate, in bytes per second, a download may keep after "
+        "its grace period (0: no minimum).",
+    )
     concurrency_limit_name: str | None = Field(
         None,
         description=(
@@ -155,7 +172,17 @@ class ComfyUIServer(Block):
             poll_interval_s=self.poll_interval_s,
             unreachable_grace_s=self.unreachable_grace_s,
             max_output_bytes=self.max_output_bytes,
+            max_object_info_bytes=self.max_object_info_bytes,
+            download_timeout_s=self.download_timeout_s,
+            download_grace_s=self.download_grace_s,
+            min_download_bytes_per_s=self.min_download_bytes_per_s,
+            other_secrets=self._other_secrets(),
         )
+
+    def _other_secrets(self) -> tuple[SecretStr, ...]:
+        """Every SecretStr field but the token (sent as the header, redacted already)."""
+        found = (getattr(self, name) for name in type(self).model_fields if name != "auth_token")
+        return tuple(s for s in found if isinstance(s, SecretStr))
 
 
 # -- finding servers ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -15,7 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from pydantic import SecretStr
 
-from blocks.comfyui.errors import ComfyUIAuthError, ComfyUIProtocolError, ComfyUIUnavailable
+from blocks.comfyui.errors import (
+    ComfyUIAuthError,
+    ComfyUIProtocolError,
+    ComfyUIResponseTooLarge,
+    ComfyUIUnavailable,
+)
 
 websocket_logger = logging.getLogger("blocks.comfyui.websocket")
 
@@ -51,6 +57,12 @@ class ClientSettings:
     poll_interval_s: float = 2.0
     unreachable_grace_s: float = 180.0
     max_output_bytes: int = 2 * 1024**3
+    max_object_info_bytes: int = 64 * 1024**2
+    download_timeout_s: float = 900.0
+    download_grace_s: float = 30.0
+    min_download_bytes_per_s: float = 16 * 1024
+    # Every other secret the block holds: redacted from server text like the token.
+    other_secrets: tuple[SecretStr, ...] = ()
 
 
 @functools.cache
@@ -73,13 +85,28 @@ class Transport:
         secret = settings.auth_value.get_secret_value() if settings.auth_value else ""
         self.headers = {settings.auth_header: secret} if secret else {}
         # The whole header value and the token after its scheme word: either may be echoed.
-        self._secrets = {s for s in (secret, secret.split(" ", 1)[-1]) if s}
+        others = [s.get_secret_value() for s in settings.other_secrets]
+        self._secrets = {s for s in (secret, secret.split(" ", 1)[-1], *others) if s}
         _redactor.secrets.update(self._secrets)
 
     def redact(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "***")
         return text
+
+    def redact_value(self, value: Any) -> Any:
+        """`value` (decoded JSON from the server) with every configured secret replaced in
+        every string, keys included: the one place server text enters our code, so an echoed
+        token never reaches an error, a log line, a Prefect state or the studio database."""
+        if not self._secrets:
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact_value(k): self.redact_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact_value(v) for v in value]
+        return value
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[httpx.AsyncClient]:
@@ -150,13 +177,51 @@ class Transport:
 
     def json(self, response: httpx.Response, what: str, prompt_id: str | None = None) -> Any:
         try:
-            return response.json()
+            return self.redact_value(response.json())
         except ValueError:
             raise ComfyUIProtocolError(
                 f"{what} did not answer JSON (is this a ComfyUI server?)",
                 server=self.server,
                 prompt_id=prompt_id,
             ) from None
+
+    async def get_json_capped(self, http: httpx.AsyncClient, path: str, cap: int) -> Any:
+        """`GET path` as JSON, streamed and refused past `cap` bytes (declared or read), so a
+        server answering hundreds of megabytes is never held in memory."""
+        what = f"GET {path}"
+        try:
+            async with http.stream("GET", path) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                self.check(response, what, (200,), None)
+                declared = response.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > cap:
+                    raise self._too_large(what, f"{int(declared)} bytes declared", cap)
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > cap:
+                        raise self._too_large(what, f"more than {cap} bytes sent", cap)
+        except httpx.TimeoutException:
+            raise ComfyUIUnavailable(f"{what} timed out", server=self.server) from None
+        except httpx.TransportError as exc:
+            reason = self.redact(str(exc)) or type(exc).__name__
+            raise ComfyUIUnavailable(
+                f"cannot reach ComfyUI for {what}: {reason}", server=self.server
+            ) from None
+        try:
+            return self.redact_value(json.loads(bytes(body)))
+        except ValueError:
+            raise ComfyUIProtocolError(
+                f"{what} did not answer JSON (is this a ComfyUI server?)", server=self.server
+            ) from None
+
+    def _too_large(self, what: str, seen: str, cap: int) -> ComfyUIResponseTooLarge:
+        return ComfyUIResponseTooLarge(
+            f"{what} answered over the {cap}-byte cap ({seen}): refused "
+            "(raise the block's max_object_info_bytes if this server really has that many nodes)",
+            server=self.server,
+        )
 
     def ws_url(self, client_id: str) -> str:
         parts = urlsplit(self.server)

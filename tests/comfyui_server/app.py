@@ -5,10 +5,12 @@ Every route is also served under `/api/...`, like ComfyUI does for its web edito
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,17 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
             body = json.loads(await request.body())
         except ValueError:
             return PlainTextResponse(SERVER_TROUBLE, status_code=500)
+        echo = state.faults.echo_header
+        echoed = request.headers.get(echo, "") if echo else ""
+        fault = state.faults.execution_error
+        if echoed and fault is not None and echoed not in fault.message:
+            state.faults.execution_error = replace(fault, message=f"{fault.message} ({echoed})")
         status, answer = state.post_prompt(body)
+        if echoed and status == 400 and isinstance(answer.get("error"), dict):
+            answer["error"]["message"] += f" for request with {echo}: {echoed}"
+            for entry in (answer.get("node_errors") or {}).values():
+                for reason in entry.get("errors", []):
+                    reason["details"] = f"{reason.get('details', '')} [{echoed}]"
         return JSONResponse(answer, status_code=status)
 
     async def get_prompt(request: Request) -> Response:
@@ -74,7 +86,15 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
         return Response(status_code=200)
 
     async def get_object_info(request: Request) -> Response:
-        return JSONResponse(state.catalog.object_info)
+        padding = state.faults.object_info_padding_bytes
+        if not padding and not state.faults.object_info_without_length:
+            return JSONResponse(state.catalog.object_info)
+        body = json.dumps(state.catalog.object_info).encode()
+        if padding:  # one more node whose description is `padding` bytes of text
+            body = body[:-1] + b', "Huge": {"description": "' + b"x" * padding + b'"}}'
+        if state.faults.object_info_without_length:
+            return StreamingResponse(_pieces(body), media_type="application/json")
+        return Response(body, media_type="application/json")
 
     async def get_object_info_node(request: Request) -> Response:
         name = request.path_params["node_class"]
@@ -108,6 +128,11 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
             headers["Content-Length"] = str(size)
             return StreamingResponse(
                 _cut_short(found, size // 2), media_type=content_type, headers=headers
+            )
+        if state.faults.trickle_view is not None:
+            size, every = state.faults.trickle_view
+            return StreamingResponse(
+                _trickle(found, size, every), media_type=content_type, headers=headers
             )
         if state.faults.view_without_length:
             return StreamingResponse(_chunks(found), media_type=content_type, headers=headers)
@@ -215,9 +240,21 @@ async def _json_or_empty(request: Request) -> dict[str, Any]:
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:
-    data = path.read_bytes()
+    async for piece in _pieces(path.read_bytes()):
+        yield piece
+
+
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
     for start in range(0, len(data), 64 * 1024):
         yield data[start : start + 64 * 1024]
+
+
+async def _trickle(path: Path, size: int, every: float) -> AsyncIterator[bytes]:
+    """A file `size` bytes at a time, one piece every `every` seconds (a wedged proxy)."""
+    data = path.read_bytes()
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+        await asyncio.sleep(every)
 
 
 async def _cut_short(path: Path, sent: int) -> AsyncIterator[bytes]:

@@ -54,6 +54,12 @@ class Faults:
     fail_http_requests: int = 0  # the next N HTTP requests answer 503
     view_without_length: bool = False  # /view streams chunked, with no Content-Length
     cut_next_view: bool = False  # one-shot: /view sends half the file, then drops the connection
+    trickle_view: tuple[int, float] | None = None  # /view sends (N bytes, every S seconds)
+    object_info_padding_bytes: int = 0  # /object_info also carries a node this many bytes big
+    object_info_without_length: bool = False  # /object_info streams chunked, no Content-Length
+    # A careless proxy or node that repeats the request's credential: the value of this
+    # header is echoed into 400 validation messages and into execution_error messages.
+    echo_header: str | None = None
 
 
 @dataclass(frozen=True)
