@@ -57,12 +57,22 @@ def _environmental(results: list[Any]) -> bool:
     return any(r.value is None and r.details.get("cause") == "environment" for r in results)
 
 
-def _score_cut(phase: Phase, output: str, brief: CutBrief, models: ScoringModels, wanted: set):
+def _score_cut(
+    phase: Phase,
+    output: str,
+    brief: CutBrief,
+    models: ScoringModels,
+    wanted: set,
+    template: str | None,
+):
     from tasks.scoring.images import load_frames
-    from tasks.scoring.judge import score_clip, score_keyframe
+    from tasks.scoring.judge import clip_loops, score_clip, score_keyframe
 
     if phase is Phase.ANIMATION:
-        return score_clip(load_frames(output), brief, models, wanted)
+        # The seam is judged by the template the clip was rendered with: the run's override
+        # (--template) when there is one, not the cut's pin.
+        loop = clip_loops(brief, template)
+        return score_clip(load_frames(output), brief, models, wanted, loop=loop)
     return score_keyframe(output, brief, models, wanted)
 
 
@@ -76,7 +86,9 @@ async def judge_cut(
     thresholds, models = settings.thresholds, settings.models
     wanted = set(required_metrics(phase, brief, thresholds))
     started = time.monotonic()
-    results = await anyio.to_thread.run_sync(_score_cut, phase, output, brief, models, wanted)
+    results = await anyio.to_thread.run_sync(
+        _score_cut, phase, output, brief, models, wanted, settings.template
+    )
     decision = decide(results, phase, brief, thresholds)
     await _store(job_id, decision, results, time.monotonic() - started)
     return Judgement(

@@ -130,14 +130,15 @@ def score_keyframe(
     return results
 
 
-def clip_loops(brief: CutBrief) -> bool:
+def clip_loops(brief: CutBrief, override: str | None = None) -> bool:
     """Whether the cut's animation template closes the loop (last frame flows into the first):
-    its ``closed_loop`` parameter, as the cut's overrides or the template's default set it."""
+    its ``closed_loop`` parameter, as the cut's overrides or the template's default set it.
+    ``override``: the run's one template for every cut, when it has one."""
     from workflows.errors import WorkflowError
     from workflows.templating import load_template
 
     try:
-        template = load_template(brief.template_for(Phase.ANIMATION))
+        template = load_template(brief.template_for(Phase.ANIMATION, override))
     except (WorkflowError, OSError, ValueError):
         return False  # the render itself reports an unknown template
     spec = template.parameters.get("closed_loop")

@@ -146,6 +146,8 @@ def test_loop_templates_score_the_seam(stand_in_models: ScoringModels, brief: Cu
     straight = brief.model_copy(update={"project_settings": {"animation_template": "svd_img2vid"}})
     opened = looping.model_copy(update={"overrides": {"closed_loop": False}})
     assert clip_loops(looping) and not clip_loops(straight) and not clip_loops(opened)
+    # A run's --template decides, not the cut's pin: it is what the clip was rendered with.
+    assert not clip_loops(looping, "svd_img2vid") and clip_loops(straight, "animatediff_loop")
     [with_seam] = score_clip(pan, looping, stand_in_models, {"temporal_lpips"})
     [without] = score_clip(pan, straight, stand_in_models, {"temporal_lpips"})
     assert with_seam.details["loop"] and with_seam.details["pairs"] == 8
