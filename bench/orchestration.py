@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bench.stack import REPO, BenchStack, ComfyFarm, stop_group
+from bench.stack import REPO, BenchStack, ComfyFarm, profiled, stop_group
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,10 @@ def run_point(stack: BenchStack, point: Point, index: int) -> dict[str, Any]:
             # Its own session: on a timeout the whole group goes, Prefect's ephemeral server
             # (a child of the episode process on SQLite) included.
             episode = subprocess.Popen(
-                [sys.executable, "-m", "bench.episode_run", "spec.json", "result.json"],
+                profiled(
+                    [sys.executable, "-m", "bench.episode_run", "spec.json", "result.json"],
+                    f"episode-{index:03d}",
+                ),
                 cwd=run_dir,
                 env={**env, "PYTHONPATH": str(REPO)},
                 stdout=out,

@@ -36,6 +36,23 @@ PREFECT_DATABASE = "prefect_bench"
 _DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 
 
+def profiled(command: list[str], name: str) -> list[str]:
+    """``command`` under py-spy when ANIME_BENCH_PROFILE names a folder: a raw (collapsed)
+    profile per process lands there as NAME.txt, for `flamegraph.pl` or a quick sort. Only for
+    finding where CPU goes: py-spy's own sampling costs a little CPU, so profiled runs are not
+    the ones whose figures are quoted."""
+    folder = os.environ.get("ANIME_BENCH_PROFILE")
+    if not folder:
+        return command
+    spy = os.environ.get("ANIME_BENCH_PY_SPY") or shutil.which("py-spy")
+    if not spy:
+        raise RuntimeError("ANIME_BENCH_PROFILE is set, but no py-spy (ANIME_BENCH_PY_SPY)")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / f"{name}.txt"
+    spy_args = ["record", "-f", "raw", "-r", "100", "--nonblocking", "-o", str(out), "--"]
+    return [spy, *spy_args, *command]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -132,6 +149,7 @@ class PrefectServer:
         env.pop("PREFECT_API_URL", None)
         command = [sys.executable, "-m", "prefect", "server", "start", "--analytics-off"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-ui"]
+        command = profiled(command, "prefect-server")
         started = time.monotonic()
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
