@@ -1,7 +1,14 @@
-"""Thin Prefect tasks over db/: each is one short transaction, run off the event loop.
+"""The production's rows as a run reads and writes them: each call is one short transaction,
+run off the event loop.
 
 Flows are async (async subflows cost ~0.1 s against ~1 s for sync ones), so database work
 goes to a worker thread and never blocks the other cuts rendering meanwhile.
+
+The steps every cut takes (load it, open its attempt, read its attempts again) are plain
+calls, not Prefect tasks: a task run is three events the Prefect server records and shows,
+and a cut's own steps say nothing in the UI that its subflow, its `render` and its
+`judge-cut` tasks and its log lines do not (docs/benchmarks.md: the orchestrator's CPU per
+cut). Rarer steps that a person looks for (a gate, a flag, an error) stay tasks.
 """
 
 from __future__ import annotations
@@ -110,10 +117,9 @@ def read_cut_state(session, cut_id: int, phase: Phase) -> CutState:
     return state
 
 
-@task(name="load-cut", cache_policy=NO_CACHE)
 async def load_cut(cut_id: int, phase: Phase) -> tuple[db_briefs.CutBrief, CutState]:
-    """What a cut run starts from, in one task and one transaction: the brief and what is
-    already stored of its attempts (each task run is several Prefect API writes)."""
+    """What a cut run starts from, in one transaction: the brief and what is already stored
+    of its attempts."""
 
     def read(session) -> tuple[db_briefs.CutBrief, CutState]:
         return db_briefs.load_cut_brief(session, cut_id), read_cut_state(session, cut_id, phase)
@@ -121,7 +127,6 @@ async def load_cut(cut_id: int, phase: Phase) -> tuple[db_briefs.CutBrief, CutSt
     return await in_session(read)
 
 
-@task(name="read-cut-state", cache_policy=NO_CACHE)
 async def cut_state(cut_id: int, phase: Phase) -> CutState:
     return await in_session(read_cut_state, cut_id, phase)
 
@@ -163,7 +168,6 @@ class AttemptTarget(BaseModel):
         )
 
 
-@task(name="open-attempt", cache_policy=NO_CACHE)
 async def open_attempt(
     target: AttemptTarget, attempt: int, renderer: str, flow_run_id: str | None
 ) -> int:

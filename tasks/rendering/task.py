@@ -1,5 +1,6 @@
 """The render task every subject goes through (cut, character sheet, reproduction), and the
-task that stores what it produced.
+call that stores what it produced (in the subject's flow, not a task of its own: see
+tasks/production.py).
 
 Transient failures (connection lost, 5xx, timeouts, a restarted server) are Prefect task
 retries with backoff; a judged failure is regeneration with a new seed, decided by the
@@ -45,6 +46,5 @@ async def render(request: RenderRequest) -> RenderResult:
     return result
 
 
-@task(name="store-render", cache_policy=NO_CACHE)
 async def store_render(job_id: int, result: RenderResult) -> None:
     await in_session(db_jobs.record_render, job_id, result)
