@@ -2,9 +2,11 @@
 events, and the follower that never trusts the socket alone.
 
 The socket gives live progress and the end-of-prompt signal (`executing` with `node: null`),
-while `/queue` then `/history` are polled on a timer and after every (re)connect, under a
-hard render deadline. A stalled or dropped socket therefore slows nothing down, and a prompt
-is called lost only when it is in neither the queue nor the history.
+while `/queue` then `/history` are polled on a timer (every `poll_interval_s` without the
+socket, every `socket_poll_interval_s` with it) and after every (re)connect, under a hard
+render deadline. A dropped socket therefore slows nothing down, a silent one by at most the
+longer interval, and a prompt is called lost only when it is in neither the queue nor the
+history.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ class Follower:
                 else:
                     next_connect = loop.time() + self.socket.retry_delay()
             if loop.time() >= next_poll:
-                next_poll = loop.time() + s.poll_interval_s
+                next_poll = loop.time() + self._poll_interval()
                 try:
                     state = await self.lookup()
                     unreachable_since = None
@@ -268,6 +270,8 @@ class Follower:
             if message is None:
                 if not self.socket.connected:
                     next_connect = loop.time() + self.socket.retry_delay()
+                    # Without the socket, back to the short pace at once.
+                    next_poll = min(next_poll, loop.time() + s.poll_interval_s)
                 continue
             event, ended = parse_event(message, prompt_id)
             if event is not None:
@@ -276,6 +280,10 @@ class Follower:
             if ended:
                 end_heard = True
                 next_poll = loop.time()  # the history entry is written: read it now
+
+    def _poll_interval(self) -> float:
+        s = self.transport.settings
+        return s.socket_poll_interval_s if self.socket.connected else s.poll_interval_s
 
     async def unread(self) -> AsyncIterator[ProgressEvent]:
         """This prompt's events among the messages already waiting on the socket."""

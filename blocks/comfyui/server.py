@@ -80,7 +80,19 @@ class ComfyUIServer(Block):
         1800.0, gt=0, description="Seconds a prompt may take, queue wait included."
     )
     poll_interval_s: float = Field(
-        2.0, gt=0, description="Seconds between /queue + /history checks while following."
+        2.0,
+        gt=0,
+        description="Seconds between /queue + /history checks while following a prompt "
+        "without its WebSocket.",
+    )
+    # With the socket up, the server says when the prompt ends (and the history is read then);
+    # the check only catches a socket that went silent. Every check is two requests on a
+    # server that is rendering: at 2 s, a farm's followers cost more than its renders' HTTP.
+    socket_poll_interval_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds between /queue + /history checks while the prompt's WebSocket "
+        "is connected.",
     )
     # A restarted ComfyUI (a crash, an update) is back in 20-60 s on a GPU host: an outage
     # shorter than this is waited out by health polling, and the render goes on.
@@ -170,6 +182,7 @@ class ComfyUIServer(Block):
             read_timeout_s=self.read_timeout_s,
             render_timeout_s=self.render_timeout_s,
             poll_interval_s=self.poll_interval_s,
+            socket_poll_interval_s=self.socket_poll_interval_s,
             unreachable_grace_s=self.unreachable_grace_s,
             max_output_bytes=self.max_output_bytes,
             max_object_info_bytes=self.max_object_info_bytes,

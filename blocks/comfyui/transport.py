@@ -55,6 +55,7 @@ class ClientSettings:
     read_timeout_s: float = 30.0
     render_timeout_s: float = 1800.0
     poll_interval_s: float = 2.0
+    socket_poll_interval_s: float = 15.0
     unreachable_grace_s: float = 180.0
     max_output_bytes: int = 2 * 1024**3
     max_object_info_bytes: int = 64 * 1024**2
