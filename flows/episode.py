@@ -137,14 +137,24 @@ async def render_episode(
     ``template``: one ComfyUI template for every cut and phase of this run.
     """
     logger = get_run_logger()
-    await recover_crashed_runs()  # what a killed run left running, and its ComfyUI slots
-    plan = await plan_episode(project, episode)
+    # The set-up steps need nothing of each other, so they run together and the first prompt
+    # goes out that much sooner. Recovery gives back what a killed run left running and its
+    # ComfyUI slots before any cut asks for one.
+    _, plan, settings = await gather_or_stop(
+        recover_crashed_runs(),
+        plan_episode(project, episode),
+        resolve_settings(
+            renderer,
+            comfyui_servers or [],
+            attempt_budget,
+            thresholds_block,
+            scoring_block,
+            template,
+        ),
+    )
     if isinstance(plan, Refusal):
         logger.error(plan.reason)
         return Failed(message=plan.reason)
-    settings = await resolve_settings(
-        renderer, comfyui_servers or [], attempt_budget, thresholds_block, scoring_block, template
-    )
     set_render_limit(settings.max_parallel)
     await embed_references(plan.project_id, settings.models)
     report = EpisodeReport(project=project, episode=episode, renderer=settings.renderer)

@@ -7,7 +7,9 @@ by Prefect global concurrency limits in the ComfyUI pool.
 
 A second, wider limiter admits cut subflows: twice the render limit may be open at once (the
 next cuts have their brief loaded and their job opened when a render slot frees), the rest
-start as slots free up. Scene subflows are admitted the same way, as many at once as cuts.
+start as slots free up. At the start only as many as the render limit are admitted, widened
+when the first cut holds a render slot, so that the first prompt is not queued behind the
+creation of every admitted run. Scene subflows are admitted the same way, as many at once as cuts.
 Starting all of an episode's runs at once made each wait its turn with a live subflow: runs
 created up front delayed the first render by seconds per hundred cuts and every later step
 by the event loop's queue (docs/benchmarks.md).
@@ -25,6 +27,7 @@ import anyio
 
 _limiter: ContextVar[anyio.CapacityLimiter | None] = ContextVar("render_limiter", default=None)
 _admission: ContextVar[anyio.CapacityLimiter | None] = ContextVar("cut_admission", default=None)
+_admission_full: ContextVar[int] = ContextVar("cut_admission_full", default=0)
 _scenes: ContextVar[anyio.CapacityLimiter | None] = ContextVar("scene_admission", default=None)
 
 ADMISSION_FACTOR = 2
@@ -47,7 +50,11 @@ async def gather_or_stop(*runs: Awaitable[T]) -> list[T]:
 
 def set_render_limit(slots: int) -> None:
     _limiter.set(anyio.CapacityLimiter(slots))
-    _admission.set(anyio.CapacityLimiter(ADMISSION_FACTOR * slots))
+    # The first cuts are admitted alone: cut runs created together share the event loop and
+    # the Prefect server, and the first prompt waited for all of them (5.4 s at K = 4). The
+    # admission widens to its full size when the first cut holds a render slot.
+    _admission.set(anyio.CapacityLimiter(slots))
+    _admission_full.set(ADMISSION_FACTOR * slots)
     # Every open scene has a cut waiting or running, so as many scenes as admitted cuts
     # keep the cut admissions full whatever the scenes' sizes.
     _scenes.set(anyio.CapacityLimiter(ADMISSION_FACTOR * slots))
@@ -62,9 +69,14 @@ async def _held(limiter: anyio.CapacityLimiter | None) -> AsyncIterator[None]:
         yield
 
 
-def render_slot() -> AsyncIterator[None]:
+@asynccontextmanager
+async def render_slot() -> AsyncIterator[None]:
     """Held while a cut renders (the run's share of ComfyUI slots, plus one)."""
-    return _held(_limiter.get())
+    async with _held(_limiter.get()):
+        admission, full = _admission.get(), _admission_full.get()
+        if admission is not None and admission.total_tokens < full:
+            admission.total_tokens = full
+        yield
 
 
 def cut_admission() -> AsyncIterator[None]:
