@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.context import SettingsContext, get_settings_context
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 
 from db.vocabulary import Phase
 from flows.cut import render_cut
 from flows.limits import cut_admission, gather_or_stop
 from tasks.planning import RenderSettings, ScenePlan
 from tasks.reports import CutOutcome, Progress
+
+_quiet: dict[int, tuple[Settings, Settings]] = {}
+
+
+def _without_heartbeat() -> SettingsContext:
+    """The run's Prefect settings with no flow-run heartbeat, built once per settings object
+    (a copy of Prefect's settings takes ~40 ms of CPU: once per cut would cost more than the
+    heartbeat it saves)."""
+    context = get_settings_context()
+    cached = _quiet.get(id(context.settings))
+    if cached is None or cached[0] is not context.settings:
+        quiet = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+        _quiet.clear()  # one run's settings at a time
+        cached = _quiet[id(context.settings)] = (context.settings, quiet)
+    return SettingsContext(profile=context.profile, settings=cached[1])
 
 
 @flow(
@@ -22,7 +39,10 @@ async def render_scene(
 ) -> list[CutOutcome]:
     async def one(cut_id: int) -> CutOutcome:
         async with cut_admission():
-            outcome = await render_cut(cut_id, phase, settings)
+            # No heartbeat of its own: a cut runs in the episode's process, whose run beats
+            # for it. Each would be a thread and an event per cut (docs/benchmarks.md).
+            with _without_heartbeat():
+                outcome = await render_cut(cut_id, phase, settings)
         if progress is not None:
             await progress.advance()
         return outcome

@@ -176,10 +176,11 @@ class ComfyUIClient:
         graph: dict[str, Any],
         prompt_id: str,
         extra_data: dict[str, Any] | None,
+        look_first: bool = True,
     ) -> Submission:
         check_api_graph(graph)
         client_id = client_id_for(prompt_id)
-        state = await self._lookup(http, prompt_id)
+        state = await self._lookup(http, prompt_id) if look_first else PromptState("absent")
         if state.phase != "absent":
             logger.info(
                 "prompt %s is already %s on %s: re-attaching instead of submitting again",
@@ -256,18 +257,26 @@ class ComfyUIClient:
         on_event: Callable[[ProgressEvent], Any] | None = None,
         extra_data: dict[str, Any] | None = None,
         raise_on_failure: bool = True,
+        new_prompt: bool = False,
     ) -> PromptResult:
         """Submit (or re-attach) and follow to the end, with the socket opened *before* the
-        prompt is queued so that no early progress is missed."""
+        prompt is queued so that no early progress is missed. `new_prompt`: the caller knows
+        no server has this prompt id yet, so it is submitted without looking for it first."""
         async with (
             self.transport.session() as http,
             PromptSocket(self.transport, client_id_for(prompt_id)) as socket,
         ):
-            await socket.connect(self.settings.connect_timeout_s)
-            await self._submit(http, graph, prompt_id, extra_data)
+            listening = await socket.connect(self.settings.connect_timeout_s)
+            submission = await self._submit(
+                http, graph, prompt_id, extra_data, look_first=not new_prompt
+            )
             follower = self._follower(http, socket, prompt_id)
+            # Queued just now with the socket already open: the socket hears all of it, so the
+            # first look at the queue waits for its interval. A re-attached prompt (or no
+            # socket) is looked at at once: it may have finished already.
+            heard_all = listening and not submission.reattached
             result: PromptResult | None = None
-            async for event in follower.events(raise_on_failure):
+            async for event in follower.events(raise_on_failure, poll_at_once=not heard_all):
                 if on_event is not None:
                     outcome = on_event(event)
                     if asyncio.iscoroutine(outcome):

@@ -199,11 +199,15 @@ class Follower:
         self.lookup = lookup
         self.lost = lost
 
-    async def events(self, raise_on_failure: bool) -> AsyncIterator[ProgressEvent]:
+    async def events(
+        self, raise_on_failure: bool, poll_at_once: bool = True
+    ) -> AsyncIterator[ProgressEvent]:
+        """`poll_at_once=False`: the socket heard the prompt from its submission on, so the
+        first look at the queue waits for its interval."""
         server, s, prompt_id = self.transport.server, self.transport.settings, self.prompt_id
         loop = asyncio.get_running_loop()
         deadline = loop.time() + s.render_timeout_s
-        next_poll = loop.time()
+        next_poll = loop.time() + (0.0 if poll_at_once else self._poll_interval())
         next_connect = loop.time()
         unreachable_since: float | None = None
         outage_began: float | None = None  # the first unreachable moment, kept once back

@@ -10,6 +10,7 @@ does that started at another time (the id was reused).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,11 +21,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from prefect.client.orchestration import get_client
-from prefect.concurrency._asyncio import (
-    aacquire_concurrency_slots_with_lease,
-    arelease_concurrency_slots_with_lease,
-)
-from prefect.concurrency._leases import amaintain_concurrency_lease
+from prefect.concurrency._asyncio import aacquire_concurrency_slots_with_lease
+from prefect.concurrency.context import ConcurrencyContext
 from prefect.settings import get_current_settings
 
 logger = logging.getLogger("blocks.comfyui.pool")
@@ -70,18 +68,74 @@ async def leased_slot(name: str, lease_duration_s: float) -> AsyncIterator[None]
     response = await aacquire_concurrency_slots_with_lease(
         names=[name], slots=1, max_retries=0, lease_duration=lease_duration_s, strict=True
     )
-    note = _note(response.lease_id, name)
+    lease_id = response.lease_id
+    note = _note(lease_id, name)
     try:
-        async with amaintain_concurrency_lease(
-            response.lease_id, lease_duration_s, raise_on_lease_renewal_failure=True
-        ):
+        async with _renewed(lease_id, lease_duration_s, name):
             yield
     finally:
         try:
-            await arelease_concurrency_slots_with_lease(lease_id=response.lease_id)
+            async with get_client() as client:
+                await client.release_concurrency_slots_with_lease(lease_id=lease_id)
+            # Given back: Prefect's run context would otherwise release it again when the
+            # task ends, through a new sync client (a TLS context and a request per render).
+            if (context := ConcurrencyContext.get()) and lease_id in context.cleanup_lease_ids:
+                context.cleanup_lease_ids.remove(lease_id)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 note.unlink()
+
+
+RENEW_AT = 0.75  # of the lease's duration
+RENEW_TRIES = 3
+
+
+class ComfyUISlotLost(RuntimeError):
+    """The slot's lease could not be renewed: the server may give it to another render."""
+
+
+@contextlib.asynccontextmanager
+async def _renewed(lease_id: uuid.UUID, duration_s: float, name: str) -> AsyncIterator[None]:
+    """Renew the lease while the block runs, on this loop's own Prefect client. A render
+    shorter than `RENEW_AT` of the lease renews nothing. (Prefect's `amaintain_concurrency_
+    lease` starts a thread with a new sync client and renews at once: per render, a TLS
+    context, a thread and a request that a short render never needs.) When renewal fails,
+    the block is cancelled and `ComfyUISlotLost` raised: holding on would oversubscribe."""
+    holder = asyncio.current_task()
+    lost: list[BaseException] = []
+
+    async def renew() -> None:
+        async with get_client() as client:
+            while True:
+                await asyncio.sleep(duration_s * RENEW_AT)
+                for attempt in range(RENEW_TRIES):
+                    try:
+                        await client.renew_concurrency_lease(lease_id, duration_s)
+                        break
+                    except Exception as exc:
+                        if attempt == RENEW_TRIES - 1:
+                            lost.append(exc)
+                            if holder is not None:
+                                holder.cancel()
+                            return
+                        await asyncio.sleep(min(2.0**attempt, duration_s * (1 - RENEW_AT) / 3))
+
+    renewer = asyncio.create_task(renew())
+    try:
+        yield
+    except asyncio.CancelledError:
+        if lost:
+            if holder is not None:
+                holder.uncancel()  # the cancel was ours: it ends here, as this error
+            raise ComfyUISlotLost(
+                f"the lease on a slot of {name} could not be renewed ({lost[0]}); the render "
+                "was stopped so that the server's slots are not oversubscribed"
+            ) from lost[0]
+        raise
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewer
 
 
 def _note(lease_id: uuid.UUID, name: str) -> Path:

@@ -305,7 +305,9 @@ class ComfyUIPool:
             if before_submit is not None:
                 await before_submit()  # waiting for the slot took a while: still wanted?
             client = server.get_client()
-            result = await client.render(graph, prompt_id, on_event=on_event, extra_data=extra_data)
+            result = await client.render(
+                graph, prompt_id, on_event=on_event, extra_data=extra_data, new_prompt=new_prompt
+            )
         return server, result
 
     async def cancel(self, prompt_id: str) -> str:

@@ -130,7 +130,7 @@ class RenderProgress:
         self.tracker = ProgressTracker(total_nodes)
         self.throttle = throttle or Throttle()
         # The artifact is an API write and a server event each time: far sparser than the
-        # log, and a render shorter than `artifact_delay_s` writes only its final state.
+        # log, and a render shorter than `artifact_delay_s` writes none.
         self.artifact_throttle = artifact_throttle or Throttle(min_interval_s=5.0, min_step=25.0)
         self.artifact_delay_s = artifact_delay_s
         self.started: float | None = None
@@ -150,8 +150,10 @@ class RenderProgress:
             self.logger.info("%s: %3.0f%% (%s)", self.label, percent, self.tracker.detail)
         if not self.artifacts:
             return
+        # A render over before `artifact_delay_s` writes no artifact: nobody watched a bar
+        # that short, and its end is in the log, the cut's state and the phase's tables.
         begun = self.artifact_id is not None or now - self.started >= self.artifact_delay_s
-        if (final or begun) and self.artifact_throttle.due(percent, final=final):
+        if begun and self.artifact_throttle.due(percent, final=final):
             await self._publish(percent)
 
     async def _publish(self, percent: float) -> None:
