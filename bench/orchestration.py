@@ -8,6 +8,7 @@ SQLite server for the comparison. `analyse` turns the run's evidence into figure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from bench.stack import REPO, BenchStack, ComfyFarm, profiled, stop_group
@@ -143,6 +145,10 @@ def run_point(stack: BenchStack, point: Point, index: int) -> dict[str, Any]:
     finally:
         farm.stop()
         stack.postgres.drop_database(database)
+        if keep := os.environ.get("ANIME_BENCH_KEEP"):  # a folder for the runs' logs
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                shutil.copy(log, Path(keep) / f"episode-{index:03d}.log")
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

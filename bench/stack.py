@@ -182,6 +182,11 @@ class PrefectServer:
 
     def stop(self) -> None:
         if self.process is not None:
+            if os.environ.get("ANIME_BENCH_PROFILE") and self.process.poll() is None:
+                # py-spy writes its profile on SIGINT; the group's SIGTERM would lose it.
+                self.process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(60)
             stop_group(self.process)
 
 

@@ -74,14 +74,14 @@ class ProgressTracker:
 class Throttle:
     """Publish at most every `min_interval_s`, unless progress jumped by `min_step` points.
 
-    The defaults are the run log's pace: the start, every quarter, the end, and a line every
-    half minute of a long node, so a cut says what it did in a handful of lines (every line
-    is a row the Prefect server writes; at 10-point steps they were most of a cut's 20)."""
+    The defaults are the run log's pace: the start, halfway, the end, and a line every half
+    minute of a long render, so a cut says what it did in a few lines (every line is a row
+    the Prefect server writes; at 10-point steps they were most of a cut's 20)."""
 
     def __init__(
         self,
         min_interval_s: float = 30.0,
-        min_step: float = 25.0,
+        min_step: float = 50.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.min_interval_s = min_interval_s

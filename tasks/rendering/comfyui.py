@@ -247,6 +247,9 @@ def _primary_first(outputs: list[RenderOutput], phase: Phase) -> list[RenderOutp
     return stills[:1] + [o for o in outputs if not stills or o is not stills[0]]
 
 
+_SAID: set[tuple[str, tuple[str, ...]]] = set()
+
+
 class ComfyUIRenderer:
     """Renders on the ComfyUI servers the request names, through its template."""
 
@@ -257,7 +260,11 @@ class ComfyUIRenderer:
             raise ValueError(f"{request.label}: the comfyui renderer needs a template")
         params, ignored, _ = template_inputs(request)
         if ignored:
-            run_logger().info(
+            # Said once per template and parameters in a process, not for every cut of it.
+            said = (request.template, tuple(ignored))
+            log = run_logger().debug if said in _SAID else run_logger().info
+            _SAID.add(said)
+            log(
                 "%s: template %s has no parameter(s) %s; not used",
                 request.label,
                 request.template,

@@ -159,7 +159,7 @@ async def test_progress_reaches_the_run_as_a_throttled_artifact(
         await render_cut()
 
     assert published[-1] == 100.0 and published == sorted(published)
-    assert 2 <= len(published) <= 5  # 30 progress ticks: the start, the quarters, the end
+    assert 2 <= len(published) <= 3  # 30 progress ticks: the start, halfway, the end
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cut-7:")]
     assert len(lines) == len(published) and lines[-1] == "cut-7: 100% (success)"
     # Raw filter: Prefect 3.8.8's client sends null run filters its own server refuses.
@@ -226,9 +226,8 @@ async def test_progress_artifact_is_left_out_for_a_short_render_and_paced_for_a_
     await feed()
     assert long.writes[-1] == 100.0 and 3 <= len(long.writes) <= 6
     assert long.writes == sorted(long.writes)
-    # The log: the first tick, each quarter, the end; not one line per tick.
-    assert long.published[0] == 5.0 and long.published[-1] == 100.0
-    assert len(long.published) <= 6
+    # The log: the first tick, halfway, the end; not one line per tick.
+    assert [round(p) for p in long.published] == [5, 55, 100]
 
 
 async def test_a_slot_given_back_in_process_is_taken_at_once_not_at_the_next_poll(tmp_path: Path):
