@@ -14,9 +14,9 @@ Sections (all by default; pick with --only):
 
 Quick grid: N = 24, 96 x K = 1, 2 at T = 1 s, plus N = 300 on K = 4 at T = 2 s.
 Full grid:  N = 24, 96, 300 x K = 1, 2, 4 at T = 2 s (about 25 minutes of ideal time alone).
-Runs are repeated (--repeats; N = 300 points one time fewer, the SQLite run and single
-experiments once) round-robin over the points so that a busy spell on this shared machine
-spreads over all of them; tables quote medians. Everything runs under one temporary
+Runs are repeated (--repeats; the SQLite run and single experiments once) round-robin over
+the points so that a busy spell on this shared machine spreads over all of them; tables
+quote medians. Everything runs under one temporary
 folder in /tmp and is stopped and removed at the end.
 """
 
@@ -83,11 +83,12 @@ def plan(full: bool) -> dict[str, list[Point]]:
 
 
 def repeats_for(point: Point, repeats: int) -> int:
-    """Fewer repeats where a run is long or only indicative: N >= 300 one fewer, the SQLite
-    comparison and single-fix experiments once."""
+    """Fewer repeats only where a run is indicative: the SQLite comparison and single-fix
+    experiments once. Every timed point gets them all (medians of three are what
+    docs/benchmarks.md quotes)."""
     if point.prefect == "sqlite" or len(point.experiments) == 1:
         return 1
-    return max(1, repeats - 1) if point.cuts >= 300 else repeats
+    return repeats
 
 
 def machine() -> dict[str, Any]:

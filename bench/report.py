@@ -103,6 +103,9 @@ def overhead_table(runs: list[dict[str, Any]]) -> str:
                 " / ".join(
                     _ms(cpu[k]) for k in ("episode_process", "prefect", "postgres", "comfyui")
                 ),
+                _ms(med(_orchestrator_cpu(r) for r in rs)),
+                _f(med(_requests(r, "prefect") for r in rs), 1),
+                _f(med(_per_cut(r, "events") for r in rs), 1),
                 _f(med(r["api_records_per_cut"]["task_runs"] for r in rs), 1),
                 _f(med(r["logs_per_cut"] for r in rs), 1),
             ]
@@ -118,11 +121,21 @@ def overhead_table(runs: list[dict[str, Any]]) -> str:
             "after render",
             "wall per cut ms",
             "CPU ms per cut: flow process / Prefect server / PostgreSQL / ComfyUI",
+            "orchestrator CPU ms per cut (flow + Prefect + PostgreSQL)",
+            "Prefect API requests per cut",
+            "Prefect events per cut",
             "task runs per cut",
             "log lines per cut",
         ],
         rows,
     )
+
+
+def _orchestrator_cpu(run: dict[str, Any]) -> float:
+    """The orchestrator's CPU per cut: the episode process, the Prefect server and PostgreSQL
+    (the ComfyUI test servers stand in for GPU hosts and are left out)."""
+    cpu = run["cpu_per_cut_s"]
+    return sum(cpu.get(k, 0.0) for k in ("episode_process", "prefect", "postgres"))
 
 
 def slope_lines(runs: list[dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -84,12 +85,19 @@ def list_templates(directory: str | Path | None = None) -> list[str]:
 
 
 def _names_in(root: Path) -> list[str]:
+    """The template names in one folder: a graph and a manifest of the same name. One
+    listing of the folder (a render asks for its template several times per cut)."""
+    try:
+        files = set(os.listdir(root))
+    except OSError:
+        return []
     names = set()
-    for suffix in _MANIFEST_SUFFIXES:
-        for path in root.glob(f"*{suffix}"):
-            name = path.name[: -len(suffix)]
-            if _TEMPLATE_NAME.match(name) and (root / f"{name}.json").is_file():
-                names.add(name)
+    for file in files:
+        for suffix in _MANIFEST_SUFFIXES:
+            if file.endswith(suffix):
+                name = file[: -len(suffix)]
+                if _TEMPLATE_NAME.match(name) and f"{name}.json" in files:
+                    names.add(name)
     return sorted(names)
 
 
@@ -98,9 +106,12 @@ def load_template(name: str, directory: str | Path | None = None) -> WorkflowTem
     root = template_root(name, directory) if isinstance(name, str) else None
     if root is None:
         raise UnknownTemplateError(str(name), list_templates(directory))
+    # An imported template may change on disk: a new stamp loads it afresh.
     stamps = tuple(
-        p.stat().st_mtime_ns for p in sorted(root.glob(f"{name}.*")) if p.name.count(".") <= 2
-    )  # an imported template may change on disk: a new stamp loads it afresh
+        p.stat().st_mtime_ns
+        for p in (root / f"{name}{suffix}" for suffix in (".json", *_MANIFEST_SUFFIXES))
+        if p.is_file()
+    )
     template = _load_checked(str(root.resolve()), name, stamps)
     return WorkflowTemplate(
         name=template.name,
