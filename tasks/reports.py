@@ -144,9 +144,10 @@ async def publish_phase_report(
 
 
 class Progress:
-    """A progress artifact updated at most every ``interval`` seconds (and at the end)."""
+    """A progress artifact updated at most every ``interval`` seconds (and at the end):
+    each update is an API write and an event, and a bar that moves every 5 s reads the same."""
 
-    def __init__(self, total: int, description: str, interval: float = 2.0) -> None:
+    def __init__(self, total: int, description: str, interval: float = 5.0) -> None:
         self.total = max(total, 1)
         self.done = 0
         self.description = description

@@ -59,13 +59,18 @@ class ReelWriter:
         self._stream.width, self._stream.height = size
         self._stream.pix_fmt = "yuv420p"
         self._size = size
+        # A keyframe held for a cut's length is the same picture frame after frame: its
+        # pixels are converted once (most of an episode's reel is held keyframes).
+        self._last: tuple[Image.Image, np.ndarray] | None = None
 
     def write(self, image: Image.Image) -> None:
         import av
 
         if image.size != self._size:
             raise ValueError(f"frame {self.frames} is {image.size}, the reel is {self._size}")
-        frame = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
+        if self._last is None or self._last[0] is not image:
+            self._last = (image, np.asarray(image.convert("RGB")))
+        frame = av.VideoFrame.from_ndarray(self._last[1], format="rgb24")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
