@@ -19,6 +19,7 @@ each, in import order (a module imports only modules above it):
 
 from blocks.comfyui.client import ComfyUIClient, check_api_graph
 from blocks.comfyui.errors import (
+    ComfyUIAttemptTimeout,
     ComfyUIAuthError,
     ComfyUICancelled,
     ComfyUIConcurrencyLimitMissing,
@@ -47,6 +48,7 @@ from blocks.comfyui.run import FinishedPrompt, PromptRun, RenderTimings, render_
 from blocks.comfyui.server import ComfyUIServer, find_server, is_url, saved_servers
 
 __all__ = [
+    "ComfyUIAttemptTimeout",
     "ComfyUIAuthError",
     "ComfyUICancelled",
     "ComfyUIClient",

@@ -175,6 +175,12 @@ class ComfyUIDownloadStalled(ComfyUIError):
     it is just not delivering, so waiting for it to come back would wait forever."""
 
 
+class ComfyUIAttemptTimeout(ComfyUIError):
+    """One render attempt outlasted the block's `attempt_timeout_s` (queue, rendering and
+    downloads together); its prompt was withdrawn from the server. A verdict: a retry
+    would wait as long again."""
+
+
 class ComfyUIConcurrencyLimitMissing(ComfyUIError):
     """A server's Prefect global concurrency limit does not exist (see
     `ensure_concurrency_limits`); slots would not be enforced, so nothing runs."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from blocks.comfyui.errors import (
+    ComfyUIAttemptTimeout,
+    ComfyUIError,
     ComfyUIOutputError,
     ComfyUIPromptLost,
+    ComfyUITransientError,
     ComfyUIUnavailable,
 )
 from blocks.comfyui.models import (
@@ -107,6 +111,7 @@ async def render_on(
     finished: FinishedPrompt | None = None,
     on_finished: OnFinished | None = None,
     before_submit: Callable[[], Awaitable[None]] | None = None,
+    attempt_key: str | None = None,
 ) -> PromptRun:
     """Render `graph` under `prompt_id` (on the pool's least busy server, holding its slot,
     or on the one server given), follow it with progress, then download every output.
@@ -115,9 +120,115 @@ async def render_on(
     `on_finished(server, result)`: called once the prompt finished, before downloading.
     `before_submit()`: called before every (re)submission; raising stops the render (a job
     cancelled meanwhile). A render cancelled here (a Prefect cancellation) interrupts or
-    dequeues its prompt on every server of the pool before it ends."""
+    dequeues its prompt on every server of the pool before it ends.
+    The attempt ends past `attempt_timeout_s` (`ComfyUIAttemptTimeout`): counted from its
+    first submission, or from that of the earlier try with the same `attempt_key` (a Prefect
+    task run's id: a retry re-attaches with the time left, not a new deadline)."""
     progress = progress or RenderProgress(prompt_id, label or prompt_id, total_nodes=len(graph))
     pool = target if isinstance(target, ComfyUIPool) else ComfyUIPool([target])
+    clock = _AttemptClock(pool, label or prompt_id, prompt_id, attempt_key)
+
+    async def submitting() -> None:
+        clock.start()  # the slot is held: from here on the attempt is on the clock
+        if before_submit is not None:
+            await before_submit()
+
+    try:
+        async with clock.bound:
+            return await _attempt(
+                pool, target, graph, prompt_id, dest_dir, progress, new_prompt, finished,
+                on_finished, submitting, clock,
+            )  # fmt: skip
+    except ComfyUITransientError:
+        clock.keep()  # it may be tried again: the retry goes on with this attempt's clock
+        raise
+    except TimeoutError:
+        if not clock.bound.expired():
+            raise
+        if clock.stage == RENDERING:
+            # Interrupted or dequeued on the way out, by `_rendered_or_withdrawn`.
+            outcome = "its prompt was withdrawn from the server"
+        else:
+            withdrawn = await _withdraw(pool, prompt_id)
+            outcome = {
+                "interrupted": "its prompt was withdrawn from the server",
+                "dequeued": "its prompt was withdrawn from the server",
+                "already_finished": "its prompt had finished; no partial file was kept",
+            }.get(withdrawn or "", "its prompt could not be withdrawn (server unreachable)")
+        raise clock.expired(outcome) from None
+
+
+RENDERING = "in ComfyUI's queue or rendering"
+
+
+async def _withdraw(pool: ComfyUIPool, prompt_id: str) -> str | None:
+    """Interrupt or dequeue the prompt wherever it is, within CANCEL_TIMEOUT_S; None when no
+    server answered."""
+    try:
+        async with asyncio.timeout(CANCEL_TIMEOUT_S):
+            return await pool.cancel(prompt_id)
+    except (TimeoutError, ComfyUIError):
+        return None
+
+
+# When each attempt that a transient failure ended was first submitted (monotonic), by its
+# `attempt_key`: the retry of a task run finds it. Keys are unique per task run, so a later
+# re-run never inherits an old clock; the oldest are dropped past a bound.
+_attempt_started: OrderedDict[str, float] = OrderedDict()
+_KEPT_CLOCKS = 10_000
+
+
+class _AttemptClock:
+    """One render attempt's overall deadline (`attempt_timeout_s`, the longest of the pool's
+    servers, as with the outage window): started once the prompt is about to be submitted
+    (or, for an earlier run's finished prompt, downloaded), never while waiting for a slot;
+    an earlier try of the same attempt (`key`) started it already."""
+
+    def __init__(self, pool: ComfyUIPool, label: str, prompt_id: str, key: str | None) -> None:
+        self.limit_s = max(s.get_client().settings.attempt_timeout_s for s in pool.servers)
+        self.pool, self.label, self.prompt_id, self.key = pool, label, prompt_id, key
+        self.bound = asyncio.timeout(None)
+        self.stage = "waiting for a server slot"
+        self.server: str | None = None
+        self.started: float | None = _attempt_started.pop(key, None) if key else None
+
+    def start(self) -> None:
+        if self.bound.when() is not None:
+            return
+        now = time.monotonic()
+        self.started = self.started or now
+        left = max(0.0, self.started + self.limit_s - now)
+        self.bound.reschedule(asyncio.get_running_loop().time() + left)
+
+    def keep(self) -> None:
+        if self.key and self.started is not None:
+            _attempt_started[self.key] = self.started
+            while len(_attempt_started) > _KEPT_CLOCKS:
+                _attempt_started.popitem(last=False)
+
+    def expired(self, outcome: str) -> ComfyUIAttemptTimeout:
+        servers = self.server or ", ".join(s.base_url for s in self.pool.servers)
+        return ComfyUIAttemptTimeout(
+            f"render {self.label}: the attempt went past its {self.limit_s:g} s deadline "
+            f"(the block's attempt_timeout_s) while {self.stage}; {outcome}",
+            server=servers,
+            prompt_id=self.prompt_id,
+        )
+
+
+async def _attempt(
+    pool: ComfyUIPool,
+    target: ComfyUIServer | ComfyUIPool,
+    graph: dict[str, Any],
+    prompt_id: str,
+    dest_dir: Path,
+    progress: RenderProgress,
+    new_prompt: bool,
+    finished: FinishedPrompt | None,
+    on_finished: OnFinished | None,
+    submitting: Callable[[], Awaitable[None]],
+    clock: _AttemptClock,
+) -> PromptRun:
     timings = RenderTimings()
     done: tuple[ComfyUIServer, PromptResult] | None = None
     recovered = False
@@ -127,12 +238,16 @@ async def render_on(
     while True:
         try:
             if done is None:
+                clock.stage = RENDERING
                 done = await _rendered_or_withdrawn(
-                    pool, target, graph, prompt_id, progress, new_prompt, timings, before_submit
+                    pool, target, graph, prompt_id, progress, new_prompt, timings, submitting
                 )
                 if on_finished is not None:
                     await on_finished(done[0].base_url, done[1])
             server, result = done
+            clock.start()
+            clock.server = server.base_url
+            clock.stage = f"downloading its {len(result.outputs)} output file(s)"
             client = server.get_client()
             environment = await client.system_stats()
             started = time.monotonic()
@@ -154,6 +269,7 @@ async def render_on(
             servers = [s for s in pool.servers if s.base_url == exc.server] or pool.servers
             if done is not None:
                 servers = [done[0]]  # the outputs are there: wait for that server only
+            clock.stage = f"waiting for {', '.join(s.base_url for s in servers)} to come back"
             before = time.monotonic()
             await pool.wait_until_up(servers, down_since, exc.detail)
             timings.outage_s += time.monotonic() - min(before, down_since)

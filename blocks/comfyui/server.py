@@ -122,6 +122,16 @@ class ComfyUIServer(Block):
         description="Slowest average rate, in bytes per second, a download may keep after "
         "its grace period (0: no minimum).",
     )
+    # Each stage above has its own bound; this one bounds them together, so one render
+    # attempt (the prompt in ComfyUI's queue and running, then every download, outages
+    # waited out included) ends at a time a studio can plan for, whatever its outputs.
+    attempt_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds one render attempt may take in all, from submitting the "
+        "prompt to its last output on disk (default: render_timeout_s + "
+        "download_timeout_s). Past it the prompt is withdrawn and the attempt fails.",
+    )
     concurrency_limit_name: str | None = Field(
         None,
         description=(
@@ -189,6 +199,8 @@ class ComfyUIServer(Block):
             download_timeout_s=self.download_timeout_s,
             download_grace_s=self.download_grace_s,
             min_download_bytes_per_s=self.min_download_bytes_per_s,
+            attempt_timeout_s=self.attempt_timeout_s
+            or self.render_timeout_s + self.download_timeout_s,
             other_secrets=self._other_secrets(),
         )
 

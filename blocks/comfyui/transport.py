@@ -62,6 +62,7 @@ class ClientSettings:
     download_timeout_s: float = 900.0
     download_grace_s: float = 30.0
     min_download_bytes_per_s: float = 16 * 1024
+    attempt_timeout_s: float = 1800.0 + 900.0  # render_timeout_s + download_timeout_s
     # Every other secret the block holds: redacted from server text like the token.
     other_secrets: tuple[SecretStr, ...] = ()
 

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prefect.runtime import task_run
+
 from blocks.comfyui import (
     ComfyUIPool,
     ComfyUIServer,
@@ -293,6 +295,8 @@ class ComfyUIRenderer:
             finished=None if new_prompt else await finished_prompt(request.job_id, prompt_id),
             on_finished=functools.partial(record_prompt_finished, request.job_id),
             before_submit=functools.partial(ensure_not_cancelled, request.job_id),
+            # A retry of this task run goes on with the attempt's deadline, not a new one.
+            attempt_key=task_run.get_id(),
         )
         outputs = [_described(file) for file in outcome.files]
         environment = outcome.environment.model_dump(exclude={"raw"}) if outcome.environment else {}

@@ -12,9 +12,12 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.comfyui import (
+    ComfyUIAttemptTimeout,
     ComfyUIDownloadStalled,
     ComfyUIExecutionError,
+    ComfyUIRenderTimeout,
     ComfyUIResponseTooLarge,
+    ComfyUIServer,
     ComfyUITransientError,
     ComfyUIValidationError,
     render_on,
@@ -66,6 +69,57 @@ async def test_a_stalled_download_ends_the_render_instead_of_waiting_it_out(
     with pytest.raises(ComfyUIDownloadStalled, match="is stalling"):
         await render_on(block, basic_graph(**BIG), "stalled-render", tmp_path / "out")
     assert comfy.stats.prompts_executed == 1  # rendered once, not resubmitted
+
+
+async def test_an_attempt_past_its_deadline_fails_whatever_each_stage_allows(
+    comfy: ComfyUITestServer, tmp_path: Path
+) -> None:
+    # A slow download inside its own bounds (no minimum rate, a long per-file deadline): only
+    # the attempt's overall deadline ends it.
+    block = block_for(comfy, attempt_timeout_s=1.0, min_download_bytes_per_s=0)
+    comfy.faults.trickle_view = (1024, 0.1)  # about 19 s for this output
+
+    with pytest.raises(ComfyUIAttemptTimeout) as late:
+        await render_on(block, basic_graph(**BIG), "late", tmp_path / "out", label="ep01-late")
+    message = str(late.value)
+    assert message.startswith("render ep01-late: the attempt went past its 1 s deadline")
+    assert "(the block's attempt_timeout_s) while downloading its 1 output file(s)" in message
+    assert "its prompt had finished; no partial file was kept" in message
+    assert comfy.url in message and "prompt late" in message
+    assert not isinstance(late.value, ComfyUITransientError)  # never retried
+    assert _files(tmp_path / "out") == [] and comfy.stats.prompts_executed == 1
+
+
+async def test_an_attempt_past_its_deadline_while_rendering_withdraws_the_prompt(
+    slow_comfy: ComfyUITestServer, tmp_path: Path
+) -> None:
+    block = block_for(slow_comfy, attempt_timeout_s=0.5)  # each render takes 2 s
+
+    with pytest.raises(ComfyUIAttemptTimeout, match="in ComfyUI's queue or rendering") as late:
+        await render_on(block, basic_graph(), "withdrawn", tmp_path / "out")
+    assert "its prompt was withdrawn from the server" in str(late.value)
+    assert slow_comfy.stats.interrupts == 1  # the server stopped rendering it
+
+
+async def test_a_retried_attempt_keeps_its_first_deadline(tmp_path: Path) -> None:
+    # The first try ends at its render_timeout_s (transient: Prefect retries the task); the
+    # retry re-attaches with what is left of the attempt's 2 s, not 2 s more, so the 3 s
+    # render is withdrawn instead of waited for.
+    with ComfyUITestServer(tmp_path / "c", render_time_s=3.0, progress_steps=10) as comfy:
+        first = block_for(comfy, render_timeout_s=1.5, attempt_timeout_s=2.0)
+        with pytest.raises(ComfyUIRenderTimeout):
+            await render_on(first, basic_graph(), "retried", tmp_path / "out", attempt_key="t1")
+        retry = block_for(comfy, render_timeout_s=20.0, attempt_timeout_s=2.0)
+        with pytest.raises(ComfyUIAttemptTimeout, match="past its 2 s deadline"):
+            await render_on(retry, basic_graph(), "retried", tmp_path / "out", attempt_key="t1")
+        assert comfy.stats.interrupts == 1 and comfy.stats.prompts_executed == 1
+
+
+def test_the_attempt_deadline_defaults_to_render_plus_download_time() -> None:
+    block = ComfyUIServer(base_url="http://gpu-1:8188", render_timeout_s=600)
+    assert block.get_client().settings.attempt_timeout_s == 600 + 900
+    chosen = ComfyUIServer(base_url="http://gpu-1:8188", attempt_timeout_s=120)
+    assert chosen.get_client().settings.attempt_timeout_s == 120
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])

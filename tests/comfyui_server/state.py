@@ -21,7 +21,7 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from .files import OutputStore
-from .validation import NodeCatalog, validate_prompt
+from .validation import NodeCatalog, ValidationOutcome, validate_prompt
 
 MAXIMUM_HISTORY_SIZE = 10_000
 
@@ -60,6 +60,9 @@ class Faults:
     # A careless proxy or node that repeats the request's credential: the value of this
     # header is echoed into 400 validation messages and into execution_error messages.
     echo_header: str | None = None
+    # Every valid prompt is refused (400) by its output nodes' custom validation with this
+    # reason: a custom node checking what /object_info cannot show (a licence, a file).
+    refuse_prompts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -301,6 +304,8 @@ class ComfyState:
         extra_data = dict(body.get("extra_data") or {})
         if "client_id" in body:
             extra_data["client_id"] = body["client_id"]
+        if outcome.ok and self.faults.refuse_prompts is not None:
+            outcome = _refused(prompt, outcome.good_outputs, self.faults.refuse_prompts)
         if not outcome.ok:
             return 400, outcome.body()
         item = QueueItem(
@@ -354,3 +359,28 @@ class ComfyState:
             if prompt_id is None or run.item.prompt_id == prompt_id:
                 run.interrupted = True
                 self.count(interrupts=1)
+
+
+def _refused(prompt: dict[str, Any], outputs: list[str], why: str) -> ValidationOutcome:
+    """What ComfyUI answers when every output node's custom validation refuses it."""
+    reason = {
+        "type": "custom_validation_failed",
+        "message": "Custom validation failed for node",
+        "details": why,
+        "extra_info": {},
+    }
+    node_errors = {
+        node_id: {
+            "errors": [dict(reason)],
+            "dependent_outputs": [node_id],
+            "class_type": prompt[node_id]["class_type"],
+        }
+        for node_id in outputs
+    }
+    error = {
+        "type": "prompt_outputs_failed_validation",
+        "message": "Prompt outputs failed validation",
+        "details": "\n".join(f"{reason['message']}: {why}" for _ in outputs),
+        "extra_info": {},
+    }
+    return ValidationOutcome(ok=False, error=error, node_errors=node_errors)

@@ -73,6 +73,26 @@ async def test_a_trickling_view_ends_the_jobs_in_error(
     assert all(j.status in (JobStatus.ERROR, JobStatus.CANCELLED) for j in jobs)
 
 
+async def test_a_render_past_its_attempt_deadline_ends_the_job_in_error(
+    preview_production,  # noqa: F811
+    save_blocks,
+    tmp_path,
+):
+    # The download keeps a rate no stage refuses; only the attempt's deadline ends it.
+    with ComfyUITestServer(tmp_path / "comfy", render_time_s=0.05, cache=False) as comfy:
+        comfy.faults.trickle_view = (16, 0.1)
+        name = await _register(comfy, attempt_timeout_s=1.0, min_download_bytes_per_s=0)
+        raised = await _render(preview_production, name, save_blocks)
+    assert raised is not None and "attempt_timeout_s" in str(raised), raised
+    with session_scope() as s:
+        jobs = s.scalars(select(Job)).all()
+    assert jobs and JobStatus.RUNNING not in {j.status for j in jobs}
+    late = [j for j in jobs if j.status is JobStatus.ERROR]
+    deadline = "past its 1 s deadline (the block's attempt_timeout_s)"
+    assert late and all(deadline in (j.error or "") for j in late)
+    assert all(comfy.url in j.error and "-generation-a01:" in j.error for j in late)
+
+
 async def test_an_echoed_token_reaches_no_job_error_and_no_log(
     preview_production,  # noqa: F811
     save_blocks,

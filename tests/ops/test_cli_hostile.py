@@ -3,8 +3,17 @@ usage), no traceback unless --debug, nothing stored lost or half-written."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
+import pytest
+from psycopg import sql
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -33,6 +42,56 @@ def test_a_database_that_refuses_us_is_one_line(db):
             stderr = clear(anime(*args, db_url=url))
             assert stderr.startswith("error: cannot use the database") and reason in stderr
             assert len(stderr.strip().splitlines()) == 1 and "wrong-pass" not in stderr
+
+
+@contextlib.contextmanager
+def password_role(db: str) -> Iterator[tuple[str, str]]:
+    """A role that must give its password (scram-sha-256, by socket and TCP) on the test
+    server, which trusts everyone else: a pg_hba.conf line for that role alone, first (the
+    first matching line wins), so no other connection changes. Yields (role, password)."""
+    admin = make_url(os.environ["ANIME_TEST_ADMIN_URL"]).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    role, password = f"anime_pw_{uuid.uuid4().hex[:8]}", f"right-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        hba = Path(conn.execute("SHOW hba_file").fetchone()[0])
+        if not os.access(hba, os.W_OK):
+            pytest.skip(f"cannot edit the test server's {hba} to ask for a password")
+        original = hba.read_text()
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+        hba.write_text(
+            f"local all {role} scram-sha-256\nhost all {role} all scram-sha-256\n" + original
+        )
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            yield role, password
+        finally:
+            hba.write_text(original)
+            conn.execute("SELECT pg_reload_conf()")
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_wrong_password_is_one_line_that_never_shows_it(db):
+    with password_role(db) as (role, password):
+        url = make_url(db).set(drivername="postgresql", username=role)
+        # The server does ask: the right password is let in, the wrong one is not.
+        with psycopg.connect(url.set(password=password).render_as_string(False)):
+            pass
+        wrong = url.set(password="not-the-pass-w0rd").render_as_string(hide_password=False)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(wrong).close()
+        for args in (("status",), ("db", "current")):
+            started = time.monotonic()
+            result = anime(*args, db_url=wrong)
+            stderr = clear(result)
+            print(f"\n{' '.join(args)}: {time.monotonic() - started:.1f} s: {stderr.strip()}")
+            assert stderr.startswith("error: cannot use the database ") and f"{role}:***@" in stderr
+            assert f'password authentication failed for user "{role}"' in stderr
+            assert len(stderr.strip().splitlines()) == 1
+            assert "not-the-pass-w0rd" not in result.stdout + result.stderr
 
 
 def test_debug_shows_the_traceback(db):
