@@ -127,8 +127,16 @@ class LookChooser:
             select(Episode.id, Episode.number).where(Episode.project_id == project_id)
         )
         self.numbers: dict[int, int] = {episode_id: number for episode_id, number in rows}
-        self.places = story_places(session, project_id)
+        self._session, self._project_id = session, project_id
+        self._places: dict[int, StoryPlace] | None = None
         self._first: dict[int, int | None] = {}
+
+    @property
+    def places(self) -> dict[int, StoryPlace]:
+        # Read on first need: most casts have no look starting from a story point.
+        if self._places is None:
+            self._places = story_places(self._session, self._project_id)
+        return self._places
 
     def covers(self, look: CharacterLook, episode_id: int) -> bool:
         if look.retired:
