@@ -521,6 +521,9 @@ class LookRow:
     id: int | None  # None: the base look (the character's own fields)
     name: str
     from_episode: int | None
+    from_story: str | None  # "story@commit", or a story scene or chapter slug
+    # The episodes (numbers) it is the look in force for, where a cut names no other.
+    in_force_episodes: list[int]
     prompt: str
     attributes: dict[str, str]
     reference_ids: list[int]  # what its renders are judged against
@@ -531,10 +534,16 @@ class LookRow:
 
 def character_looks(session: Session, character_id: int) -> list[LookRow]:
     from db.briefs import look_references
+    from db.looks import LookChooser, story_point_text
 
     character = session.get(Character, character_id)
     if character is None:
         raise LookupError(f"no character with id {character_id}")
+    chooser = LookChooser(session, character.project_id)
+    in_force: dict[int | None, list[int]] = {}
+    for episode_id, number in sorted(chooser.numbers.items(), key=lambda item: item[1]):
+        look = chooser.look_for(character, episode_id)
+        in_force.setdefault(look.id if look else None, []).append(number)
 
     def thresholds(look_id: int | None) -> dict[str, float | None]:
         return {
@@ -546,6 +555,8 @@ def character_looks(session: Session, character_id: int) -> list[LookRow]:
             id=None,
             name="base",
             from_episode=None,
+            from_story=None,
+            in_force_episodes=in_force.get(None, []),
             prompt=character.base_prompt,
             attributes=character.attribute_map(),
             reference_ids=[r.id for r in look_references(character, None)],
@@ -558,6 +569,8 @@ def character_looks(session: Session, character_id: int) -> list[LookRow]:
                 id=look.id,
                 name=look.name,
                 from_episode=look.from_episode,
+                from_story=story_point_text(look),
+                in_force_episodes=in_force.get(look.id, []),
                 prompt=look.prompt_delta,
                 attributes=look.attribute_map(),
                 reference_ids=[r.id for r in look_references(character, look)],

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from db.looks import LookChooser
 from db.models import (
     Character,
     CharacterLook,
@@ -209,6 +210,7 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
     episode = scene.episode
     project = episode.project
     cast = sorted(cut.casting, key=lambda row: row.character.slug)
+    looks = LookChooser(session, project.id)
     return CutBrief(
         project_id=project.id,
         project_slug=project.slug,
@@ -235,7 +237,7 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
                 row.character,
                 row.variations,
                 row.position,
-                look=row.character.look_for(episode.number, row.look),
+                look=looks.look_for(row.character, episode.id, row.look),
             )
             for row in cast
         ],
@@ -256,7 +258,7 @@ def load_character_brief(
         raise LookupError(f"no character with id {character_id}")
     chosen = None
     if look and look != BASE_LOOK:
-        chosen = character.look_for(0, look)
+        chosen = character.look_named(look)
         if chosen is None:
             known = ", ".join([BASE_LOOK, *(k.name for k in character.looks)])
             raise LookupError(f"character {character.slug!r} has no look {look!r} (looks: {known})")

@@ -88,10 +88,13 @@ BASE_LOOK = "base"  # the character's own prompt, attributes and anchor referenc
 
 
 class LookSpec(_Strict):
-    """A later look: in force from ``from_episode`` on (none: only where a cut names it)."""
+    """A later look: in force from ``from_episode`` on, or from ``from_story`` (a story commit,
+    ``story@commit``, or a story scene or chapter slug: for the episodes adapting it or a later
+    point, see db/looks.py); neither: only where a cut names it."""
 
     name: Slug
     from_episode: int | None = Field(None, ge=1)
+    from_story: str | None = Field(None, min_length=1, max_length=200)
     prompt: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
     references: list[ReferenceSpec] = Field(default_factory=list)
@@ -405,13 +408,23 @@ def _cross_reference_problems(production: ProductionFile) -> list[tuple[str, str
 
 
 def _look_problems(production: ProductionFile) -> list[tuple[str, str]]:
-    """A look takes effect from an episode the file has, and no two from the same one."""
+    """A look takes effect from one place: an episode the file has (no two looks from the same
+    one) or a story point (checked on import, against the stories stored by then)."""
     episodes = {e.number for e in production.episodes}
     problems: list[tuple[str, str]] = []
     for c, character in enumerate(production.characters):
         starts: dict[int, str] = {}
         for k, look in enumerate(character.looks):
             where = f"characters[{c}].looks[{k}].from_episode"
+            if look.from_episode is not None and look.from_story is not None:
+                problems.append(
+                    (
+                        f"characters[{c}].looks[{k}].from_story",
+                        "give from_episode or from_story, not both: a look takes effect from "
+                        "one place",
+                    )
+                )
+                continue
             if look.from_episode is None:
                 continue
             if look.from_episode not in episodes:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from db.import_lock import lock_project_import
+from db.looks import LookChooser, StoryPointError, resolve_story_point, story_point_text
 from db.models import (
     Character,
     CharacterAttribute,
@@ -36,6 +37,7 @@ from db.production_file import (
     CutSpec,
     LookSpec,
     ProductionFile,
+    ProductionFileError,
     ReferenceSpec,
     SceneSpec,
     map_image_paths,
@@ -112,12 +114,14 @@ class _Importer:
         self.root = project.root
         self.session.flush()
         self._story_bible(project, production)
+        # Stories first: a look may take effect from one of their commits or scenes.
+        import_stories(self.session, project, production, self.report)
         characters = self._characters(project, production.characters)
         episodes_before = {e.number for e in project.episodes}
         self._episodes(project, production, characters)
         self.session.flush()
-        import_stories(self.session, project, production, self.report)
         link_episodes(self.session, project, production, self.report, episodes_before)
+        _check_look_starts(self.session, project, production, characters)
         return self.report
 
     def _place(self, project: Project, production: ProductionFile) -> None:
@@ -153,7 +157,7 @@ class _Importer:
 
     def _characters(self, project: Project, specs: list[CharacterSpec]) -> dict[str, Character]:
         existing = {c.slug: c for c in project.characters}
-        for spec in specs:
+        for index, spec in enumerate(specs):
             character = existing.get(spec.slug)
             if character is None:
                 character = Character(slug=spec.slug, name=spec.name)
@@ -173,7 +177,7 @@ class _Importer:
             )
             changed |= self._attributes(character, spec.attributes)
             changed |= self._variations(character, spec)
-            changed |= self._looks(character, spec.looks)
+            changed |= self._looks(project, character, spec.looks, f"characters[{index}]")
             looks = {look.name: look for look in character.looks}
             refs = [(ref, None) for ref in spec.references] + [
                 (ref, looks[look.name]) for look in spec.looks for ref in look.references
@@ -231,10 +235,20 @@ class _Importer:
                     self.report.kept_absent.append(label)
         return changed
 
-    def _looks(self, character: Character, specs: list[LookSpec]) -> bool:
+    def _looks(
+        self, project: Project, character: Character, specs: list[LookSpec], where: str
+    ) -> bool:
         current = {look.name: look for look in character.looks}
         changed = False
-        for spec in specs:
+        for index, spec in enumerate(specs):
+            commit, scene = None, None
+            if spec.from_story is not None:
+                try:
+                    commit, scene = resolve_story_point(self.session, project, spec.from_story)
+                except StoryPointError as exc:
+                    raise ProductionFileError(
+                        "production file", [(f"{where}.looks[{index}].from_story", str(exc))]
+                    ) from None
             row = current.pop(spec.name, None)
             if row is None:
                 row = CharacterLook(name=spec.name)
@@ -243,6 +257,8 @@ class _Importer:
             changed |= _assign(
                 row,
                 from_episode=spec.from_episode,
+                from_story_commit=commit,
+                from_story_scene=scene,
                 prompt_delta=spec.prompt,
                 attributes=spec.attributes,
                 replaces_references=spec.replaces_references,
@@ -410,6 +426,38 @@ class _Importer:
             self.report.kept_absent.append(label)
 
 
+def _check_look_starts(
+    session: Session,
+    project: Project,
+    production: ProductionFile,
+    characters: dict[str, Character],
+) -> None:
+    """No two looks of a character take effect from the same episode, a story point's looks
+    included (the file alone can only check two ``from_episode``s): which would be in force?"""
+    chooser = LookChooser(session, project.id)
+    problems: list[tuple[str, str]] = []
+    for c, spec in enumerate(production.characters):
+        looks = {look.name: look for look in characters[spec.slug].looks}
+        starts: dict[int, tuple[str, bool]] = {}  # episode -> (look, from a story point)
+        for k, look_spec in enumerate(spec.looks):
+            first = chooser.first_episode(looks[look_spec.name])
+            if first is None:
+                continue
+            by_story = look_spec.from_story is not None
+            if first in starts and (by_story or starts[first][1]):
+                field = "from_story" if by_story else "from_episode"
+                problems.append(
+                    (
+                        f"characters[{c}].looks[{k}].{field}",
+                        f"look {look_spec.name!r} overlaps look {starts[first][0]!r}: both take "
+                        f"effect from episode {first}",
+                    )
+                )
+            starts.setdefault(first, (look_spec.name, by_story))
+    if problems:
+        raise ProductionFileError("production file", problems)
+
+
 def import_production(
     session: Session, production: ProductionFile, prune: bool = False
 ) -> ImportReport:
@@ -495,6 +543,7 @@ def _character_dict(c: Character) -> dict[str, Any]:
             {
                 "name": look.name,
                 "from_episode": look.from_episode,
+                "from_story": story_point_text(look),
                 "prompt": look.prompt_delta,
                 "attributes": look.attributes,
                 "references": [_reference_dict(r) for r in look.references],

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.looks import episode_looks
 from db.models import (
     Character,
     CharacterReference,
     Cut,
-    CutCasting,
     Episode,
     Job,
     JobKind,
     PhaseGate,
     Project,
     Scene,
-    SceneCasting,
 )
-from db.production_file import BASE_LOOK
 from db.story import StoryDrift, project_story_status
 
 
@@ -36,8 +33,8 @@ class EpisodeStatus:
     gates: list[str] = field(default_factory=list)
     # The story version adapted, against the head of the branch it follows.
     story: StoryDrift | None = None
-    # Each cast character's look: "aki: time-skip (flashback in 1 cut: base)"; empty when no
-    # character of the project has looks.
+    # Each cast character's looks: "aki: rendered in time-skip (2 cuts); not rendered yet,
+    # planned: base (1 cut)" (db/looks.py: episode_looks); empty when no character has looks.
     looks: list[str] = field(default_factory=list)
 
 
@@ -155,42 +152,13 @@ def project_status(session: Session, project: Project) -> ProjectStatus:
                 jobs_by_status=jobs_per_episode.get(episode_id, {}),
                 gates=gates.get(episode_id, []),
                 story=story_drift.get(episode_id),
-                looks=cast_looks(session, episode_id, row.number),
+                looks=episode_looks(session, session.get(Episode, episode_id)),
             )
             for episode_id, row in shape.items()
         ],
         jobs_by_status=all_jobs,
         reproductions_by_status=reproductions,
     )
-
-
-def cast_looks(session: Session, episode_id: int, number: int) -> list[str]:
-    """The look in force for each character cast in the episode, and the cuts naming another."""
-    cut_rows = session.execute(
-        select(CutCasting.character_id, CutCasting.look)
-        .join(Cut, CutCasting.cut_id == Cut.id)
-        .join(Scene, Cut.scene_id == Scene.id)
-        .where(Scene.episode_id == episode_id)
-    ).all()
-    scene_rows = session.scalars(
-        select(SceneCasting.character_id)
-        .join(Scene, SceneCasting.scene_id == Scene.id)
-        .where(Scene.episode_id == episode_id)
-    ).all()
-    ids = {c for c, _ in cut_rows} | set(scene_rows)
-    characters = session.scalars(
-        select(Character).where(Character.id.in_(ids)).order_by(Character.slug)
-    ).all()
-    if not any(c.looks for c in characters):
-        return []
-    lines = []
-    for character in characters:
-        look = character.look_for(number)
-        line = f"{character.slug}: {look.name if look else BASE_LOOK}"
-        named = Counter(name for c, name in cut_rows if c == character.id and name)
-        others = [f"{n} cut(s) {name}" for name, n in sorted(named.items())]
-        lines.append(line + (f" (named by {', '.join(others)})" if others else ""))
-    return lines
 
 
 def all_projects(session: Session) -> list[Project]:

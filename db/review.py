@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from db.api_queries import ScoreLine
 from db.briefs import look_references
 from db.jobs import cut_jobs, get_job
+from db.looks import LookChooser, cut_cast_looks
 from db.media_paths import contained
 from db.models import (
     Artifact,
@@ -32,7 +33,6 @@ from db.models import (
     Scene,
     Verdict,
 )
-from db.production_file import BASE_LOOK
 
 REVIEWED_PHASES = (Phase.GENERATION, Phase.ANIMATION)
 
@@ -286,26 +286,17 @@ def _attempt_view(job: Job, decision: ReviewDecision | None) -> AttemptView:
     )
 
 
-def _cast(cut: Cut, latest: Job | None) -> list[CastView]:
-    overrides = {c.character_id: c.look for c in cut.casting}
-    characters = [c.character for c in cut.casting] or [c.character for c in cut.scene.casting]
-    seen: dict[int, CastView] = {}
-    for ch in characters:
-        if latest is not None:  # the look it was rendered in (none recorded: the base look)
-            look = next((k for k in latest.looks if k.character_id == ch.id), None)
-        else:
-            look = ch.look_for(cut.scene.episode.number, overrides.get(ch.id))
-        seen.setdefault(
-            ch.id,
-            CastView(
-                character_id=ch.id,
-                slug=ch.slug,
-                name=ch.name,
-                reference_ids=[r.id for r in look_references(ch, look)],
-                look=look.name if look else BASE_LOOK,
-            ),
+def _cast(cut: Cut, latest: Job | None, looks: LookChooser) -> list[CastView]:
+    return [
+        CastView(
+            character_id=cast.character.id,
+            slug=cast.character.slug,
+            name=cast.character.name,
+            reference_ids=[r.id for r in look_references(cast.character, cast.look)],
+            look=cast.name,
         )
-    return list(seen.values())
+        for cast in cut_cast_looks(cut, latest, looks)
+    ]
 
 
 def episode_review(session: Session, episode_id: int, *, needs_review_only: bool = False):
@@ -325,6 +316,7 @@ def episode_review(session: Session, episode_id: int, *, needs_review_only: bool
         .where(Scene.episode_id == episode_id)
         .order_by(Scene.number, Cut.number)
     )
+    looks = LookChooser(session, episode.project_id)
     for cut in cuts:
         phases = []
         latest: Job | None = None
@@ -356,7 +348,7 @@ def episode_review(session: Session, episode_id: int, *, needs_review_only: bool
                 description=cut.description,
                 needs_review=flagged,
                 phases=phases,
-                cast=_cast(cut, latest),
+                cast=_cast(cut, latest, looks),
                 scene=cut.scene.number,
                 frames=cut.frames,
                 fps=cut.fps,

@@ -94,6 +94,8 @@ class LookOut(BaseModel):
     id: int | None  # null: the base look
     name: str
     from_episode: int | None
+    from_story: str | None  # "story@commit", or a story scene or chapter slug
+    in_force_episodes: list[int]  # episode numbers it is in force for (unless a cut names another)
     prompt: str  # the base prompt for the base look, the look's delta for a later one
     attributes: dict[str, str]  # with the look's changes applied
     reference_ids: list[int]

@@ -25,7 +25,7 @@ def import_(
 ) -> None:
     """Import or update a production (idempotent; all or nothing)."""
     from db.engine import session_scope
-    from db.production_file import load_production
+    from db.production_file import ProductionFileError, load_production
     from db.production_io import import_production
     from db.prune import PruneMeasure
 
@@ -33,8 +33,13 @@ def import_(
     require_current_schema()
     with session_scope() as session:
         measure = PruneMeasure(session, production.project.slug)
-        with measure:
-            report = import_production(session, production, prune=prune)
+        try:
+            with measure:
+                report = import_production(session, production, prune=prune)
+        except ProductionFileError as exc:
+            # Problems only the database can show (a story named, a look's story point) are
+            # raised deep in the import: they name this file too.
+            raise ProductionFileError(str(file), exc.problems) from None
         impact = measure.impact
         if impact.removes_history:
             typer.echo(f"{report.summary()}\n{impact.describe()}", err=True)
@@ -168,8 +173,8 @@ def status(
             typer.echo(f"    jobs: {jobs or 'none yet'}")
             for gate in e.gates:
                 typer.echo(f"    gate {gate}")
-            if e.looks:
-                typer.echo(f"    looks: {'; '.join(e.looks)}")
+            for line in e.looks:  # the look each cut was rendered in, else the one planned
+                typer.echo(f"    look {line}")
             if e.story is not None:
                 typer.echo(f"    {e.story.describe()}")
             if (found := yields.get((s.slug, e.number))) is not None:

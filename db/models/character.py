@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, ForeignKey, String, Text, UniqueConstraint, func
+from sqlalchemy import CheckConstraint, Float, ForeignKey, String, Text, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import ARRAY, REAL
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
@@ -15,6 +15,7 @@ from db.vocabulary import VariationKind
 
 if TYPE_CHECKING:
     from db.models.project import Project
+    from db.models.story import StoryCommit
 
 
 class Character(Timestamped, Base):
@@ -57,33 +58,40 @@ class Character(Timestamped, Base):
     def attribute_map(self) -> dict[str, str]:
         return {a.key: a.value for a in self.attributes}
 
-    def look_for(self, episode: int, name: str | None = None) -> CharacterLook | None:
-        """The look in force: ``name`` when a cut overrides it, else the latest look that took
-        effect at or before ``episode``; None is the base look (the character's own fields)."""
-        if name:  # "base", or a name no look has any more: the base look
-            return next((look for look in self.looks if look.name == name), None)
-        in_force = [
-            look
-            for look in self.looks
-            if look.from_episode is not None and look.from_episode <= episode and not look.retired
-        ]
-        return max(in_force, key=lambda look: look.from_episode or 0, default=None)
+    def look_named(self, name: str | None) -> CharacterLook | None:
+        """The look a cut names (``base``, or a name no look has any more: None, the base
+        look). Which look is in force for an episode is db/looks.py's question."""
+        return next((look for look in self.looks if look.name == name), None)
 
 
 class CharacterLook(Base):
-    """How a character looks from an episode on (a time skip, a haircut, a scar), or on demand
-    (a flashback, chosen by a cut): a prompt delta and attribute changes on top of the base
-    look, and its own references. Its anchor references (the canonical face, references with
-    no look) stay shared unless ``replaces_references``."""
+    """How a character looks from an episode on (a time skip, a haircut, a scar), from a point
+    of the story the episodes adapt, or on demand (a flashback, chosen by a cut): a prompt
+    delta and attribute changes on top of the base look, and its own references. Its anchor
+    references (the canonical face, references with no look) stay shared unless
+    ``replaces_references``."""
 
     __tablename__ = "character_looks"
-    __table_args__ = (UniqueConstraint("character_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("character_id", "name"),
+        # One place it takes effect from (none: only where a cut names it).
+        CheckConstraint(
+            "num_nonnulls(from_episode, from_story_commit_id, from_story_scene) <= 1",
+            name="one_start",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     character_id: Mapped[int] = mapped_column(ForeignKey("characters.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
-    # None: never in force by episode, only where a cut names it.
+    # None (and no story point): never in force by itself, only where a cut names it.
     from_episode: Mapped[int | None] = mapped_column(default=None)
+    # Or in force for the episodes that adapt a story version holding this commit...
+    from_story_commit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("story_commits.id", ondelete="SET NULL"), default=None, index=True
+    )
+    # ...or that adapt this story scene (or chapter), or one after it in the story's order.
+    from_story_scene: Mapped[str | None] = mapped_column(String(100), default=None)
     prompt_delta: Mapped[str] = mapped_column(Text, default="")
     # Attribute key -> value, replacing (or adding to) the character's attributes.
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -93,6 +101,7 @@ class CharacterLook(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     character: Mapped[Character] = relationship(back_populates="looks")
+    from_story_commit: Mapped[StoryCommit | None] = relationship()
     references: Mapped[list[CharacterReference]] = relationship(
         back_populates="look", order_by="CharacterReference.id"
     )

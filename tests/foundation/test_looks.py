@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from db.briefs import load_cut_brief
 from db.engine import session_scope
+from db.looks import LookChooser
 from db.models import Character, CharacterLook, CharacterReference, Cut, Episode, Project, Scene
 from db.production_file import ProductionFileError, dump_production, load_production
 from db.production_io import export_production
@@ -61,6 +62,16 @@ def add_looks(data: dict) -> None:
     ]
 
 
+def in_force(s, character: Character) -> dict[int, str | None]:
+    """Episode number -> the name of the character's look in force there (None: base)."""
+    chooser = LookChooser(s, character.project_id)
+    out = {}
+    for episode in s.scalars(select(Episode).order_by(Episode.number)):
+        look = chooser.look_for(character, episode.id)
+        out[episode.number] = look.name if look else None
+    return out
+
+
 @pytest.fixture
 def looks_copy(tmp_path: Path) -> Path:
     """The example, copied, with looks: the new references are copies of the anchors."""
@@ -88,7 +99,7 @@ def test_looks_are_imported_with_normalized_attributes_and_their_own_references(
         by_look = {r.path: (r.look.name if r.look else None) for r in aki.references}
         assert by_look["refs/aki-older.png"] == "time-skip"
         assert by_look["refs/aki-front.png"] is None  # an anchor
-        assert aki.look_for(1) is None and aki.look_for(2) is skip and aki.look_for(7) is skip
+        assert in_force(s, aki) == {1: None, 2: "time-skip"}
 
 
 def test_each_cut_gets_the_look_in_force_or_the_one_it_names(db, looks_copy):
@@ -193,7 +204,7 @@ def test_a_look_dropped_from_the_file_is_retired_with_its_references_until_prune
     with session_scope() as s:
         look = s.scalar(select(CharacterLook).where(CharacterLook.name == "time-skip"))
         assert look.retired and [r.path for r in look.references] == ["refs/aki-older.png"]
-        assert look.character.look_for(2) is None  # no longer in force
+        assert in_force(s, look.character)[2] is None  # no longer in force
     report = do_import(looks_copy, prune=True)
     assert report.removed["look"] == 1
     with session_scope() as s:
@@ -235,8 +246,12 @@ def test_status_and_review_show_each_cast_characters_look(db, looks_copy):
     do_import(looks_copy)
     result = CliRunner().invoke(app, ["status", "moonlit-courier"])
     assert result.exit_code == 0, result.output
-    assert "looks: aki: base; ren: base" in result.output  # episode 1
-    assert "looks: aki: time-skip (named by 1 cut(s) base, 1 cut(s) festival)" in result.output
+    # Nothing rendered yet: each cut's planned look, said as planned.
+    assert "look aki: not rendered yet, planned: base (7 cuts)" in result.output  # episode 1
+    assert "look ren: not rendered yet, planned: base (2 cuts)" in result.output
+    planned = "base (1 cut), festival (1 cut), time-skip (1 cut)"  # episode 2, by cut
+    assert f"look aki: not rendered yet, planned: {planned}" in result.output
+    assert "rendered in" not in result.output
     with session_scope() as s:
         episode = s.scalar(select(Episode.id).where(Episode.number == 2))
         review = episode_review(s, episode)
@@ -270,3 +285,205 @@ def test_looks_migration_downgrades_to_the_anchors_and_upgrades_again(fresh_data
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(CharacterLook)) == 2
         assert s.scalar(select(func.count()).select_from(CharacterReference)) == 8
+
+
+# --- looks in force from a point of the story -------------------------------------------------
+
+MAIN = "e93b0367a96a"  # the example story's main: dispatch rewritten (after the first draft)
+REN_POV = "5182c8bb8d6f"  # the ren-pov branch: a scene added before the rooftop
+
+
+def adapt_three_episodes(data: dict) -> None:
+    """Episode 1 adapts the first draft's first chapter; episode 2 main's second chapter
+    (the rooftop); episode 3 the ren-pov branch's second chapter (ren-waits, the rooftop)."""
+    first, second = data["episodes"]
+    first["story_scenes"] = ["the-night-delivery"]
+    second.update(story_commit=f"moonlit-courier@{MAIN}", story_scenes=["the-address"])
+    third = {
+        "number": 3,
+        "title": "Ren's Side",
+        "story_commit": f"moonlit-courier@{REN_POV}",
+        "story_branch": "ren-pov",
+        "story_scenes": ["the-address"],
+        "scenes": [{"number": 1, "cuts": [{"number": 1, "cast": ["aki"]}]}],
+    }
+    data["episodes"].append(third)
+
+
+def start_from_story(point: str):
+    def change(data: dict) -> None:
+        adapt_three_episodes(data)
+        look = data["characters"][0]["looks"][0]
+        del look["from_episode"]
+        look["from_story"] = point
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("point", "expected"),
+    [
+        # The rooftop scene: episode 2 adapts it, episode 3 adapts it on another branch.
+        ("rooftop", {1: None, 2: "time-skip", 3: "time-skip"}),
+        # main's commit: only the episode adapting a version that holds it.
+        (f"moonlit-courier@{MAIN}", {1: None, 2: "time-skip", 3: None}),
+        (MAIN, {1: None, 2: "time-skip", 3: None}),  # a bare commit id
+    ],
+    ids=["scene", "commit", "bare-commit-id"],
+)
+def test_a_look_from_a_story_point_is_in_force_where_the_episode_adapts_it(
+    db, looks_copy, point, expected
+):
+    edit(looks_copy, start_from_story(point))
+    do_import(looks_copy)
+    with session_scope() as s:
+        aki = s.scalar(select(Character).where(Character.slug == "aki"))
+        assert in_force(s, aki) == expected
+        look = next(k for k in aki.looks if k.name == "time-skip")
+        assert look.from_episode is None
+        if point == "rooftop":
+            assert (look.from_story_scene, look.from_story_commit) == ("rooftop", None)
+        else:
+            assert look.from_story_commit.sha.startswith(MAIN) and look.from_story_scene is None
+
+        def brief(episode: int, cut: int):
+            cut_id = s.scalar(
+                select(Cut.id)
+                .join(Scene)
+                .join(Episode)
+                .where(Episode.number == episode, Scene.number == 1, Cut.number == cut)
+            )
+            return {m.slug: m for m in load_cut_brief(s, cut_id).cast}["aki"]
+
+        before, after = brief(1, 2), brief(2, 1)
+    # The cut's prompt and references follow the story: the episode before it, the old look.
+    assert (before.look, after.look) == ("base", "time-skip")
+    assert "long blue hair" in after.base_prompt and "long blue hair" not in before.base_prompt
+    assert [Path(p).name for p in after.reference_images][-1] == "aki-older.png"
+    assert "aki-older.png" not in [Path(p).name for p in before.reference_images]
+
+
+def test_an_episode_readapted_later_in_the_story_takes_the_new_look(db, looks_copy):
+    """The story point is where the look starts, not a list of episodes fixed at import: an
+    episode moved on to a later version (`anime story adapt`) gets the look in force there."""
+    from db.story import adapt_episode
+
+    edit(looks_copy, start_from_story(f"moonlit-courier@{MAIN}"))
+    do_import(looks_copy)
+    with session_scope() as s:
+        episode = s.scalar(select(Episode).where(Episode.number == 3))
+        adapt_episode(s, episode, "moonlit-courier@main", ["the-address"])
+    with session_scope() as s:
+        aki = s.scalar(select(Character).where(Character.slug == "aki"))
+        assert in_force(s, aki) == {1: None, 2: "time-skip", 3: "time-skip"}
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "message"),
+    [
+        (
+            start_from_story("nowhere"),
+            "characters[0].looks[0].from_story",
+            "no story scene, chapter or commit 'nowhere' in project moonlit-courier "
+            "(stories: moonlit-courier)",
+        ),
+        (
+            start_from_story("moonlit-courier@0000000000"),
+            "characters[0].looks[0].from_story",
+            "story moonlit-courier has no branch or commit '0000000000' (branches: main, ren-pov)",
+        ),
+        (
+            start_from_story("moonlit-courier@main"),
+            "characters[0].looks[0].from_story",
+            "moonlit-courier@main is a branch, which moves; name a commit (its head now is "
+            f"moonlit-courier@{MAIN[:10]})",
+        ),
+        (
+            lambda d: d["characters"][0]["looks"][0].update(from_story="rooftop"),
+            "characters[0].looks[0].from_story",
+            "give from_episode or from_story, not both",
+        ),
+        (
+            # festival from the rooftop: episode 2, where time-skip takes effect too.
+            lambda d: (
+                adapt_three_episodes(d),
+                d["characters"][0]["looks"][1].update(from_story="rooftop"),
+            ),
+            "characters[0].looks[1].from_story",
+            "look 'festival' overlaps look 'time-skip': both take effect from episode 2",
+        ),
+    ],
+    ids=["unknown-scene", "unknown-commit", "branch", "both", "overlapping"],
+)
+def test_a_bad_story_point_is_one_clear_error_and_nothing_is_imported(
+    db, looks_copy, change, where, message
+):
+    edit(looks_copy, change)
+    with pytest.raises(ProductionFileError) as caught:
+        do_import(looks_copy)
+    assert len(caught.value.problems) == 1, caught.value.problems
+    (found_where, found_message), = caught.value.problems
+    assert found_where == where and message in found_message, found_message
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Project)) == 0
+
+
+def test_anime_import_names_the_file_and_field_of_a_bad_story_point(db, looks_copy):
+    from typer.testing import CliRunner
+
+    from anime.cli import app
+
+    edit(looks_copy, start_from_story("nowhere"))
+    result = CliRunner().invoke(app, ["import", str(looks_copy)])
+    assert result.exit_code == 1, result.output
+    assert f"{looks_copy}: characters[0].looks[0].from_story: no story scene" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("point", ["rooftop", f"moonlit-courier@{MAIN}"], ids=["scene", "commit"])
+def test_export_with_story_looks_imports_back_to_the_same_rows(
+    db, looks_copy, tmp_path, monkeypatch, point
+):
+    monkeypatch.setenv("ANIME_MEDIA_ROOT", str(looks_copy.parent))
+    edit(looks_copy, start_from_story(point))
+    do_import(looks_copy)
+    before = snapshot()
+    with session_scope() as s:
+        production = export_production(s, "moonlit-courier")
+    [skip] = [k for k in production.characters[0].looks if k.name == "time-skip"]
+    assert skip.from_episode is None
+    if point == "rooftop":
+        assert skip.from_story == "rooftop"
+    else:  # the whole commit id, whatever prefix the file used
+        assert skip.from_story.startswith(point) and len(skip.from_story.split("@")[1]) == 64
+    out = tmp_path / "elsewhere" / "exported.yaml"
+    out.parent.mkdir()
+    out.write_text(dump_production(production))
+    report = do_import(out)
+    assert not report.changed, report.summary()
+    assert snapshot() == before
+
+
+def test_story_point_migration_downgrades_to_cut_only_looks_and_upgrades_again(
+    fresh_database, looks_copy
+):
+    from sqlalchemy import inspect
+
+    from db import migrate
+    from db.engine import get_engine
+
+    migrate.upgrade()
+    edit(looks_copy, start_from_story("rooftop"))
+    do_import(looks_copy)
+    migrate.downgrade("0009_character_looks")
+    columns = {c["name"] for c in inspect(get_engine()).get_columns("character_looks")}
+    assert "from_story_scene" not in columns and "from_story_commit_id" not in columns
+    migrate.upgrade()
+    with session_scope() as s:  # the look and its references stay, with no start of its own
+        look = s.scalar(select(CharacterLook).where(CharacterLook.name == "time-skip"))
+        assert (look.from_episode, look.from_story_scene, len(look.references)) == (None, None, 1)
+    report = do_import(looks_copy)
+    assert report.updated["character"] == 1  # the story point back
+    with session_scope() as s:
+        aki = s.scalar(select(Character).where(Character.slug == "aki"))
+        assert in_force(s, aki) == {1: None, 2: "time-skip", 3: "time-skip"}

@@ -4,7 +4,9 @@ references; an old render stays linked to its look when the file changes."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +14,20 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from blocks.comfyui import ComfyUIServer, ensure_concurrency_limits
 from blocks.quality import MetricGate, QualityThresholds
 from blocks.scoring import ScoringModels
 from db import jobs as db_jobs
 from db.engine import session_scope
-from db.models import Character, Cut, Episode, Job, JobKind, QualityScore, Scene
+from db.models import Character, Cut, Episode, Job, JobKind, JobRunStatus, QualityScore, Scene
 from db.production_file import parse_production
 from db.production_io import import_production
+from db.storyline.tree import StoryTree, commit_sha
 from flows.episode import render_episode
 from tasks.scoring.faces import main_face
+from tests.comfyui_server import ComfyUITestServer
+from tests.comfyui_server.server import default_object_info
+from workflows.catalogue import custom_node_definitions
 
 from .conftest import CANVAS, canvas, face_tile
 
@@ -63,8 +70,57 @@ def production(root: Path, *, look_prompt: str = "long hair, eyepatch") -> dict:
     }
 
 
+def story_production(root: Path) -> dict:
+    """The same two episodes, the look now taking effect from the story commit in which the
+    time skip is written: episode 1 adapts the draft before it, episode 2 the version after."""
+    data = production(root)
+    author, chapters = "mina", []
+    commits, shas = [], []
+    for n, (chapter, scene) in enumerate([("before", "the-window"), ("after", "homecoming")]):
+        chapters = [*chapters, {"slug": chapter, "scenes": [{"slug": scene, "text": scene}]}]
+        when = datetime(2026, 11, 1 + n, tzinfo=UTC)
+        tree_sha = StoryTree.model_validate({"chapters": chapters}).sha
+        sha = commit_sha(tree_sha, shas[-1:], author, chapter, when)
+        commits.append(
+            {
+                "parents": shas[-1:],
+                "author": author,
+                "message": chapter,
+                "committed_at": when.isoformat(),
+                "tree": {"chapters": chapters},
+            }
+        )
+        shas.append(sha)
+    data["stories"] = [
+        {
+            "slug": "mio",
+            "title": "Mio",
+            "commits": commits,
+            "branches": [{"name": "main", "head": shas[-1]}],
+        }
+    ]
+    data["episodes"][0].update(story_commit=f"mio@{shas[0]}")
+    data["episodes"][1].update(story_commit=f"mio@{shas[1]}", story_scenes=["after"])
+    look = data["characters"][0]["looks"][0]
+    del look["from_episode"]
+    look["from_story"] = f"mio@{shas[1][:12]}"
+    return data
+
+
+def import_with_faces(root: Path, data: dict, embedder) -> None:
+    with session_scope() as s:
+        import_production(s, parse_production(data, "looks.yaml", base_dir=root))
+        refs = [r for c in s.scalars(select(Character)) for r in c.references]
+        for ref in refs:
+            face = main_face(embedder.detect_and_embed(np.asarray(Image.open(ref.file))))
+            db_jobs.store_face_embedding(
+                s, ref.id, model_name=embedder.name, vector=face.embedding.tolist()
+            )
+
+
 @pytest.fixture
-def looks_short(db, tmp_path, monkeypatch, embedder, t1) -> Path:
+def looks_refs(db, tmp_path, monkeypatch, t1) -> Path:
+    """The production's folder with Mio's, her grown-up look's and Sora's references."""
     monkeypatch.setenv("ANIME_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
     root = tmp_path / "looks-short"
     (root / "refs").mkdir(parents=True)
@@ -73,15 +129,19 @@ def looks_short(db, tmp_path, monkeypatch, embedder, t1) -> Path:
         for n, shift in ((1, (0, 0)), (2, (2, -2))):
             image = canvas((face_tile(t1, who, shift=shift), (1, 1)))
             Image.fromarray(image).save(root / "refs" / f"{stem}-{n}.png")
-    with session_scope() as s:
-        import_production(s, parse_production(production(root), "looks.yaml", base_dir=root))
-        refs = [r for c in s.scalars(select(Character)) for r in c.references]
-        for ref in refs:
-            face = main_face(embedder.detect_and_embed(np.asarray(Image.open(ref.file))))
-            db_jobs.store_face_embedding(
-                s, ref.id, model_name=embedder.name, vector=face.embedding.tolist()
-            )
     return root
+
+
+@pytest.fixture
+def looks_short(looks_refs, embedder) -> Path:
+    import_with_faces(looks_refs, production(looks_refs), embedder)
+    return looks_refs
+
+
+@pytest.fixture
+def story_looks(looks_refs, embedder) -> Path:
+    import_with_faces(looks_refs, story_production(looks_refs), embedder)
+    return looks_refs
 
 
 async def save_blocks(face_pack: Path) -> tuple[str, str]:
@@ -171,6 +231,18 @@ async def test_before_and_after_a_look_change(looks_short, prefect_harness, face
         assert "look mio/time-skip" in report.kept_absent
         [look] = s.get(Job, after_id).looks
         assert look.id == look_id and look.retired
+
+    # `anime status` says the look each render used, not the one now planned (base for both).
+    from typer.testing import CliRunner
+
+    from anime.cli import app
+
+    status = CliRunner().invoke(app, ["status", "looks-short"])
+    assert status.exit_code == 0, status.output
+    episodes = status.output.split("  episode ")[1:]
+    assert "look mio: rendered in base (1 cut)" in episodes[0]
+    assert "look mio: rendered in time-skip (1 cut)" in episodes[1]
+    assert "planned" not in status.output
 
 
 def test_calibration_is_per_look_and_a_cut_uses_its_looks(looks_short, embedder):
@@ -264,3 +336,61 @@ async def test_a_sheet_is_rendered_per_look_and_its_approval_adds_to_that_look(
     with session_scope() as s:
         count = len(s.scalars(select(Job).where(Job.kind == JobKind.CHARACTER_SHEET)).all())
     assert count == 2
+
+
+CHECKPOINT = "v1-5-pruned-emaonly.safetensors"  # the keyframe template's default
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def test_through_comfyui_the_image_uploaded_is_the_looks_reference(
+    story_looks, prefect_harness, face_pack, tmp_path
+):
+    """The keyframe template on the project's ComfyUI test server: the reference FaceID gets
+    (uploaded through /upload/image) is the look's in episode 2, which adapts the story from
+    the look's commit on, and the base look's in episode 1, which adapts the draft before."""
+    thresholds, models = await save_blocks(face_pack)
+    object_info = {**default_object_info(), **custom_node_definitions()}
+    with ComfyUITestServer(
+        tmp_path / "comfy",
+        render_time_s=0.01,
+        cache=False,
+        object_info=object_info,
+        extra_choices={"ckpt_name": [CHECKPOINT]},
+    ) as comfy:
+        server = f"looks-comfy-{uuid.uuid4().hex[:8]}"
+        block = ComfyUIServer(base_url=comfy.url, concurrency_limit_name=server)
+        await block.save(server, overwrite=True)
+        await ensure_concurrency_limits([block])
+        for episode in (1, 2):
+            state = await render_episode(
+                "looks-short",
+                episode,
+                until="generation",
+                renderer="comfyui",
+                comfyui_servers=[server],
+                attempt_budget=1,
+                template="keyframe",
+                thresholds_block=thresholds,
+                scoring_block=models,
+                return_state=True,
+            )
+            assert state.is_completed(), state.message
+        on_server = {f.name: sha256_of(f) for f in (comfy.root / "input").iterdir()}
+        assert comfy.stats.uploads == 2  # one image per episode, each once
+
+    with session_scope() as s:
+        for episode, looks, reference in ((1, [], "mio-1.png"), (2, ["time-skip"], "grown-1.png")):
+            job = keyframe(s, episode)
+            # Rendered on the server (its stand-in image shows no face: the cut waits for review).
+            assert [run.status for run in job.runs] == [JobRunStatus.RENDERED]
+            assert job.renderer == "comfyui" and job.comfyui_server == comfy.url
+            assert [look.name for look in job.looks] == looks
+            [load] = [n for n in job.params.workflow.values() if n["class_type"] == "LoadImage"]
+            name = load["inputs"]["image"]
+            # The bytes the server holds under the name FaceID read are the look's reference.
+            assert on_server[name] == sha256_of(story_looks / "refs" / reference)
+            [upload] = job.params.extra["uploads"]
+            assert upload["name"] == name and Path(upload["source"]).name == reference
