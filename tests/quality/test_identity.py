@@ -185,7 +185,7 @@ def test_a_sheet_image_that_cannot_be_read_is_could_not_judge(scoring_models, tm
 
 
 def test_calibrate_warns_about_references_the_aesthetic_gate_would_reject(
-    cast, prefect_harness, tmp_path
+    cast, prefect_harness, tmp_path, monkeypatch
 ) -> None:
     """A style (or character) reference below the aesthetic gate: keyframes that look like
     what the production asked for would be rejected. One line per file, naming the value and
@@ -194,10 +194,12 @@ def test_calibrate_warns_about_references_the_aesthetic_gate_would_reject(
     import warnings
 
     from blocks.quality import MetricGate
+    from db.briefs import production_references
     from db.models import Project
-    from tasks.face_calibration import production_references
     from tasks.scoring.aesthetic import aesthetic_batch
     from tests.scoring.stand_in_models import write_stand_in_models
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the scores it remembers
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
