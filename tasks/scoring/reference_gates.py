@@ -21,10 +21,11 @@ from pydantic import BaseModel
 
 from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
+from db.media_paths import content_sha256
 from db.vocabulary import Phase
 from tasks.scoring.loading.errors import FrameInputError, ModelUnavailable
 from tasks.scoring.loading.places import aesthetic_head_path
-from tasks.scoring.reference_scores import ReferenceScores, content_sha256
+from tasks.scoring.reference_scores import ReferenceScores
 
 NOT_CHECKED = "note: reference images not checked against the gates"
 

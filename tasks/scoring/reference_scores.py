@@ -36,14 +36,6 @@ def scores_file() -> Path:
     return models_dir().parent / "reference-scores.json"
 
 
-def content_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _stamp(path: Path) -> list[int] | None:
     """Size and modification time: a replaced weights file is another setup."""
     try:
