@@ -124,6 +124,23 @@ def style_brief(project: Project) -> StyleBrief:
     return StyleBrief(version=bible.version, **content)
 
 
+def production_references(session: Session, project_id: int) -> list[tuple[str, str]]:
+    """(kind, file) of the production's own reference images, as the gates would see them:
+    the style references of its current story bible, then each character's references."""
+    project = session.get(Project, project_id)
+    if project is None:
+        return []
+    found = [("style reference", path) for path in style_brief(project).style_references]
+    rows = session.execute(
+        select(Character.slug, CharacterReference.path)
+        .join(CharacterReference, CharacterReference.character_id == Character.id)
+        .where(Character.project_id == project_id)
+        .order_by(Character.slug, CharacterReference.id)
+    )
+    found += [(f"{slug} reference", project.file_path(path)) for slug, path in rows]
+    return found
+
+
 def look_references(character: Character, look: CharacterLook | None) -> list[CharacterReference]:
     """What a look is judged against: its own references, and the anchors (references of no
     look, the canonical face) unless it replaces them."""

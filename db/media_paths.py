@@ -8,6 +8,7 @@ does not own.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -32,3 +33,12 @@ def contained(path: str | Path, production_root: str | Path | None) -> Path | No
 
 
 __all__ = ["allowed_roots", "contained", "media_roots"]
+
+
+def content_sha256(path: str | Path) -> str:
+    """The file's sha256, read in chunks (an image is never held whole for this)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

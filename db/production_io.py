@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from db.import_lock import lock_project_import
 from db.looks import LookChooser, StoryPointError, resolve_story_point, story_point_text
+from db.media_paths import content_sha256
 from db.models import (
     Character,
     CharacterAttribute,
@@ -56,6 +57,8 @@ class ImportReport:
     story_bible_version: int | None = None
     # (old, new) folder of the production file, when this import read it from somewhere else
     moved: tuple[str | None, str] | None = None
+    # Per character: references replaced at the same path (new content), embeddings dropped.
+    content_changed: Counter[str] = field(default_factory=Counter)
 
     @property
     def changed(self) -> bool:
@@ -79,6 +82,13 @@ class ImportReport:
             f"{self.project}: created {fmt(self.created)}; updated {fmt(self.updated)}; "
             f"removed {fmt(self.removed)}"
         ]
+        for slug, n in sorted(self.content_changed.items()):
+            which = (
+                "1 reference changed content; its"
+                if n == 1
+                else f"{n} references changed content; their"
+            )
+            lines.append(f"{slug}: {which} embeddings will be recomputed by the next episode run")
         if self.kept_absent:
             lines.append("kept (not in the file; --prune removes): " + ", ".join(self.kept_absent))
         return "\n".join(lines + moved)
@@ -298,6 +308,7 @@ class _Importer:
                 character.references.append(row)
                 changed = True
             changed |= _assign(row, view=ref.view, source=ref.source, look=look)
+            changed |= self._content(character, row)
         # Sheet references come from approved renders, not from the file: never dropped here;
         # nor are a retired look's, which its old renders were judged against.
         for row in current.values():
@@ -305,6 +316,26 @@ class _Importer:
                 character.references.remove(row)
                 changed = True
         return changed
+
+    def _content(self, character: Character, row: CharacterReference) -> bool:
+        """A reference replaced at the same path shows another face: its embeddings go, so
+        the next episode run embeds it again (and the import's recalibration no longer counts
+        the old face). Only the hash is compared: an unchanged file keeps its embeddings."""
+        if not (row.path.startswith("/") or self.root):
+            return False  # a production read without its folder: nowhere to read the image
+        try:
+            digest = content_sha256(character.project.file_path(row.path))
+        except OSError:
+            return False  # not on this machine (checked only when read from a file): unknown
+        if row.sha256 == digest:
+            return False
+        # A row stored before hashes were kept: its hash is recorded, nothing more is known.
+        replaced = row.sha256 is not None
+        row.sha256 = digest
+        if replaced:
+            row.embeddings.clear()
+            self.report.content_changed[character.slug] += 1
+        return replaced
 
     def _episodes(
         self, project: Project, production: ProductionFile, characters: dict[str, Character]

@@ -1,9 +1,8 @@
 """Calibrate the cast's face thresholds from the stored reference embeddings, and store them.
 
 Runs on the embeddings already in the database (no face model is loaded): ``anime calibrate``,
-and after reference embeddings change (tasks/references.py, an approved sheet). ``anime
-calibrate`` also checks the production's own reference images against its other gates
-(reference_gate_warnings), since a gate that rejects them rejects what the production asked for.
+after an import that changes the production, and after reference embeddings change
+(tasks/references.py, an approved sheet).
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ from __future__ import annotations
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from blocks.quality import QualityThresholds
-from blocks.scoring import ScoringModels
 from db import face_calibration as db_calibration
 from db.production_file import BASE_LOOK
 from tasks.scoring.calibration import MIN_REFERENCES, calibrate_character
@@ -103,40 +100,3 @@ def _calibrate(
         explanation=explanation,
         own_rejected=report.false_rejects or 0,
     )
-
-
-def production_references(session: Session, project_id: int) -> list[tuple[str, str]]:
-    """(kind, path) of the production's own reference images: the style references of its
-    current story bible, then each character's references."""
-    from sqlalchemy import select
-
-    from db.briefs import style_brief
-    from db.models import Character, CharacterReference, Project
-
-    project = session.get(Project, project_id)
-    if project is None:
-        return []
-    found = [("style reference", path) for path in style_brief(project).style_references]
-    rows = session.execute(
-        select(Character.slug, CharacterReference.path)
-        .join(CharacterReference, CharacterReference.character_id == Character.id)
-        .where(Character.project_id == project_id)
-        .order_by(Character.slug, CharacterReference.id)
-    )
-    found += [(f"{slug} reference", project.file_path(path)) for slug, path in rows]
-    return found
-
-
-def reference_gate_warnings(
-    references: list[tuple[str, str]], thresholds: QualityThresholds, models: ScoringModels
-) -> list[str]:
-    """One warning line per reference image (production_references) the production's own
-    gates would reject, or one line saying they could not be checked (models missing, a file
-    unreadable)."""
-    from tasks.scoring.reference_gates import reference_rejections
-
-    try:
-        rejected = reference_rejections(references, thresholds, models)
-    except Exception as exc:  # a missing model or an unreadable file: say so, never crash
-        return [f"note: reference images not checked against the gates: {exc}"]
-    return [r.warning() for r in rejected]

@@ -8,7 +8,9 @@ data dir is never touched.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,28 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _isolate_model_caches() -> None:
+    """Point the caches the studio reads models from at an empty folder of this session
+    (all but InsightFace's ``~/.insightface``, which no variable moves: tests name their face
+    pack by folder).
+
+    A machine with the real models installed would otherwise have tests load them (ViT-L/14 to
+    score the example's references on `anime import`) and write into the user's cache (the
+    reference-score cache). Set before anything imports huggingface_hub or torch, which read
+    these variables once; subprocesses inherit them. Tests that want a cache of their own still
+    monkeypatch these per test.
+    """
+    cache = Path(tempfile.mkdtemp(prefix="anime-test-cache-"))
+    os.environ["XDG_CACHE_HOME"] = str(cache)  # the studio's models folder: tower-anime/models
+    os.environ["TORCH_HOME"] = str(cache / "torch")  # LPIPS's AlexNet, else read before XDG
+    os.environ["HF_HOME"] = str(cache / "huggingface")  # CLIP from the hub cache
+    os.environ["HF_HUB_CACHE"] = str(cache / "huggingface" / "hub")  # wins over a user's own
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+
+
+_isolate_model_caches()
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "moonlit-courier" / "production.yaml"

@@ -8,6 +8,13 @@ import typer
 
 from anime.cli.app import app, clear_errors
 from anime.cli.db import require_current_schema
+from anime.cli.reference_check import (
+    CheckReferencesOption,
+    ScoringBlockOption,
+    ThresholdsBlockOption,
+    reference_blocks,
+    report_reference_check,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "moonlit-courier" / "production.yaml"
 
@@ -22,15 +29,23 @@ def import_(
     yes: bool = typer.Option(
         False, "--yes", help="with --prune: remove render history without asking"
     ),
+    check_references: bool = CheckReferencesOption,
+    thresholds_block: str | None = ThresholdsBlockOption,
+    scoring_block: str | None = ScoringBlockOption,
 ) -> None:
-    """Import or update a production (idempotent; all or nothing)."""
+    """Import or update a production (idempotent; all or nothing). Then warns about its own
+    reference images its gates would reject, when the scoring models are installed (only
+    images not scored before are scored; without the models it prints nothing more)."""
+    from db.briefs import production_references
     from db.engine import session_scope
+    from db.face_calibration import project_id_of
     from db.production_file import ProductionFileError, load_production
     from db.production_io import import_production
     from db.prune import PruneMeasure
 
     production = load_production(file)
     require_current_schema()
+    blocks = reference_blocks(thresholds_block, scoring_block) if check_references else None
     with session_scope() as session:
         measure = PruneMeasure(session, production.project.slug)
         try:
@@ -48,12 +63,16 @@ def import_(
                 typer.echo("nothing changed", err=True)
                 raise typer.Exit(1)
         calibrated = _recalibrate(session, report) if report.changed else []
+        project_id = project_id_of(session, report.project)
+        references = production_references(session, project_id) if blocks else []
     typer.echo(report.summary())
     if prune:
         typer.echo(impact.describe())
         _remove_outputs(impact.files)
     if calibrated:
         typer.echo(f"face thresholds recalibrated: {', '.join(calibrated)}")
+    if blocks:  # on every import: quiet where the models are not installed
+        report_reference_check(references, blocks, note_when_not_installed=False)
 
 
 def _remove_outputs(files: list[str]) -> None:
@@ -204,7 +223,14 @@ def demo(file: Path = typer.Option(EXAMPLE, help="production file to use")) -> N
     from db.vocabulary import Phase
 
     migrate.upgrade()
-    import_(file, prune=False)
+    import_(
+        file,
+        prune=False,
+        yes=False,
+        check_references=True,
+        thresholds_block=None,
+        scoring_block=None,
+    )
     production = load_production(file)
     episode = production.episodes[0].number
     typer.echo(f"\nrendering {production.project.slug} episode {episode} ...")

@@ -3,8 +3,8 @@
 Modules (import them directly for anything not listed below):
 
 - ``loading/``: the models (``clip``, ``aesthetic_head``, ``lpips``, ``dino``), where they run
-  and their per-process cache (``device``), weight files (``downloads``), ``errors`` and the
-  ``torchvision_compat`` shim.
+  and their per-process cache (``device``), weight files (``downloads``; where they live,
+  without importing torch: ``places``), ``errors`` and the ``torchvision_compat`` shim.
 - ``images``: images and clips as the metrics take them (``load_image``, ``load_frames``).
 - metrics: ``faces`` (+ ``face_embedder``), ``aesthetic``, ``style``, ``temporal``,
   ``calibration``; each returns ``results.MetricResult``.

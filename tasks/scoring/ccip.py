@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from blocks.scoring import CCIP_FILES, CCIP_REPO
+from blocks.model_files import CCIP_FILES, CCIP_REPO
 from tasks.scoring.face_embedder import DetectedFace
-from tasks.scoring.loading.downloads import models_dir
 from tasks.scoring.loading.errors import FaceModelUnavailable
+from tasks.scoring.loading.places import models_dir
 
 if TYPE_CHECKING:
     from blocks.scoring import ScoringModels

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blocks.scoring import AESTHETIC_HEAD_URL, CCIP_FILES, CCIP_REPO, DINO_WEIGHTS_URL
+from blocks.model_files import AESTHETIC_HEAD_URL, CCIP_FILES, CCIP_REPO, DINO_WEIGHTS_URL
 from tasks.scoring.loading.errors import ModelUnavailable
 
 if TYPE_CHECKING:
@@ -123,10 +123,11 @@ def kit(models: ScoringModels) -> list[KitModel]:
 
     from tasks.scoring.ccip import ccip_folder
     from tasks.scoring.face_embedder import DEFAULT_FACE_ROOT, load_face_embedder
-    from tasks.scoring.loading.aesthetic_head import aesthetic_head_path, load_aesthetic_head
+    from tasks.scoring.loading.aesthetic_head import load_aesthetic_head
     from tasks.scoring.loading.clip import load_clip
     from tasks.scoring.loading.dino import dino_weights_path, load_dino
     from tasks.scoring.loading.lpips import load_lpips, lpips_backbone_path, lpips_backbone_url
+    from tasks.scoring.loading.places import aesthetic_head_path
 
     clip_files, clip_note = _clip_files(models)
     lpips_url = lpips_backbone_url(models.lpips_net)

@@ -13,7 +13,14 @@ from blocks.quality import QualityThresholds
 from db import jobs as db_jobs
 from db.briefs import load_cut_brief
 from db.engine import session_scope
-from db.models import Character, CharacterReference, Cut, CutCasting, FaceCalibration
+from db.models import (
+    Character,
+    CharacterReference,
+    Cut,
+    CutCasting,
+    FaceCalibration,
+    FaceEmbedding,
+)
 from db.production_file import load_production
 from db.production_io import import_production
 from db.vocabulary import Phase
@@ -150,6 +157,80 @@ def test_import_that_changes_references_recalibrates(cast, tmp_path) -> None:
     assert row.references == 2
 
 
+def _face_embeddings(session) -> dict[tuple[str, str], tuple[int, list[float]]]:
+    """(character/reference path, model) -> (row id, vector) of every stored embedding."""
+    rows = session.execute(
+        select(Character.slug, CharacterReference.path, FaceEmbedding)
+        .join(CharacterReference, FaceEmbedding.reference_id == CharacterReference.id)
+        .join(Character)
+    )
+    return {(f"{slug}/{path}", e.model_name): (e.id, list(e.vector)) for slug, path, e in rows}
+
+
+def _aki_calibration(session, model_name: str) -> FaceCalibration:
+    return session.scalar(
+        select(FaceCalibration)
+        .join(Character)
+        .where(Character.slug == "aki", FaceCalibration.model_name == model_name)
+    )
+
+
+def test_a_reference_replaced_at_the_same_path_is_embedded_again(
+    cast, scoring_models, t1, tmp_path
+) -> None:
+    """Same file name, another picture: the old face must not stay the character's. The
+    import drops that reference's embeddings (every model's), recalibrates without it and
+    says so; the next embedding step embeds the new picture; unchanged files are left alone."""
+    import shutil
+
+    from PIL import Image
+
+    from db.face_calibration import project_id_of
+    from db.media_paths import content_sha256
+    from tasks.references import embed_project_references
+
+    anime("calibrate", "moonlit-courier")
+    folder = shutil.copytree(EXAMPLE.parent, tmp_path / "production")
+    copy = folder / EXAMPLE.name
+    out = anime("import", str(copy))  # a moved copy, the same bytes: nothing changed
+    assert "already up to date" in out and "changed content" not in out, out
+    with session_scope() as session:
+        before = _face_embeddings(session)
+    replaced = folder / "refs" / "aki-profile.png"
+    Image.fromarray(canvas((face_tile(t1, "phoebe"), (1, 1)))).save(replaced)
+
+    out = anime("import", str(copy))
+    assert "aki: 1 reference changed content; its embeddings will be recomputed" in out, out
+    assert "ren:" not in out and "face thresholds recalibrated" in out, out
+    gone = {key for key in before if key[0] == "aki/refs/aki-profile.png"}
+    assert len(gone) == 2  # the tiny pack's and the other model's
+    with session_scope() as session:
+        after = _face_embeddings(session)
+        assert after == {k: v for k, v in before.items() if k not in gone}
+        assert _aki_calibration(session, cast.name).references == 2
+        ref = session.scalar(
+            select(CharacterReference).where(CharacterReference.path == "refs/aki-profile.png")
+        )
+        assert ref.sha256 == content_sha256(replaced)
+        # What an episode run does first: embed what has no embedding, then calibrate.
+        message = embed_project_references(
+            session, project_id_of(session, "moonlit-courier"), scoring_models
+        )
+    assert f"embedded 1 reference image(s) with {cast.name}" in message, message
+    with session_scope() as session:
+        embedded = _face_embeddings(session)
+        assert _aki_calibration(session, cast.name).references == 3
+    key = ("aki/refs/aki-profile.png", cast.name)
+    new_id, new_vector = embedded[key]
+    old_id, old_vector = before[key]
+    assert new_id != old_id and float(np.dot(new_vector, old_vector)) < 0.9  # phoebe, not ross
+
+    out = anime("import", str(copy))  # again, nothing replaced: nothing dropped or embedded
+    assert "already up to date" in out and "changed content" not in out, out
+    with session_scope() as session:
+        assert _face_embeddings(session) == embedded
+
+
 def test_calibrate_names_an_unknown_character_or_project(cast) -> None:
     out = anime("calibrate", "moonlit-courier", "nobody", code=1)
     assert "no character 'nobody'" in out and "aki" in out
@@ -185,7 +266,7 @@ def test_a_sheet_image_that_cannot_be_read_is_could_not_judge(scoring_models, tm
 
 
 def test_calibrate_warns_about_references_the_aesthetic_gate_would_reject(
-    cast, prefect_harness, tmp_path
+    cast, prefect_harness, tmp_path, monkeypatch
 ) -> None:
     """A style (or character) reference below the aesthetic gate: keyframes that look like
     what the production asked for would be rejected. One line per file, naming the value and
@@ -194,10 +275,12 @@ def test_calibrate_warns_about_references_the_aesthetic_gate_would_reject(
     import warnings
 
     from blocks.quality import MetricGate
+    from db.briefs import production_references
     from db.models import Project
-    from tasks.face_calibration import production_references
     from tasks.scoring.aesthetic import aesthetic_batch
     from tests.scoring.stand_in_models import write_stand_in_models
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the scores it remembers
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

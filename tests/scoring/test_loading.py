@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from blocks.scoring import AESTHETIC_HEAD_URL, ScoringModels
+from blocks.model_files import AESTHETIC_HEAD_URL
+from blocks.scoring import ScoringModels
 from tasks.scoring.loading.aesthetic_head import load_aesthetic_head
 from tasks.scoring.loading.clip import load_clip
 from tasks.scoring.loading.device import resolve_device

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from blocks.scoring import AESTHETIC_HEAD_FILE, AESTHETIC_HEAD_URL
+from blocks.model_files import AESTHETIC_HEAD_URL
 from tasks.scoring.loading.device import Runtime, cached
-from tasks.scoring.loading.downloads import fetch_or_fail, load_state_dict, models_dir
+from tasks.scoring.loading.downloads import fetch_or_fail, load_state_dict
 from tasks.scoring.loading.errors import ModelUnavailable
+from tasks.scoring.loading.places import aesthetic_head_path
 
 if TYPE_CHECKING:
     from blocks.scoring import ScoringModels
@@ -37,12 +37,6 @@ class AestheticMLP(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
-
-
-def aesthetic_head_path(models: ScoringModels) -> Path:
-    if models.aesthetic_head:
-        return Path(models.aesthetic_head).expanduser()
-    return models_dir() / AESTHETIC_HEAD_FILE
 
 
 def load_aesthetic_head(models: ScoringModels) -> AestheticMLP:

@@ -20,8 +20,9 @@ from PIL import Image
 
 from tasks.scoring.images import as_pil
 from tasks.scoring.loading.device import Runtime, batches, cached
-from tasks.scoring.loading.downloads import download_blocker, models_dir
+from tasks.scoring.loading.downloads import download_blocker
 from tasks.scoring.loading.errors import ModelUnavailable
+from tasks.scoring.loading.places import models_dir
 from tasks.scoring.loading.torchvision_compat import ensure_torchvision_importable
 
 if TYPE_CHECKING:

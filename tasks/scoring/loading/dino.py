@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from blocks.scoring import DINO_WEIGHTS_URL
+from blocks.model_files import DINO_WEIGHTS_URL
 from tasks.scoring.images import as_array
 from tasks.scoring.loading.device import Runtime, batches, cached
 from tasks.scoring.loading.downloads import fetch_or_fail, load_state_dict, torch_hub_checkpoints

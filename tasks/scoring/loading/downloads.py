@@ -1,4 +1,5 @@
-"""Where model weights live on disk, and fetching them only when a download can work.
+"""Fetching model weights only when a download can work, and reading them (the studio's own
+model folder is ``places.models_dir``).
 
 Downloads happen only the way each library normally does them, and only after the download
 host answered a quick connection probe: huggingface_hub alone retries for about 23 s per file
@@ -24,12 +25,6 @@ if TYPE_CHECKING:
     from blocks.scoring import ScoringModels
 
 PROBE_TIMEOUT_S = 3.0
-
-
-def models_dir() -> Path:
-    """The studio's own model folder: ``$XDG_CACHE_HOME/tower-anime/models``."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(cache) / "tower-anime" / "models"
 
 
 def torch_hub_checkpoints() -> Path:
