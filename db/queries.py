@@ -21,8 +21,8 @@ from db.models import (
     Scene,
     SceneCasting,
 )
-from db.production_file import BASE_LOOK
 from db.story import StoryDrift, project_story_status
+from db.vocabulary import BASE_LOOK
 
 
 @dataclass
