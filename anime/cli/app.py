@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
+import typer.main
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # typer's own click (vendored since 0.2x); only annotations name it.
+    from typer import _click
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Read by Prefect once, at import: the first local command (no PREFECT_API_URL) creates
@@ -15,8 +23,75 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # Prefect waits by default.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
+# Which module registers each command, in the order `anime --help` lists them. A command's
+# module is imported when the command is run (or listed): `anime story log` must not pay for
+# the imports of `anime server` or `anime comfyui` at every start.
+COMMANDS: dict[str, str] = {
+    # anime/cli/ops.py gives render.py's `render` its --deployment path.
+    "render": "anime.cli.ops",
+    "sheet": "anime.cli.render",
+    "calibrate": "anime.cli.identity",
+    **dict.fromkeys(
+        ("serve", "server", "api", "deploy", "worker", "reproduce", "doctor", "cancel"),
+        "anime.cli.ops",
+    ),
+    **dict.fromkeys(("import", "export", "status", "demo"), "anime.cli.production"),
+    "db": "anime.cli.db",
+    "comfyui": "anime.cli.comfyui",
+    "episode": "anime.cli.episode",
+    "models": "anime.cli.models",
+    "review": "anime.cli.review",
+    "story": "anime.cli.story",
+    "workflow": "anime.cli.workflow",
+}
+
+
+class CommandsOnDemand(TyperGroup):
+    """The root group: a command's module is imported when the command is asked for."""
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        self._load_all()
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name not in COMMANDS:
+            # A typo: load everything, so the suggestions ("did you mean") know every command.
+            self._load_all()
+        self._refresh(cmd_name)
+        return self.commands.get(cmd_name)
+
+    def _load_all(self) -> None:
+        load_all_commands()
+        everything = _registered_commands()
+        for name in COMMANDS:
+            if name in everything:
+                self.add_command(everything[name], name)
+
+    def _refresh(self, name: str) -> None:
+        """Build the click command from what the module registered, once it is imported (a
+        group built earlier may hold `render` as it was before ops.py extended it)."""
+        module = COMMANDS.get(name)
+        if module is None or (name in self.commands and module in sys.modules):
+            return
+        importlib.import_module(module)
+        command = _registered_commands().get(name)
+        if command is not None:
+            self.add_command(command, name)
+
+
+def load_all_commands() -> None:
+    for module in dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(module)
+
+
+def _registered_commands() -> dict[str, _click.Command]:
+    """The click commands typer builds from what the imported modules registered on `app`."""
+    return dict(typer.main.get_group(app).commands)
+
+
 app = typer.Typer(
     name="anime",
+    cls=CommandsOnDemand,
     help="Tower Anime Production: productions, renders and quality gates.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
