@@ -20,7 +20,6 @@ from db.models import (
     Scene,
 )
 from db.story import StoryDrift, project_story_status
-from db.vocabulary import BASE_LOOK
 
 
 @dataclass
