@@ -315,8 +315,10 @@ def record_error(session: Session, job_id: int, error: str) -> Job:
 
 def record_cancelled(session: Session, job_id: int, reason: str) -> Job:
     job = get_job(session, job_id)
+    # The first reason stays: a person's cancel, not the interrupted render it caused.
+    if job.status is not JobStatus.CANCELLED or not job.error:
+        job.error = reason
     job.status = JobStatus.CANCELLED
-    job.error = reason
     job.finished_at = now()
     run = current_run(job)
     if run is not None and run.status is JobRunStatus.RUNNING:

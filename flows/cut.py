@@ -20,6 +20,7 @@ from db.vocabulary import Phase
 from flows.attempts import run_attempts
 from flows.limits import render_slot
 from tasks import production
+from tasks.cancel import cut_cancelled
 from tasks.judging import Judgement, judge_cut
 from tasks.planning import RenderSettings
 from tasks.prompts import build_cut_prompt
@@ -100,6 +101,7 @@ class CutAttempts:
             ),
             servers=self.settings.comfyui_servers,
             new_job=new_job,
+            run_started_at=self.settings.started_at,
         )
 
     async def judge(self, job_id: int, outputs: list[str]) -> Judgement:
@@ -141,6 +143,13 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
             )
         )
 
+    if (cancelled := await cut_cancelled(cut_id, settings.started_at)) is not None:
+        logger.warning("%s not rendered: %s", brief.label, cancelled)
+        return outcome.model_copy(
+            update=dict(
+                status="cancelled", verdict="could_not_judge", explanation=f"cancelled: {cancelled}"
+            )
+        )
     subject = CutAttempts(brief, phase, settings, state.approved_keyframe)
     try:
         result = await run_attempts(subject, state, settings.attempt_budget, slot=render_slot)

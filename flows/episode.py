@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Completed, Failed
+from prefect.states import Cancelled, Completed, Failed
 from pydantic import BaseModel, Field
 
 from db.vocabulary import GateDecision, GateScope, Phase
@@ -34,6 +34,7 @@ from flows.parameters import (
 from flows.quality import quality_review
 from flows.review import apply_decisions, wait_for_review, with_human_verdicts
 from flows.scene import render_scene
+from tasks.cancel import CancelWatch, cancel_on_request
 from tasks.notify import notify_phase_gate
 from tasks.planning import (
     EpisodePlan,
@@ -73,6 +74,9 @@ class EpisodeReport(BaseModel):
     def summary(self) -> str:
         lines = [f"{self.project} episode {self.episode} ({self.renderer} renderer)"]
         for p in self.phases:
+            if p.decision == "cancelled":
+                lines.append(f"  {p.phase.value}: cancelled ({p.explanation})")
+                continue
             rate = "n/a" if p.pass_rate is None else f"{p.pass_rate:.0%}"
             lines.append(f"  {p.phase.value}: gate {p.decision} ({rate} of cuts passed)")
         if self.stopped_at:
@@ -87,8 +91,10 @@ async def render_phase(
     phase: Phase,
     settings: RenderSettings,
     review_timeout_s: int | None = None,
-) -> tuple[list[CutOutcome], PhaseGateDecision, str | None]:
-    """Every cut of the episode through one phase, a pause for review if asked, the gate."""
+    watch: CancelWatch | None = None,
+) -> tuple[list[CutOutcome], PhaseGateDecision | None, str | None]:
+    """Every cut of the episode through one phase, a pause for review if asked, the gate
+    (None: the run was cancelled meanwhile, no gate is decided)."""
     progress = Progress(plan.cut_count, f"{plan.label}: {phase.value}")
     await progress.start()
 
@@ -98,6 +104,9 @@ async def render_phase(
 
     per_scene = await gather_or_stop(*(one(scene) for scene in plan.scenes))
     cuts = [outcome for scene in per_scene for outcome in scene]
+    if watch is not None and watch.cancelled:
+        await publish_phase_report(plan.label, phase.value, cuts, watch.reason, plan.episode_id)
+        return cuts, None, progress.artifact_id
     flagged = [o for o in cuts if o.status == "needs_review"]
     if flagged and review_timeout_s:
         waiting = f"waiting up to {review_timeout_s}s for a person to review {len(flagged)} cut(s)"
@@ -159,30 +168,51 @@ async def render_episode(
     await embed_references(plan.project_id, settings.models)
     report = EpisodeReport(project=project, episode=episode, renderer=settings.renderer)
 
-    for current in phases_from(Phase(phase), Phase(until)):
-        if current is Phase.QUALITY:
-            cuts: list[CutOutcome] = []
-            progress_id = None
-            decision = await quality_review(project, episode, thresholds_block, scoring_block)
-        else:
-            cuts, decision, progress_id = await render_phase(
-                plan, current, settings, review_timeout_s
+    # A cancel in the Prefect UI (or `anime cancel`) reaches a run started in a terminal too.
+    async with cancel_on_request(
+        flow_run.get_id(), project, episode, settings.comfyui_servers
+    ) as watch:
+        for current in phases_from(Phase(phase), Phase(until)):
+            if current is Phase.QUALITY:
+                cuts: list[CutOutcome] = []
+                progress_id = None
+                decision = await quality_review(project, episode, thresholds_block, scoring_block)
+            else:
+                cuts, decision, progress_id = await render_phase(
+                    plan, current, settings, review_timeout_s, watch
+                )
+            if decision is None or watch.cancelled:
+                report.phases.append(
+                    PhaseResult(
+                        phase=current,
+                        decision="cancelled",
+                        pass_rate=None,
+                        explanation=watch.reason or "cancelled",
+                        cuts=cuts,
+                        progress_artifact_id=progress_id,
+                    )
+                )
+                break
+            report.phases.append(
+                PhaseResult(
+                    phase=current,
+                    decision=decision.decision.value,
+                    pass_rate=decision.pass_rate,
+                    explanation=decision.explanation,
+                    cuts=cuts,
+                    progress_artifact_id=progress_id,
+                )
             )
-        report.phases.append(
-            PhaseResult(
-                phase=current,
-                decision=decision.decision.value,
-                pass_rate=decision.pass_rate,
-                explanation=decision.explanation,
-                cuts=cuts,
-                progress_artifact_id=progress_id,
+            logger.info(
+                "%s gate %s\n%s", current.value, decision.decision.value, decision.explanation
             )
-        )
-        logger.info("%s gate %s\n%s", current.value, decision.decision.value, decision.explanation)
-        await notify_phase_gate(plan.project_id, plan.label, decision)
-        if decision.decision is not GateDecision.OPEN:
-            report.stopped_at = current
-            break
+            await notify_phase_gate(plan.project_id, plan.label, decision)
+            if decision.decision is not GateDecision.OPEN:
+                report.stopped_at = current
+                break
+    if watch.cancelled:
+        logger.warning("%s: %s", plan.label, watch.reason)
+        return Cancelled(message=watch.reason, data=report)
 
     # Whatever gate closed, the episode is assembled as it stands: what people watch.
     report.reel = await assemble_reel(plan.episode_id, flow_run.get_id())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from blocks.quality import QualityThresholds
 from blocks.scoring import ScoringModels
+from db.cancellations import database_now
 from db.queries import get_episode
 from db.vocabulary import Phase
 from tasks.production import in_session
@@ -34,6 +36,8 @@ class RenderSettings(BaseModel):
     sheet_template: str | None = None
     template: str | None = None  # one template for every cut of the run, whatever they pin
     thresholds_data: dict[str, Any] = Field(default_factory=dict)
+    # The run's start, by the database's clock: what `anime cancel` since covers (db/cancellations).
+    started_at: datetime | None = None
     models_data: dict[str, Any] = Field(default_factory=dict)
 
     @cached_property
@@ -141,6 +145,7 @@ async def resolve_settings(
         max_parallel=(slots + 1) if chosen == "comfyui" else max(1, os.cpu_count() or 1),
         artifacts_dir=str(artifacts_root()),
         template=template,
+        started_at=await in_session(database_now),
         thresholds_data=_data(await load_block(QualityThresholds, thresholds_block)),
         models_data=_data(await load_block(ScoringModels, scoring_block)),
     )

@@ -5,8 +5,10 @@ A job run records the process that took its job up (host, pid, the process's sta
 whose process on this machine is gone: their jobs become errors that say so (a re-run
 renders them again), their Prefect flow runs and those flow runs' parents and children
 that are still RUNNING or PENDING become Crashed with the reason, and the dead processes'
-ComfyUI slot leases are given back. Runs of live processes, and of other machines, are
-left alone (another machine's `anime doctor` looks after its own).
+ComfyUI slot leases are given back. A run of another machine is judged by its process's
+heartbeat (tasks/heartbeat.py): crashed once the process has been silent for SILENT_CRASHED_S;
+a live process beats every few seconds, so its runs are left alone. (That machine's slot
+leases are its own: they are given back there, or expire.)
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
 from blocks.comfyui.leases import process_alive, process_started, release_dead_leases
+from db import heartbeats as db_heartbeats
 from db import jobs as db_jobs
 from db.jobs import RunProcess
+from tasks.heartbeat import SILENT_CRASHED_S
 from tasks.production import in_session
 
 _OPEN = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]
@@ -36,11 +40,16 @@ def this_process() -> RunProcess:
     return RunProcess(host=socket.gethostname(), pid=pid, started=process_started(pid))
 
 
-def _alive(host: str, pid: int | None, started: str | None) -> bool | None:
-    """Whether the process lives; None when it is not this machine's (cannot tell)."""
-    if host != socket.gethostname() or pid is None:
+def _alive(session, host: str, pid: int | None, started: str | None) -> bool | None:
+    """Whether the process lives; None when that cannot be told. On this machine, by its pid
+    and start time; on another, by its heartbeat: dead once silent for SILENT_CRASHED_S (a
+    process that never beat, of a version without heartbeats, is left alone)."""
+    if pid is None:
         return None
-    return process_alive(pid, started)
+    if host == socket.gethostname():
+        return process_alive(pid, started)
+    silent = db_heartbeats.silent_for(session, host, pid, started)
+    return None if silent is None else silent < SILENT_CRASHED_S
 
 
 @dataclass
@@ -61,10 +70,15 @@ def _crash_dead_runs(session) -> tuple[list[int], set[str]]:
     jobs: list[int] = []
     flow_runs: set[str] = set()
     for run in db_jobs.running_job_runs(session):
-        alive = _alive(run.host, run.pid, run.process_started)
+        alive = _alive(session, run.host, run.pid, run.process_started)
         if alive is not False or (run.host == me.host and run.pid == me.pid):
             continue
-        reason = f"its process {run.pid} on {run.host} died while it ran (job run {run.number})"
+        how = (
+            "died"
+            if run.host == me.host
+            else f"fell silent (no heartbeat for {SILENT_CRASHED_S:g} s)"
+        )
+        reason = f"its process {run.pid} on {run.host} {how} while it ran (job run {run.number})"
         db_jobs.mark_crashed(session, run.job_id, reason)
         jobs.append(run.job_id)
         if run.prefect_flow_run_id:
@@ -73,7 +87,8 @@ def _crash_dead_runs(session) -> tuple[list[int], set[str]]:
 
 
 async def recover_crashed() -> Recovery:
-    """Mark what dead processes of this machine left running as crashed; idempotent."""
+    """Mark what dead processes (of this machine, or silent ones of others) left running as
+    crashed; idempotent."""
     jobs, flow_runs = await in_session(_crash_dead_runs)
     recovery = Recovery(crashed_jobs=jobs)
     if flow_runs:

@@ -47,6 +47,7 @@ class StoredJob(BaseModel):
     outputs: list[dict[str, Any]]
     server: str | None
     prompt_id: str | None
+    uploads: dict[str, str] = Field(default_factory=dict)  # name on the server -> local file
 
 
 class Comparison(BaseModel):
@@ -108,6 +109,11 @@ def read_stored_job(session, job_id: int) -> StoredJob:
         ],
         server=job.comfyui_server,
         prompt_id=job.comfyui_prompt_id,
+        uploads={
+            u["name"]: u["source"]
+            for u in (job.params.extra or {}).get("uploads", [])
+            if isinstance(u, dict) and u.get("name") and u.get("source")
+        },
     )
 
 
@@ -210,6 +216,7 @@ def reproduction_request(
         out_dir=out_dir,
         seed=stored.seed or 0,
         workflow=stored.workflow,
+        uploads=stored.uploads,
         servers=server_names,
     )
 

@@ -398,9 +398,10 @@ def cancel(
     scene: int | None = typer.Option(None, "--scene", min=1, help="only this scene"),
     cut: int | None = typer.Option(None, "--cut", min=1, help="only this cut (of --scene)"),
 ) -> None:
-    """Cancel the episode's waiting and rendering jobs (one scene's, one cut's): their
+    """Cancel the episode's renders (one scene's, one cut's): the waiting and rendering jobs'
     prompts are interrupted or taken off the queue on every ComfyUI server, the jobs end
-    `cancelled` and their slots are given back."""
+    `cancelled` and their slots are given back; cuts the running episode has not started are
+    not submitted. A whole episode's cancel also ends its Prefect flow run (Cancelled)."""
     from anime.cli.db import require_current_schema
     from tasks.cancel import cancel_renders
 
@@ -409,9 +410,16 @@ def cancel(
         cancelled = asyncio.run(cancel_renders(project, episode, scene=scene, cut=cut))
     except LookupError as exc:
         raise UserError(str(exc).strip("'\"")) from None
-    for job in cancelled:
-        typer.echo(job.describe())
-    typer.echo(f"{len(cancelled)} job(s) cancelled" if cancelled else "nothing to cancel")
+    for line in cancelled.lines():
+        typer.echo(line)
+    where = (
+        f"{project} episode {episode}"
+        + (f" scene {scene}" if scene else "")
+        + (f" cut {cut}" if cut else "")
+    )
+    jobs = len(cancelled.jobs)
+    typer.echo(f"{jobs} job(s) cancelled" if jobs else "no job was waiting or rendering")
+    typer.echo(f"runs under way will not submit the cuts of {where}")
 
 
 # -- anime render --deployment -------------------------------------------------------------------

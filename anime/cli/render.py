@@ -76,6 +76,8 @@ def run_episode(
     if isinstance(report, BaseException):
         raise typer.Exit(_fail(f"the run {state.name}: {report}"))
     typer.echo("\n" + report.summary())
+    if state.is_cancelled():
+        raise typer.Exit(_fail(f"the run was cancelled: {state.message}"))
     for result in report.phases:
         typer.echo(f"\n{result.phase.value} gate:\n{result.explanation}")
     run_id = state.state_details.flow_run_id

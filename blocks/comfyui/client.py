@@ -342,11 +342,12 @@ class ComfyUIClient:
             ]
 
     # -- inputs ----------------------------------------------------------------------------
-    async def upload_image(self, path: Path, name: str) -> str:
+    async def upload_image(self, path: Path, name: str, *, ask_again: bool = False) -> str:
         """Put a local image into the server's input folder as `name` (a content-addressed
         name: the same bytes always get the same name), once: an image already there under
-        that name is not sent again. Returns the name LoadImage reads it by."""
-        if name in _uploaded.get(self.server, set()):
+        that name is not sent again. `ask_again`: ask the server even if this process sent it
+        (a restart may have wiped its input folder). Returns the name LoadImage reads it by."""
+        if not ask_again and name in _uploaded.get(self.server, set()):
             return name
         async with self.transport.session() as http:
             there = await self.transport.request(

@@ -11,7 +11,15 @@ from db.models.character import (
     FaceEmbedding,
 )
 from db.models.continuity import ContinuityScore
-from db.models.jobs import Artifact, GenerationParams, Job, JobLook, JobRun
+from db.models.jobs import (
+    Artifact,
+    GenerationParams,
+    Job,
+    JobLook,
+    JobRun,
+    ProcessHeartbeat,
+    RenderCancellation,
+)
 from db.models.production import Cut, CutCasting, Episode, Scene, SceneCasting
 from db.models.project import Announcement, Project, StoryBible
 from db.models.quality import PhaseGate, QualityScore
@@ -68,9 +76,11 @@ __all__ = [
     "JobStatus",
     "Phase",
     "PhaseGate",
+    "ProcessHeartbeat",
     "Project",
     "QualityScore",
     "Reel",
+    "RenderCancellation",
     "ReviewDecision",
     "ReviewOutcome",
     "Scene",

@@ -136,6 +136,7 @@ class JobRun(Base):
 
     job: Mapped[Job] = relationship(back_populates="runs")
 
+
 class JobLook(Base):
     __tablename__ = "job_looks"
 
@@ -196,3 +197,33 @@ class Artifact(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
+
+
+class RenderCancellation(Base):
+    """A person's cancel of an episode's renders (one scene's, one cut's): runs that started
+    before it submit none of those cuts again, even those that had no job yet; a run started
+    after it renders them as usual."""
+
+    __tablename__ = "render_cancellations"
+    __table_args__ = (Index("ix_render_cancellations_episode_id", "episode_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
+    scene_id: Mapped[int | None] = mapped_column(ForeignKey("scenes.id", ondelete="CASCADE"))
+    cut_id: Mapped[int | None] = mapped_column(ForeignKey("cuts.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # The database's clock, like a run's start it is compared with (hosts' clocks differ).
+    requested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ProcessHeartbeat(Base):
+    """A process that takes jobs up says, every few seconds, that it lives: a job run of
+    another machine is told crashed from a live one by its process's last beat."""
+
+    __tablename__ = "process_heartbeats"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    pid: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    process_started: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
+    # The database's clock: the machines' own clocks differ.
+    beat_at: Mapped[datetime] = mapped_column(server_default=func.now())

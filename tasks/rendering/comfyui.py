@@ -145,9 +145,7 @@ def probe_graph(template: str) -> dict[str, Any]:
     what `anime comfyui check` validates against a server."""
     stand_ins = {"str": "check", "int": 0, "float": 0.0, "bool": False, "image": "check.png"}
     spec = load_template(template).parameters
-    required = {
-        name: stand_ins.get(p.type, "check") for name, p in spec.items() if p.required
-    }
+    required = {name: stand_ins.get(p.type, "check") for name, p in spec.items() if p.required}
     return render_template(template, required)
 
 
@@ -221,8 +219,31 @@ def template_inputs(
     return params, ignored, uploads
 
 
-async def upload_images(server_names: list[str], uploads: dict[str, Path]) -> dict[str, set[str]]:
-    """Every image onto every server of the run (once per server: see `upload_image`);
+def stored_uploads(request: RenderRequest) -> dict[str, Path]:
+    """The images a stored workflow reads, from the files they were uploaded from: each must
+    still hold the same bytes (its name is their hash), else the reproduction cannot be."""
+    found: dict[str, Path] = {}
+    for name, source in sorted(request.uploads.items()):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{request.label}: image {name} was uploaded from {source}, which is gone: "
+                "it cannot be uploaded again for the reproduction"
+            )
+        if content_name(path) != name:
+            raise ValueError(
+                f"{request.label}: image {name} was uploaded from {source}, which has changed "
+                f"since (now {content_name(path)}): the reproduction would not be exact"
+            )
+        found[name] = path
+    return found
+
+
+async def upload_images(
+    server_names: list[str], uploads: dict[str, Path], *, ask_again: bool = False
+) -> dict[str, set[str]]:
+    """Every image onto every server of the run (once per server: see `upload_image`;
+    `ask_again`: even where this process uploaded it before);
     returns what each server (base URL) now holds. A server that cannot take them now is
     left out; the render then cannot go there (its validation names the missing file)."""
     held: dict[str, set[str]] = {}
@@ -232,7 +253,7 @@ async def upload_images(server_names: list[str], uploads: dict[str, Path]) -> di
         client = server.get_client()
         try:
             for name, path in uploads.items():
-                await client.upload_image(path, name)
+                await client.upload_image(path, name, ask_again=ask_again)
         except ComfyUITransientError as exc:
             run_logger().warning("images not uploaded to %s: %s", server.base_url, exc)
             continue
@@ -281,8 +302,15 @@ class ComfyUIRenderer:
         # saves, and PostgreSQL's JSONB does not keep key order, so only a canonical order
         # makes a reproduction from the stored graph byte-identical.
         graph = json.loads(canonical_json(workflow))
-        uploads = template_inputs(request)[2] if request.workflow is None else {}
-        uploaded = await upload_images(request.servers, uploads)
+        if request.workflow is None:
+            uploads = template_inputs(request)[2]
+        else:
+            uploads = stored_uploads(request)
+        # A reproduction asks each server again: it may have restarted with its input folder
+        # wiped since this process uploaded there.
+        uploaded = await upload_images(
+            request.servers, uploads, ask_again=request.workflow is not None
+        )
         pool = await capable_pool(request.servers, graph, request.template, uploaded)
         prompt_id = prompt_id_for(request.job_id, request.attempt)
         outcome = await render_on(
@@ -294,7 +322,9 @@ class ComfyUIRenderer:
             new_prompt=new_prompt,
             finished=None if new_prompt else await finished_prompt(request.job_id, prompt_id),
             on_finished=functools.partial(record_prompt_finished, request.job_id),
-            before_submit=functools.partial(ensure_not_cancelled, request.job_id),
+            before_submit=functools.partial(
+                ensure_not_cancelled, request.job_id, request.run_started_at
+            ),
             # A retry of this task run goes on with the attempt's deadline, not a new one.
             attempt_key=task_run.get_id(),
         )

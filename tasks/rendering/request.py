@@ -8,6 +8,7 @@ workflow to submit again as it is.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -49,6 +50,12 @@ class RenderRequest(BaseModel):
     board: Storyboard = Field(default_factory=Storyboard)
     # A reproduction: the exact workflow stored with the original job, submitted as it is.
     workflow: dict[str, Any] | None = None
+    # ... and the images it reads (content-addressed name -> local file), uploaded again to the
+    # chosen server before it is submitted: another server, or one whose input folder is gone.
+    uploads: dict[str, str] = Field(default_factory=dict)
     servers: list[str] = Field(default_factory=list)  # ComfyUI server block names
     # Opened by this run: no ComfyUI server can have its prompt yet, so none is asked.
     new_job: bool = False
+    # The run's start (the database's clock): a person's cancel made since then covering this
+    # cut stops the render before it is submitted (tasks/cancel.py).
+    run_started_at: datetime | None = None

@@ -1,20 +1,34 @@
-"""Cancelling an episode's renders: the prompts leave the server, the jobs end cancelled,
-the slots are free, and the run goes on without rendering them."""
+"""Cancelling an episode's renders, from the Prefect UI (its Cancel button sets the flow run
+Cancelling) or with `anime cancel`: the prompts leave the server, the jobs end cancelled, the
+slots are free, cuts not yet submitted never are, and the episode run ends Cancelled."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from prefect.client.orchestration import get_client
-from sqlalchemy import select, update
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+)
+from prefect.client.schemas.objects import StateType
+from prefect.states import Cancelling
+from sqlalchemy import func, select, update
 
 from blocks.comfyui import ComfyUIServer, ensure_concurrency_limits
 from db.engine import session_scope
-from db.models import Cut, Job, JobRunStatus, JobStatus, Phase
+from db.models import Cut, Job, JobRunStatus, JobStatus, Phase, ProcessHeartbeat, Scene
+from flows.cut import render_cut
 from flows.episode import render_episode
 from tasks.cancel import cancel_renders
+from tasks.planning import resolve_settings
+from tasks.recovery import this_process
 from tests.comfyui_server import ComfyUITestServer
 
 
@@ -24,16 +38,45 @@ def slow_comfy(tmp_path):
         yield server
 
 
-async def test_cancel_takes_an_episode_off_the_server_and_frees_its_slots(
-    small_production, save_blocks, slow_comfy
-):
-    with session_scope() as s:
-        s.execute(update(Cut).values(template="preview", overrides={"width": 64, "height": 64}))
-    thresholds, models = await save_blocks(aesthetic=0.0)
+async def _server_block(url: str, slots: int) -> str:
     name = f"comfy-{uuid.uuid4().hex[:8]}"
-    block = ComfyUIServer(base_url=slow_comfy.url, slots=2, concurrency_limit_name=name)
+    block = ComfyUIServer(base_url=url, slots=slots, concurrency_limit_name=name)
     await block.save(name, overwrite=True)
     await ensure_concurrency_limits([block])
+    return name
+
+
+def _small_previews() -> None:
+    with session_scope() as s:
+        s.execute(update(Cut).values(template="preview", overrides={"width": 64, "height": 64}))
+
+
+async def _episode_run_id(project: str, since: datetime) -> uuid.UUID:
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["render-episode"])),
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)),
+        )
+    (run,) = [r for r in runs if r.parameters.get("project") == project]
+    return run.id
+
+
+async def _seconds_until_empty(comfy: ComfyUITestServer) -> float:
+    """From now until the server holds no prompt: the figure printed (not asserted)."""
+    asked = time.monotonic()
+    while comfy.in_flight:
+        await asyncio.sleep(0.02)
+    return time.monotonic() - asked
+
+
+@pytest.mark.parametrize("how", ["prefect-ui", "anime-cancel"])
+async def test_cancelling_the_episode_run_takes_it_off_the_server_and_ends_it_cancelled(
+    small_production, save_blocks, slow_comfy, how
+):
+    _small_previews()
+    thresholds, models = await save_blocks(aesthetic=0.0)
+    name = await _server_block(slow_comfy.url, slots=2)
+    started = datetime.now(UTC)
     episode = asyncio.create_task(
         render_episode(
             small_production,
@@ -44,26 +87,77 @@ async def test_cancel_takes_an_episode_off_the_server_and_frees_its_slots(
             attempt_budget=1,
             thresholds_block=thresholds,
             scoring_block=models,
+            return_state=True,
         )
     )
-    while slow_comfy.in_flight < 2:  # both slots' prompts are on the server
+    while slow_comfy.in_flight < 2:  # both slots' prompts are on the server, cut 3 waits
         assert not episode.done(), "the episode ended before it could be cancelled"
         await asyncio.sleep(0.05)
+    run_id = await _episode_run_id(small_production, started)
 
-    cancelled = await cancel_renders(small_production, 1)
-    assert slow_comfy.in_flight == 0  # interrupted and dequeued before cancel returned
-    taken_off = [o for job in cancelled for o in job.outcomes.values()]
-    assert len([o for o in taken_off if o in ("interrupted", "dequeued")]) == 2
-    report = await episode
+    off_server = asyncio.create_task(_seconds_until_empty(slow_comfy))
+    if how == "prefect-ui":
+        async with get_client() as client:  # what the UI's Cancel button sends
+            await client.set_flow_run_state(run_id, Cancelling(message="stop"))
+    else:
+        cancelled = await cancel_renders(small_production, 1)
+        assert slow_comfy.in_flight == 0  # interrupted and dequeued before cancel returned
+        assert cancelled.flow_runs == {str(run_id): "Cancelled"}
+        assert len(cancelled.jobs) >= 2
+    state = await episode
+    off_server_s = await off_server
+    print(f"\n{how}: prompts off the server {off_server_s:.2f} s after the cancel")
 
-    # The jobs open when the cancel came end cancelled, never rendered; a cut that had not
-    # started yet renders as usual.
-    ids = {job.job_id for job in cancelled}
-    statuses = [o.status for o in report.phases[0].cuts]
-    assert len(ids) >= 2 and statuses.count("cancelled") == len(ids)
+    # Two prompts were on the server (one running, one queued): neither rendered to the end,
+    # and cut 3, waiting for a slot, was never submitted.
+    assert slow_comfy.stats.prompts_accepted == 2
+    assert slow_comfy.stats.interrupts == 1
+    assert not [
+        p for p, entry in slow_comfy.history().items() if entry["status"]["status_str"] == "success"
+    ]
+    assert state.type is StateType.CANCELLED
+    report = await state.aresult(raise_on_failure=False)
+    (phase,) = report.phases
+    assert phase.decision == "cancelled"
+    assert [o.status for o in phase.cuts] == ["cancelled"] * 3
     with session_scope() as s:
-        for job in s.scalars(select(Job).where(Job.id.in_(ids))):
+        jobs = list(s.scalars(select(Job)))
+        assert len(jobs) >= 2  # cut 3's too, unless the cancel came before it opened one
+        for job in jobs:
             assert job.status is JobStatus.CANCELLED and not job.artifacts
+            said = "cancelled in Prefect: stop" if how == "prefect-ui" else "cancelled by a person"
+            assert said in job.error, job.error
             assert job.runs[-1].status is JobRunStatus.CANCELLED
     async with get_client() as client:
         assert (await client.read_global_concurrency_limit_by_name(name)).active_slots == 0
+        assert (await client.read_flow_run(run_id)).state.type is StateType.CANCELLED
+    # The process that took the jobs up beats: another machine can tell it lives.
+    me = this_process()
+    with session_scope() as s:
+        assert s.get(ProcessHeartbeat, (me.host, me.pid, me.started or "")) is not None
+
+
+async def test_a_cancelled_cut_without_a_job_is_not_submitted_by_a_run_under_way(
+    small_production, save_blocks, tmp_path
+):
+    _small_previews()
+    thresholds, models = await save_blocks(aesthetic=0.0)
+    with ComfyUITestServer(tmp_path / "comfy", render_time_s=0.05) as comfy:
+        name = await _server_block(comfy.url, slots=1)
+        under_way = await resolve_settings("comfyui", [name], 1, thresholds, models)
+        with session_scope() as s:
+            cut_id = s.scalar(select(Cut.id).join(Scene).where(Scene.number == 1, Cut.number == 2))
+        cancelled = await cancel_renders(small_production, 1, scene=1, cut=2)
+        assert cancelled.jobs == [] and cancelled.flow_runs == {}  # nothing was open
+
+        outcome = await render_cut(cut_id, Phase.GENERATION, under_way)
+        assert outcome.status == "cancelled" and "cancelled by a person" in outcome.explanation
+        assert comfy.stats.prompts_posted == 0
+        with session_scope() as s:
+            assert s.scalar(select(func.count()).select_from(Job)) == 0
+
+        # A run started after the cancel renders the cut as usual.
+        later = await resolve_settings("comfyui", [name], 1, thresholds, models)
+        outcome = await render_cut(cut_id, Phase.GENERATION, later)
+        assert outcome.status in ("approved", "needs_review")
+        assert comfy.stats.prompts_executed == 1

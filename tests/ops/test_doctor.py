@@ -97,6 +97,58 @@ def test_cancel_names_an_unknown_episode_and_says_when_nothing_runs(production, 
     assert missing.returncode == 1
     said = missing.stdout + missing.stderr
     assert f"project '{production}' has no episode 9 (episodes: 1" in said
+    no_scene = _anime("cancel", production, "1", "--scene", "9", db_url=db)
+    assert no_scene.returncode == 1 and "Traceback" not in no_scene.stderr
+    assert f"{production} episode 1 has no scene 9 (scenes: 1" in no_scene.stdout + no_scene.stderr
     idle = _anime("cancel", production, "1", "--scene", "1", db_url=db)
     assert idle.returncode == 0, idle.stderr
-    assert "nothing to cancel" in idle.stdout
+    assert "no job was waiting or rendering" in idle.stdout
+    assert f"runs under way will not submit the cuts of {production} episode 1 scene 1" in (
+        idle.stdout
+    )
+
+
+async def test_a_run_of_another_machine_is_crashed_only_once_its_process_fell_silent(
+    production, db
+) -> None:
+    from sqlalchemy import func, insert
+
+    from db.models import ProcessHeartbeat
+    from tasks.heartbeat import SILENT_CRASHED_S
+    from tasks.recovery import recover_crashed
+
+    silent = RunProcess(host="render-02.studio", pid=4242, started="7")
+    beating = RunProcess(host="render-03.studio", pid=4242, started="7")
+    unknown = RunProcess(host="render-04.studio", pid=4242, started="7")  # never beat
+    with session_scope() as s:
+        cut = s.scalar(select(Cut).order_by(Cut.id).limit(1))
+        project = s.scalar(select(Project))
+        job_of = {}
+        for attempt, process in enumerate((silent, beating, unknown), start=1):
+            job, _ = get_or_create_job(
+                s, project_id=project.id, phase=Phase.GENERATION, kind=JobKind.KEYFRAME,
+                attempt=attempt, cut_id=cut.id,
+            )  # fmt: skip
+            mark_running(
+                s, job.id, flow_run_id=None, renderer="comfyui", story_bible_version=1,
+                process=process,
+            )  # fmt: skip
+            job_of[process.host] = job.id
+        for process, seconds_ago in ((silent, SILENT_CRASHED_S + 60), (beating, 1)):
+            s.execute(
+                insert(ProcessHeartbeat).values(
+                    host=process.host,
+                    pid=process.pid,
+                    process_started=process.started,
+                    beat_at=func.now() - func.make_interval(0, 0, 0, 0, 0, 0, seconds_ago),
+                )
+            )
+
+    recovery = await recover_crashed()
+    assert recovery.crashed_jobs == [job_of[silent.host]]
+    with session_scope() as s:
+        crashed = s.get(Job, job_of[silent.host])
+        assert crashed.status is JobStatus.ERROR and "render-02.studio fell silent" in crashed.error
+        assert crashed.runs[-1].status is JobRunStatus.CRASHED
+        for host in (beating.host, unknown.host):  # alive, or cannot be told: left running
+            assert s.get(Job, job_of[host]).status is JobStatus.RUNNING

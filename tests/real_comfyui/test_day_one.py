@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -116,3 +120,57 @@ def test_one_machine_from_nothing_to_a_rendered_episode(
             )
             assert artifact_shas and artifact_shas == on_server
     print(f"\nday one: {len(stored)} cuts rendered on {real_comfyui.url}, every one verified")
+
+    # Step 5: `anime server` shows the run the render printed, its cut subflows Completed.
+    (run_id,) = re.findall(r"flow run ([0-9a-f-]{36})", rendered)
+    started = time.monotonic()
+    runs = _runs_seen_by_anime_server(env, run_id, tmp_path / "server.log")
+    print(f"day one: the run seen through `anime server` after {time.monotonic() - started:.1f} s")
+    episode_run, cut_runs = runs
+    assert episode_run["state"]["type"] == "COMPLETED", episode_run["state"]
+    assert len(cut_runs) == 8 and {r["state"]["type"] for r in cut_runs} == {"COMPLETED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _runs_seen_by_anime_server(
+    env: dict[str, str], run_id: str, log: Path
+) -> tuple[dict, list[dict]]:
+    """Start `anime server` as step 5 says, read the episode run and its cut subflows through
+    its Prefect API, stop it."""
+    port = _free_port()
+    command = [sys.executable, "-m", "anime", "server", "--port", str(port)]
+    command += ["--api-port", str(_free_port())]
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        with httpx.Client(base_url=api, timeout=10) as http:
+            deadline = time.monotonic() + 180
+            while True:
+                assert server.poll() is None, f"anime server exited:\n{log.read_text()[-4000:]}"
+                assert time.monotonic() < deadline, f"no Prefect API:\n{log.read_text()[-4000:]}"
+                try:
+                    if http.get("/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            episode_run = http.get(f"/flow_runs/{run_id}").raise_for_status().json()
+
+            def children(parents: list[str]) -> list[dict]:
+                found = {"flow_runs": {"parent_flow_run_id": {"any_": parents}}, "limit": 200}
+                return http.post("/flow_runs/filter", json=found).raise_for_status().json()
+
+            scenes = children([run_id])
+            cuts = children([r["id"] for r in scenes]) if scenes else []
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(60) == 0, log.read_text()[-4000:]
+        return episode_run, cuts
+    finally:
+        if server.poll() is None:
+            server.kill()
