@@ -13,7 +13,6 @@ from typing import Any
 
 EXPERIMENTS = {
     "env_cache": "a server's /system_stats read once per process, not after every render",
-    "inline_store": "the render is stored inside the cut flow, not as a Prefect task",
 }
 
 
@@ -37,10 +36,3 @@ def _env_cache(_: int) -> None:
         return cache[self.server]
 
     ComfyUIClient.system_stats = system_stats  # type: ignore[method-assign]
-
-
-def _inline_store(_: int) -> None:
-    import flows.attempts
-    from tasks.rendering import task
-
-    flows.attempts.store_render = task.store_render.fn  # type: ignore[assignment]
