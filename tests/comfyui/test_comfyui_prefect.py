@@ -257,3 +257,58 @@ async def test_pool_skips_a_dead_server_and_fails_when_all_are_dead(tmp_path: Pa
             assert server.base_url == alive.url and result.status == "success"
     with pytest.raises(ComfyUIUnavailable, match="failed its health check"):
         await ComfyUIPool([dead], retry_interval_s=0.05).render(basic_graph(), "nowhere")
+
+
+async def test_a_slot_held_longer_than_its_lease_is_renewed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import PrefectClient
+
+    renewals: list[uuid.UUID] = []
+    renew = PrefectClient.renew_concurrency_lease
+
+    async def counted(self: PrefectClient, lease_id: uuid.UUID, lease_duration: float) -> Any:
+        renewals.append(lease_id)  # counted, then renewed for real
+        return await renew(self, lease_id, lease_duration)
+
+    monkeypatch.setattr(PrefectClient, "renew_concurrency_lease", counted)
+    # Prefect's shortest lease is 60 s, renewed at 3/4: here at 1% of it (every 0.6 s), so
+    # that a render of seconds outlives several renewals.
+    monkeypatch.setattr(blocks.comfyui.leases, "RENEW_AT", 0.01)
+    with ComfyUITestServer(tmp_path / "a", render_time_s=2.5) as a:
+        server = block_for(a, slots=1)
+        await ensure_concurrency_limits([server])
+        pool = ComfyUIPool([server], lease_duration_s=60.0)
+        _, result = await pool.render(basic_graph(), prompt_id_for("renewed", 1), new_prompt=True)
+    assert result.status == "success"
+    # Renewed every 0.6 s while the 2.5 s render holds it, always the same lease.
+    assert len(renewals) >= 2 and len(set(renewals)) == 1
+
+
+async def test_a_slot_whose_lease_is_lost_stops_its_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocks.comfyui.leases import ComfyUISlotLost, lease_dir
+
+    monkeypatch.setattr(blocks.comfyui.leases, "RENEW_AT", 0.01)  # as above: every 0.6 s
+    with ComfyUITestServer(tmp_path / "a", render_time_s=15.0) as a:
+        server = block_for(a, slots=1)
+        await ensure_concurrency_limits([server])
+        pool = ComfyUIPool([server], lease_duration_s=60.0)
+        render = asyncio.create_task(
+            pool.render(basic_graph(), prompt_id_for("lost-lease", 1), new_prompt=True)
+        )
+        note = None
+        for _ in range(100):  # the lease's note appears once the slot is held
+            held = lease_dir().glob("*.json")
+            notes = [p for p in held if server.concurrency_limit in p.read_text()]
+            if notes:
+                note = notes[0]
+                break
+            await asyncio.sleep(0.05)
+        assert note is not None
+        lease_id = uuid.UUID(note.stem)
+        async with get_client() as client:  # the server forgets the lease (as on expiry)
+            await client.release_concurrency_slots_with_lease(lease_id)
+        with pytest.raises(ComfyUISlotLost, match="could not be renewed"):
+            await asyncio.wait_for(render, 10)
