@@ -27,12 +27,13 @@ def _beat(process: RunProcess) -> None:
 
 
 def keep_beating(process: RunProcess) -> None:
-    """Beat now (before a job run names this process: each time one does), and from the first
-    call on every HEARTBEAT_S s until the process exits."""
-    _beat(process)
+    """On the first call, beat now (before a job run names this process) and start beating
+    every HEARTBEAT_S s until the process exits. Later calls find it beating already: a beat
+    per job would be one more transaction on every cut's way to its render."""
     with _lock:
         if process in _started:
             return
+        _beat(process)
         _started.add(process)
 
     def loop() -> None:
