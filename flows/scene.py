@@ -12,20 +12,19 @@ from flows.limits import cut_admission, gather_or_stop
 from tasks.planning import RenderSettings, ScenePlan
 from tasks.reports import CutOutcome, Progress
 
-_quiet: dict[int, tuple[Settings, Settings]] = {}
+_quiet: tuple[Settings, Settings] | None = None  # (the run's settings, the same without beats)
 
 
 def _without_heartbeat() -> SettingsContext:
     """The run's Prefect settings with no flow-run heartbeat, built once per settings object
     (a copy of Prefect's settings takes ~40 ms of CPU: once per cut would cost more than the
     heartbeat it saves)."""
+    global _quiet
     context = get_settings_context()
-    cached = _quiet.get(id(context.settings))
-    if cached is None or cached[0] is not context.settings:
+    if _quiet is None or _quiet[0] is not context.settings:
         quiet = context.settings.copy_with_update(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-        _quiet.clear()  # one run's settings at a time
-        cached = _quiet[id(context.settings)] = (context.settings, quiet)
-    return SettingsContext(profile=context.profile, settings=cached[1])
+        _quiet = (context.settings, quiet)
+    return SettingsContext(profile=context.profile, settings=_quiet[1])
 
 
 @flow(
