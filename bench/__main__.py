@@ -160,16 +160,13 @@ def run_orchestration(
 def per_cut_line(analysed: dict[str, Any]) -> str:
     """CPU ms and Prefect records per cut, one line: what each change moves."""
     cpu = {k: round(1000 * v) for k, v in analysed["cpu_per_cut_s"].items()}
-    counts = analysed["per_cut_counts"]
-    requests = counts.get("requests", {})
-    to_prefect = sum(v for k, v in requests.items() if k.split()[1] == "prefect")
-    to_comfyui = sum(v for k, v in requests.items() if k.split()[1] == "comfyui")
     return (
         f"CPU ms/cut {cpu}; task runs/cut "
         f"{analysed['api_records_per_cut'].get('task_runs', float('nan')):.1f}, "
         f"logs/cut {analysed['logs_per_cut']:.1f}, events/cut "
-        f"{sum(counts.get('events', {}).values()):.1f}, requests/cut: Prefect API "
-        f"{to_prefect:.1f}, ComfyUI {to_comfyui:.1f}"
+        f"{report.per_cut(analysed, 'events'):.1f}, requests/cut: Prefect API "
+        f"{report.requests(analysed, 'prefect'):.1f}, ComfyUI "
+        f"{report.requests(analysed, 'comfyui'):.1f}"
     )
 
 

@@ -104,8 +104,8 @@ def overhead_table(runs: list[dict[str, Any]]) -> str:
                     _ms(cpu[k]) for k in ("episode_process", "prefect", "postgres", "comfyui")
                 ),
                 _ms(med(_orchestrator_cpu(r) for r in rs)),
-                _f(med(_requests(r, "prefect") for r in rs), 1),
-                _f(med(_per_cut(r, "events") for r in rs), 1),
+                _f(med(requests(r, "prefect") for r in rs), 1),
+                _f(med(per_cut(r, "events") for r in rs), 1),
                 _f(med(r["api_records_per_cut"]["task_runs"] for r in rs), 1),
                 _f(med(r["logs_per_cut"] for r in rs), 1),
             ]
@@ -185,11 +185,11 @@ def database_table(result: dict[str, Any]) -> str:
     return table(["operation", "runs", "median ms", "p95 ms"], rows)
 
 
-def _per_cut(run: dict[str, Any], kind: str, prefix: str = "") -> float:
+def per_cut(run: dict[str, Any], kind: str, prefix: str = "") -> float:
     return sum(v for k, v in run["per_cut_counts"].get(kind, {}).items() if k.startswith(prefix))
 
 
-def _requests(run: dict[str, Any], target: str) -> float:
+def requests(run: dict[str, Any], target: str) -> float:
     found = run["per_cut_counts"].get("requests", {})
     return sum(v for k, v in found.items() if k.split(" ")[1:2] == [target])
 
@@ -212,10 +212,10 @@ def experiments_table(baseline: list[dict[str, Any]], runs: list[dict[str, Any]]
                 _ms(total),
                 change,
                 _ms(med(r["overhead_median_s"] for r in rs)),
-                _f(med(_requests(r, "prefect") for r in rs), 1),
-                _f(med(_requests(r, "comfyui") for r in rs), 1),
-                _f(med(_per_cut(r, "events") for r in rs), 1),
-                _f(med(_per_cut(r, "clients") for r in rs), 1),
+                _f(med(requests(r, "prefect") for r in rs), 1),
+                _f(med(requests(r, "comfyui") for r in rs), 1),
+                _f(med(per_cut(r, "events") for r in rs), 1),
+                _f(med(per_cut(r, "clients") for r in rs), 1),
             ]
         )
     return table(
