@@ -205,9 +205,10 @@ def _session_factory() -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One transaction: committed on success, rolled back whole on any error."""
-    session = _session_factory()()
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """One transaction: committed on success, rolled back whole on any error. On ``engine``
+    when given (a thread that must keep to the database it started on), else this process's."""
+    session = Session(engine, expire_on_commit=False) if engine else _session_factory()()
     try:
         yield session
         session.commit()
@@ -218,8 +219,19 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
+_generation = 0
+
+
+def database_generation() -> int:
+    """Changes whenever the process forgets its database (`reset_caches`): a long-lived thread
+    that captured an engine stops using it then."""
+    return _generation
+
+
 def reset_caches() -> None:
     """Forget the engine and URL (tests switch databases between sessions)."""
+    global _generation
+    _generation += 1
     for fn in (get_engine, _session_factory, database_url):
         if fn.cache_info().currsize and fn is get_engine:
             get_engine().dispose()

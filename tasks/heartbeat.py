@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import threading
 
+from sqlalchemy import Engine
+
 from db import heartbeats as db_heartbeats
-from db.engine import session_scope
+from db.engine import database_generation, get_engine, session_scope
 from db.jobs import RunProcess
 
 HEARTBEAT_S = 10.0
@@ -16,31 +18,38 @@ HEARTBEAT_S = 10.0
 # beats missed, so a slow database moment does not make a live run a crash.
 SILENT_CRASHED_S = 120.0
 
-_started: set[RunProcess] = set()
+# Each beating process -> the database generation (db/engine.py) its thread writes into.
+_beating: dict[RunProcess, int] = {}
 _lock = threading.Lock()
 _log = logging.getLogger(__name__)
 
 
-def _beat(process: RunProcess) -> None:
-    with session_scope() as session:
+def _beat(engine: Engine, process: RunProcess) -> None:
+    with session_scope(engine) as session:
         db_heartbeats.beat(session, process.host, process.pid, process.started)
 
 
 def keep_beating(process: RunProcess) -> None:
     """On the first call, beat now (before a job run names this process) and start beating
     every HEARTBEAT_S s until the process exits. Later calls find it beating already: a beat
-    per job would be one more transaction on every cut's way to its render."""
+    per job would be one more transaction on every cut's way to its render.
+
+    The thread keeps to the database it started on: a process that moves to another one
+    (the tests do) must not beat into it from an old thread; its next job starts a new one."""
+    generation, engine = database_generation(), get_engine()
     with _lock:
-        if process in _started:
+        if _beating.get(process) == generation:
             return
-        _beat(process)
-        _started.add(process)
+        _beat(engine, process)
+        _beating[process] = generation
 
     def loop() -> None:
         stop = threading.Event()
         while not stop.wait(HEARTBEAT_S):
+            if database_generation() != generation:
+                return
             try:
-                _beat(process)
+                _beat(engine, process)
             except Exception as exc:  # noqa: BLE001 - a database hiccup: beat again later
                 _log.debug("heartbeat not written: %s", exc)
 

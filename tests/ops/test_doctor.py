@@ -152,3 +152,32 @@ async def test_a_run_of_another_machine_is_crashed_only_once_its_process_fell_si
         assert crashed.runs[-1].status is JobRunStatus.CRASHED
         for host in (beating.host, unknown.host):  # alive, or cannot be told: left running
             assert s.get(Job, job_of[host]).status is JobStatus.RUNNING
+
+
+def test_a_heartbeat_keeps_to_the_database_it_started_on(databases, db, monkeypatch) -> None:
+    """A process that moves to another database (the test suite does, between tests) must not
+    beat into it from the thread it started on the first one: a stray row there would name a
+    process the second database never ran."""
+    import time
+
+    from db import migrate
+    from db.models import ProcessHeartbeat
+    from tasks import heartbeat
+
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_S", 0.05)
+    process = RunProcess(host="render-05.studio", pid=4343, started=f"{time.time()}")
+
+    def beats() -> int:
+        with session_scope() as s:
+            return len(s.scalars(select(ProcessHeartbeat).filter_by(host=process.host)).all())
+
+    heartbeat.keep_beating(process)
+    assert beats() == 1
+    other = databases.create()
+    databases.use(other)
+    migrate.upgrade()
+    time.sleep(0.5)  # ten beat intervals
+    assert beats() == 0
+    heartbeat.keep_beating(process)  # its next job, on this database: beating here from now
+    assert beats() == 1
+    databases.use(db)
