@@ -372,6 +372,32 @@ def cancellable_jobs(
     return list(session.scalars(query))
 
 
+def end_jobs_left_running(
+    session: Session, process: RunProcess, project_slug: str, episode: int, reason: str
+) -> list[int]:
+    """End, cancelled with ``reason``, the episode's jobs that ``process`` still has running:
+    what a run that is being stopped opened and did not get to end itself. Returns their ids."""
+    found = get_episode(session, project_slug, episode)
+    runs = session.scalars(
+        select(JobRun)
+        .join(Job, JobRun.job_id == Job.id)
+        .join(Cut, Job.cut_id == Cut.id)
+        .join(Scene, Cut.scene_id == Scene.id)
+        .where(
+            Scene.episode_id == found.id,
+            JobRun.status == JobRunStatus.RUNNING,
+            JobRun.host == process.host,
+            JobRun.pid == process.pid,
+            JobRun.process_started == process.started,
+        )
+        .order_by(JobRun.job_id)
+    )
+    ended = [run.job_id for run in runs]
+    for job_id in ended:
+        record_cancelled(session, job_id, reason)
+    return ended
+
+
 def running_job_runs(session: Session) -> list[JobRun]:
     """Every job run still marked running, with its job (oldest first)."""
     return list(

@@ -28,6 +28,7 @@ from tasks.production import (
     AttemptState,
     flag_for_review,
     record_cancelled,
+    record_cancelled_now,
     record_error,
 )
 from tasks.rendering.request import RenderRequest
@@ -76,9 +77,10 @@ async def _render_and_store(request: RenderRequest, slot: Callable) -> list[str]
         raise
     except asyncio.CancelledError:
         # Stopped from outside (a sibling job's error ended the task group, or the run was
-        # cancelled): nothing stays `running`. Shielded, as this task is being cancelled.
+        # cancelled): nothing stays `running`. Recorded without an await: asyncio cancels this
+        # task again at each one, so an awaited record may never land before the process ends.
         with contextlib.suppress(Exception):
-            await asyncio.shield(record_cancelled(request.job_id, STOPPED))
+            record_cancelled_now(request.job_id, STOPPED)
         raise
     except Exception as exc:
         await record_error(request.job_id, f"{type(exc).__name__}: {exc}")

@@ -47,6 +47,7 @@ from blocks.comfyui import (
 )
 from db import cancellations as db_cancellations
 from db import jobs as db_jobs
+from db.engine import session_scope
 from tasks.production import in_session
 
 CANCEL_TIMEOUT_S = 2.0  # per server: a server that does not answer by then is reported
@@ -227,11 +228,8 @@ async def cancel_on_request(
     episode's renders are cancelled (`cancel_renders`) and the watch says so: the flow then
     stops and ends Cancelled."""
     watch = CancelWatch()
-    if flow_run_id is None:
-        yield watch
-        return
 
-    async def observe() -> None:
+    async def observe(flow_run_id: str) -> None:
         async with get_client() as client:
             while True:
                 await asyncio.sleep(WATCH_INTERVAL_S)
@@ -248,18 +246,45 @@ async def cancel_on_request(
         watch.reason = f"the run was cancelled in Prefect{said}"
         await cancel_renders(project, episode, reason=watch.reason, servers=servers, end_runs=False)
 
-    watcher = asyncio.create_task(observe())
+    watcher = asyncio.create_task(observe(flow_run_id)) if flow_run_id else None
     try:
         yield watch
+    except BaseException as exc:
+        # Stopped (the runner's SIGTERM, Ctrl-C, an error past every job's own handler): a
+        # job opened in the moment before its render's handler took over stays `running`
+        # unless ended here. In this thread: an await could be cancelled again before it lands.
+        _end_jobs_left_running(project, episode, exc)
+        raise
     finally:
-        if watch.cancelled:  # the prompts are being withdrawn: let that finish
-            try:
-                await asyncio.shield(watcher)
-            except Exception as exc:  # noqa: BLE001 - the run ends Cancelled whatever this says
-                _log().error("cancelling the run's renders failed: %s", exc)
-        else:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        if watcher is not None:
+            await _stop_watching(watcher, watch)
+
+
+async def _stop_watching(watcher: asyncio.Task, watch: CancelWatch) -> None:
+    if watch.cancelled:  # the prompts are being withdrawn: let that finish
+        try:
+            await asyncio.shield(watcher)
+        except Exception as exc:  # noqa: BLE001 - the run ends Cancelled whatever this says
+            _log().error("cancelling the run's renders failed: %s", exc)
+    else:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+def _end_jobs_left_running(project: str, episode: int, exc: BaseException) -> None:
+    from tasks.recovery import this_process
+
+    why = "a cancel" if isinstance(exc, asyncio.CancelledError) else type(exc).__name__
+    try:
+        with session_scope() as session:
+            ended = db_jobs.end_jobs_left_running(
+                session, this_process(), project, episode, f"the run stopped ({why})"
+            )
+    except Exception as err:  # noqa: BLE001 - `anime doctor` ends them later; say so
+        _log().error("jobs left running by the stopped run were not ended: %s", err)
+        return
+    if ended:
+        _log().warning("ended jobs %s, left running by the stopped run", ended)
 
 
 def _log():

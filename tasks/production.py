@@ -224,9 +224,7 @@ async def load_sheet(
 
     def read(session) -> tuple[db_briefs.SheetBrief, AttemptHistory]:
         brief = db_briefs.load_sheet_brief(session, project, character, look)
-        history = read_sheet_history(
-            session, brief.character.character_id, brief.character.look_id
-        )
+        history = read_sheet_history(session, brief.character.character_id, brief.character.look_id)
         return brief, history
 
     return await in_session(read)
@@ -273,6 +271,14 @@ async def record_error(job_id: int, error: str) -> None:
 @task(name="record-cancelled", cache_policy=NO_CACHE)
 async def record_cancelled(job_id: int, reason: str) -> None:
     await in_session(db_jobs.record_cancelled, job_id, reason)
+
+
+def record_cancelled_now(job_id: int, reason: str) -> None:
+    """`record_cancelled` for a task that is being cancelled: in this thread, with no await a
+    second cancel (asyncio repeats it until the task ends) could cut short, and no task run
+    the stopping Prefect engine would have to create."""
+    with session_scope() as session:
+        db_jobs.record_cancelled(session, job_id, reason)
 
 
 @task(name="record-phase-gate", cache_policy=NO_CACHE)

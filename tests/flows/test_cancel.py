@@ -161,3 +161,40 @@ async def test_a_cancelled_cut_without_a_job_is_not_submitted_by_a_run_under_way
         outcome = await render_cut(cut_id, Phase.GENERATION, later)
         assert outcome.status in ("approved", "needs_review")
         assert comfy.stats.prompts_executed == 1
+
+
+async def test_a_run_stopped_just_after_opening_a_job_leaves_nothing_running(production):
+    """The runner's SIGTERM (a cancel in the UI of a served run) reaches the run as asyncio
+    cancellation wherever it is: also in the moment after a job was marked running and before
+    its render's own handler took over. The episode's stop ends that job cancelled."""
+    from db.briefs import load_cut_brief
+    from tasks.cancel import cancel_on_request
+    from tasks.production import AttemptTarget, open_attempt
+
+    with session_scope() as s:
+        cut_id = s.scalar(select(Cut.id).order_by(Cut.id).limit(1))
+        target = AttemptTarget.of_cut(load_cut_brief(s, cut_id), Phase.GENERATION)
+
+    async def run_until_stopped() -> None:
+        async with cancel_on_request(None, production, 1, []):
+            await open_attempt(target, 1, "comfyui", None)
+            await asyncio.sleep(60)  # where the runner's SIGTERM finds it
+
+    run = asyncio.create_task(run_until_stopped())
+    while not _jobs_with(JobStatus.RUNNING):
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    (job,) = _jobs_with(JobStatus.CANCELLED)
+    assert job.error == "the run stopped (a cancel)"
+    assert job.runs[-1].status is JobRunStatus.CANCELLED
+    assert not _jobs_with(JobStatus.RUNNING)
+
+
+def _jobs_with(status: JobStatus) -> list[Job]:
+    with session_scope() as s:
+        jobs = list(s.scalars(select(Job).where(Job.status == status)))
+        for job in jobs:
+            job.runs  # noqa: B018 - loaded before the session closes
+        return jobs
