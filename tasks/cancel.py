@@ -48,6 +48,7 @@ from blocks.comfyui import (
 from db import cancellations as db_cancellations
 from db import jobs as db_jobs
 from db.engine import session_scope
+from db.identity import database_id
 from tasks.production import in_session
 
 CANCEL_TIMEOUT_S = 2.0  # per server: a server that does not answer by then is reported
@@ -109,7 +110,10 @@ async def cancel_renders(
         # The job is cancelled first: a render waiting for a slot checks it before submitting.
         for job in jobs:
             db_jobs.record_cancelled(session, job.id, reason)
-        return [(j.id, j.comfyui_prompt_id or prompt_id_for(j.id, j.attempt)) for j in jobs]
+        database = database_id(session)
+        return [
+            (j.id, j.comfyui_prompt_id or prompt_id_for(j.id, j.attempt, database)) for j in jobs
+        ]
 
     targets = await in_session(record)
     result = Cancellation()

@@ -15,10 +15,13 @@ from blocks.comfyui.errors import ComfyUICancelled, ComfyUIExecutionError
 PROMPT_NAMESPACE = uuid.UUID("6b1f3c2e-5a7d-4e0b-9c1a-2f6d8e4b7a10")
 
 
-def prompt_id_for(job_id: str | int | uuid.UUID, attempt: int) -> str:
+def prompt_id_for(job_id: str | int | uuid.UUID, attempt: int, database: str = "") -> str:
     """The prompt id of one render attempt of a job, derived so that a worker that crashed
-    and retries asks for the same id, finds it on the server and re-attaches to it."""
-    return str(uuid.uuid5(PROMPT_NAMESPACE, f"job:{job_id}:attempt:{attempt}"))
+    and retries asks for the same id, finds it on the server and re-attaches to it.
+    ``database``: the id of the database the job is in (db/identity.py): job ids repeat from
+    one database to the next, and two of them may share a server."""
+    where = f"database:{database}:" if database else ""
+    return str(uuid.uuid5(PROMPT_NAMESPACE, f"{where}job:{job_id}:attempt:{attempt}"))
 
 
 def client_id_for(prompt_id: str) -> str:
@@ -217,6 +220,7 @@ class PromptState:
     position: int | None = None
     number: float | None = None
     entry: dict[str, Any] | None = None
+    graph: Any = None  # the graph the server holds under this id, as it was submitted
 
 
 # -- progress events (what `follow` yields) --------------------------------------------------

@@ -13,6 +13,7 @@ from db.models.character import (
 from db.models.continuity import ContinuityScore
 from db.models.jobs import (
     Artifact,
+    DatabaseIdentity,
     GenerationParams,
     Job,
     JobLook,
@@ -62,6 +63,7 @@ __all__ = [
     "ContinuityScore",
     "Cut",
     "CutCasting",
+    "DatabaseIdentity",
     "Episode",
     "FaceCalibration",
     "FaceEmbedding",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -227,3 +230,16 @@ class ProcessHeartbeat(Base):
     process_started: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
     # The database's clock: the machines' own clocks differ.
     beat_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DatabaseIdentity(Base):
+    """This database's own id, made once (one row): the prompt ids its jobs give ComfyUI are
+    derived from it, so two databases sharing a server (staging beside production) never
+    give the same id to two different renders, nor cancel each other's."""
+
+    __tablename__ = "database_identity"
+    __table_args__ = (CheckConstraint("singleton", name="one_row"),)
+
+    singleton: Mapped[bool] = mapped_column(primary_key=True, default=True, server_default=true())
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -30,6 +30,7 @@ from blocks.comfyui.progress import run_logger
 from blocks.comfyui.run import FinishedPrompt
 from blocks.loop_local import loop_local
 from db import jobs as db_jobs
+from db.identity import database_id
 from db.renders import RenderOutput, RenderResult, RenderTimes
 from db.vocabulary import Phase
 from tasks.cancel import ensure_not_cancelled
@@ -312,7 +313,8 @@ class ComfyUIRenderer:
             request.servers, uploads, ask_again=request.workflow is not None
         )
         pool = await capable_pool(request.servers, graph, request.template, uploaded)
-        prompt_id = prompt_id_for(request.job_id, request.attempt)
+        database = await in_session(database_id)
+        prompt_id = prompt_id_for(request.job_id, request.attempt, database)
         outcome = await render_on(
             pool,
             graph,

@@ -21,8 +21,14 @@ from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select, update
 
-from blocks.comfyui import ComfyUIServer, ComfyUIServerNotFound, ensure_concurrency_limits
+from blocks.comfyui import (
+    ComfyUIServer,
+    ComfyUIServerNotFound,
+    ensure_concurrency_limits,
+    prompt_id_for,
+)
 from db.engine import session_scope
+from db.identity import database_id
 from db.models import (
     Cut,
     GenerationParams,
@@ -84,6 +90,9 @@ async def test_episode_through_comfyui(preview_production, save_blocks, comfy):
         jobs = s.scalars(select(Job)).all()
         assert {j.renderer for j in jobs} == {"comfyui"}
         assert all(j.comfyui_prompt_id and j.comfyui_server == comfy.url for j in jobs)
+        # Derived from this database's identity: another database's job 1 has other ids.
+        database = database_id(s)
+        assert all(j.comfyui_prompt_id == prompt_id_for(j.id, j.attempt, database) for j in jobs)
         params = s.scalars(select(GenerationParams)).all()
         assert all(p.workflow and p.workflow_sha256 for p in params)
         assert all(p.environment.get("comfyui_version") for p in params)
