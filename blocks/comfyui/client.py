@@ -22,6 +22,7 @@ from blocks.comfyui.downloads import download_output
 from blocks.comfyui.errors import (
     ComfyUICancelled,
     ComfyUIError,
+    ComfyUIPromptConflict,
     ComfyUIPromptLost,
     ComfyUIProtocolError,
     ComfyUIValidationError,
@@ -41,6 +42,7 @@ from blocks.comfyui.models import (
     client_id_for,
 )
 from blocks.comfyui.transport import ClientSettings, Transport
+from workflows.graph import graph_sha256
 
 logger = logging.getLogger("blocks.comfyui")
 
@@ -120,21 +122,25 @@ class ComfyUIClient:
             raise ComfyUIProtocolError(
                 "GET /queue did not answer a queue", server=self.server, prompt_id=prompt_id
             )
+        # A queue item and a history entry's "prompt" are both
+        # [number, prompt id, graph, extra data, outputs to execute].
         for item in queue.get("queue_running") or []:
             if len(item) > 1 and item[1] == prompt_id:
-                return PromptState("running", number=item[0])
+                return PromptState("running", number=item[0], graph=_graph_of(item))
         pending = sorted(
             (i for i in queue.get("queue_pending") or [] if len(i) > 1), key=lambda i: i[0]
         )
         for position, item in enumerate(pending):
             if item[1] == prompt_id:
-                return PromptState("queued", position=position, number=item[0])
+                return PromptState(
+                    "queued", position=position, number=item[0], graph=_graph_of(item)
+                )
         path = f"/history/{quote(prompt_id, safe='')}"
         history = await self._get(http, path, path, prompt_id=prompt_id)
         entry = history.get(prompt_id) if isinstance(history, dict) else None
         if isinstance(entry, dict):
             prompt = entry.get("prompt") or [None]
-            return PromptState("done", number=prompt[0], entry=entry)
+            return PromptState("done", number=prompt[0], entry=entry, graph=_graph_of(prompt))
         return PromptState("absent")
 
     async def result(self, prompt_id: str) -> PromptResult:
@@ -148,6 +154,31 @@ class ComfyUIClient:
         raise ComfyUIError(
             f"the prompt is still {state.phase}", server=self.server, prompt_id=prompt_id
         )
+
+    def _not_this_render(
+        self, state: PromptState, graph: dict[str, Any], prompt_id: str
+    ) -> str | None:
+        """Why the prompt the server holds under this id is not the one to re-attach to, or
+        None when it is. A finished one that failed (an earlier run's error or cancel, since
+        fixed) or holds another graph (a template changed since a crashed run queued it)
+        is submitted anew; one that still waits or runs with another graph is refused."""
+        if state.graph is not None and state.graph != graph:
+            theirs, ours = graph_sha256(state.graph)[:12], graph_sha256(graph)[:12]
+            if state.phase != "done":
+                raise ComfyUIPromptConflict(
+                    f"the server is already {state.phase} a prompt under this id with another "
+                    f"graph (sha256 {theirs}, this render's {ours}): a crashed run queued it "
+                    "before its template changed, or a copy of this database shares the "
+                    "server; cancel it there or wait for it to end, then run again",
+                    server=self.server,
+                    prompt_id=prompt_id,
+                )
+            return f"holds another graph (sha256 {theirs}, this render's {ours})"
+        if state.phase == "done" and state.entry is not None:
+            ended = PromptResult.from_history(prompt_id, state.entry, self.server).status
+            if ended != "success":
+                return f"ended {ended} in an earlier run"
+        return None
 
     def _absent(self, prompt_id: str) -> ComfyUIError:
         if (self.server, prompt_id) in _cancelled:
@@ -182,19 +213,28 @@ class ComfyUIClient:
         client_id = client_id_for(prompt_id)
         state = await self._lookup(http, prompt_id) if look_first else PromptState("absent")
         if state.phase != "absent":
+            if (stale := self._not_this_render(state, graph, prompt_id)) is None:
+                logger.info(
+                    "prompt %s is already %s on %s: re-attaching instead of submitting again",
+                    prompt_id,
+                    state.phase,
+                    self.server,
+                )
+                return Submission(
+                    prompt_id=prompt_id,
+                    server=self.server,
+                    client_id=client_id,
+                    number=state.number,
+                    reattached=True,
+                    state=state.phase,
+                )
+            # A finished prompt that is not this render's result: its history entry goes, so
+            # that this render's own is the one found under the id from now on.
             logger.info(
-                "prompt %s is already %s on %s: re-attaching instead of submitting again",
-                prompt_id,
-                state.phase,
-                self.server,
+                "prompt %s on %s %s: submitting this render anew", prompt_id, self.server, stale
             )
-            return Submission(
-                prompt_id=prompt_id,
-                server=self.server,
-                client_id=client_id,
-                number=state.number,
-                reattached=True,
-                state=state.phase,
+            await self.transport.request(
+                http, "POST", "/history", json={"delete": [prompt_id]}, prompt_id=prompt_id
             )
         body = {
             "prompt": graph,
@@ -379,6 +419,10 @@ class ComfyUIClient:
 
 # Content-addressed names this process knows each server holds (server -> names).
 _uploaded: dict[str, set[str]] = {}
+
+
+def _graph_of(item: Any) -> Any:
+    return item[2] if isinstance(item, list | tuple) and len(item) > 2 else None
 
 
 def check_api_graph(graph: Any) -> None:

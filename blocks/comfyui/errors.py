@@ -149,6 +149,10 @@ class ComfyUICancelled(ComfyUIError):
     """The prompt was interrupted or taken off the queue."""
 
 
+class ComfyUIPromptConflict(ComfyUIError):
+    """The server waits on or runs another graph under this render's prompt id."""
+
+
 class ComfyUIAuthError(ComfyUIError):
     """The server (or the proxy in front of it) refused our credentials."""
 

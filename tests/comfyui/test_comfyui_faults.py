@@ -4,6 +4,7 @@ download, a restart that lost ComfyUI's history), never rendered again."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import signal
@@ -16,7 +17,9 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from blocks.comfyui import (
+    ComfyUIExecutionError,
     ComfyUIOutage,
+    ComfyUIPromptConflict,
     ComfyUIServer,
     FinishedPrompt,
     ensure_concurrency_limits,
@@ -28,6 +31,7 @@ from blocks.comfyui import (
 from blocks.comfyui.leases import lease_dir
 from tests.comfyui.helpers import basic_graph, block_for
 from tests.comfyui_server import ComfyUITestServer
+from tests.comfyui_server.state import ExecutionFault
 from tests.conftest import REPO
 
 
@@ -126,6 +130,53 @@ async def test_recorded_outputs_that_differ_are_rendered_again(tmp_path: Path) -
             block, basic_graph(), prompt_id, tmp_path / "again", finished=finished
         )
         assert not again.recovered and comfy.stats.prompts_executed == 2
+
+
+async def test_a_prompt_that_failed_in_an_earlier_run_is_rendered_again_once_fixed(
+    tmp_path: Path,
+) -> None:
+    """A studio's first week: a render fails (a model file missing), the file is put in
+    place, the run is started again. ComfyUI still holds the failed prompt under the job's
+    id: it is submitted anew, not re-attached to (which reported the old error forever)."""
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.05) as comfy:
+        block = block_for(comfy)
+        prompt_id = prompt_id_for("fixed-later", 1)
+        comfy.faults.execution_error = ExecutionFault(message="model file missing")
+        with pytest.raises(ComfyUIExecutionError, match="model file missing"):
+            await render_on(block, basic_graph(), prompt_id, tmp_path / "first")
+        comfy.faults.execution_error = None
+        again = await render_on(block, basic_graph(), prompt_id, tmp_path / "again")
+        assert comfy.stats.prompts_executed == 2 and not again.recovered
+        assert again.result.status == "success" and again.files
+        assert comfy.history()[prompt_id]["status"]["status_str"] == "success"
+
+
+async def test_a_prompt_id_holding_another_graph_is_never_taken_for_this_render(
+    tmp_path: Path,
+) -> None:
+    """A finished prompt of another graph under the id (a template changed since a crashed
+    run, a restored copy of the database): rendered anew, its outputs not taken for this
+    render's. One still running with another graph: refused, naming both graphs."""
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.05) as comfy:
+        block = block_for(comfy)
+        prompt_id = prompt_id_for("changed-graph", 1)
+        theirs = await render_on(block, basic_graph(color=0x000000), prompt_id, tmp_path / "a")
+        ours = await render_on(block, basic_graph(color=0xFFFFFF), prompt_id, tmp_path / "b")
+        assert comfy.stats.prompts_executed == 2
+        assert ours.files[0].sha256 != theirs.files[0].sha256
+
+    with ComfyUITestServer(tmp_path / "d", render_time_s=5.0) as comfy:
+        block = block_for(comfy)
+        running = asyncio.create_task(
+            render_on(block, basic_graph(color=0x000000), prompt_id, tmp_path / "c")
+        )
+        while not comfy.in_flight:
+            await asyncio.sleep(0.02)
+        with pytest.raises(ComfyUIPromptConflict, match="another graph") as refused:
+            await render_on(block, basic_graph(color=0xFFFFFF), prompt_id, tmp_path / "e")
+        assert refused.value.prompt_id == prompt_id
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 _HOLD_A_SLOT = """
