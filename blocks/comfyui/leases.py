@@ -81,6 +81,14 @@ async def leased_slot(name: str, lease_duration_s: float) -> AsyncIterator[None]
             # task ends, through a new sync client (a TLS context and a request per render).
             if (context := ConcurrencyContext.get()) and lease_id in context.cleanup_lease_ids:
                 context.cleanup_lease_ids.remove(lease_id)
+        except Exception as exc:  # noqa: BLE001 - the render's own outcome (or ComfyUISlotLost) stands
+            logger.warning(
+                "the slot of %s was not given back (%s): it frees itself when its lease "
+                "expires, within %g s",
+                name,
+                exc,
+                lease_duration_s,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 note.unlink()
