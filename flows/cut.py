@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from blocks.comfyui import ComfyUICancelled
@@ -19,6 +20,7 @@ from db.briefs import CutBrief
 from db.vocabulary import Phase
 from flows.attempts import run_attempts
 from flows.limits import render_slot
+from flows.outcomes import cancelled_with
 from tasks import production
 from tasks.cancel import cut_cancelled
 from tasks.judging import Judgement, judge_cut
@@ -114,7 +116,9 @@ class CutAttempts:
     persist_result=False,
     validate_parameters=False,
 )
-async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> CutOutcome:
+async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> CutOutcome | State:
+    """One cut through one phase. A cancelled cut ends Cancelled, its outcome as the state's
+    data (read with `flows.outcomes.outcome_of`)."""
     logger = get_run_logger()
     phase = Phase(phase)
     brief, state = await production.load_cut(cut_id, phase)
@@ -145,21 +149,13 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
 
     if (cancelled := await cut_cancelled(cut_id, settings.started_at)) is not None:
         logger.warning("%s not rendered: %s", brief.label, cancelled)
-        return outcome.model_copy(
-            update=dict(
-                status="cancelled", verdict="could_not_judge", explanation=f"cancelled: {cancelled}"
-            )
-        )
+        return _cancelled(outcome, f"cancelled: {cancelled}")
     subject = CutAttempts(brief, phase, settings, state.approved_keyframe)
     try:
         result = await run_attempts(subject, state, settings.attempt_budget, slot=render_slot)
     except ComfyUICancelled as exc:
         logger.warning("%s cancelled: %s", brief.label, exc.detail)
-        return outcome.model_copy(
-            update=dict(
-                status="cancelled", verdict="could_not_judge", explanation=f"cancelled: {exc}"
-            )
-        )
+        return _cancelled(outcome, f"cancelled: {exc}")
     judgement = result.judgement
     explanation = judgement.explanation if judgement else ""
     return outcome.model_copy(
@@ -173,3 +169,11 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
             scores=judgement.summary if judgement else {},
         )
     )
+
+
+def _cancelled(outcome: CutOutcome, explanation: str) -> State:
+    """The cut's subflow ends Cancelled (as the Prefect UI should show it), with its outcome."""
+    cancelled = outcome.model_copy(
+        update=dict(status="cancelled", verdict="could_not_judge", explanation=explanation)
+    )
+    return cancelled_with(cancelled, explanation)

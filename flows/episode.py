@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from db.vocabulary import GateDecision, GateScope, Phase
 from flows.limits import gather_or_stop, scene_admission, set_render_limit
+from flows.outcomes import outcome_of
 from flows.parameters import (
     AttemptBudget,
     ComfyUIServers,
@@ -100,7 +101,8 @@ async def render_phase(
 
     async def one(scene: ScenePlan) -> list[CutOutcome]:
         async with scene_admission():
-            return await render_scene(scene, phase, settings, progress)
+            state = await render_scene(scene, phase, settings, progress, return_state=True)
+        return await outcome_of(state)
 
     per_scene = await gather_or_stop(*(one(scene) for scene in plan.scenes))
     cuts = [outcome for scene in per_scene for outcome in scene]

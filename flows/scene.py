@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.context import SettingsContext, get_settings_context
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 
 from db.vocabulary import Phase
 from flows.cut import render_cut
 from flows.limits import cut_admission, gather_or_stop
+from flows.outcomes import cancelled_with, outcome_of
 from tasks.planning import RenderSettings, ScenePlan
 from tasks.reports import CutOutcome, Progress
 
@@ -35,15 +37,21 @@ def _without_heartbeat() -> SettingsContext:
 )
 async def render_scene(
     scene: ScenePlan, phase: Phase, settings: RenderSettings, progress: Progress | None = None
-) -> list[CutOutcome]:
+) -> list[CutOutcome] | State:
+    """The scene's cuts; it ends Cancelled when every one of them was."""
+
     async def one(cut_id: int) -> CutOutcome:
         async with cut_admission():
             # No heartbeat of its own: a cut runs in the episode's process, whose run beats
             # for it. Each would be a thread and an event per cut (docs/benchmarks.md).
             with _without_heartbeat():
-                outcome = await render_cut(cut_id, phase, settings)
+                state = await render_cut(cut_id, phase, settings, return_state=True)
+        outcome = await outcome_of(state)
         if progress is not None:
             await progress.advance()
         return outcome
 
-    return await gather_or_stop(*(one(cut_id) for cut_id in scene.cut_ids))
+    outcomes = await gather_or_stop(*(one(cut_id) for cut_id in scene.cut_ids))
+    if outcomes and all(o.status == "cancelled" for o in outcomes):
+        return cancelled_with(outcomes, f"all {len(outcomes)} cuts cancelled")
+    return outcomes

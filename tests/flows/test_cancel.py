@@ -131,6 +131,14 @@ async def test_cancelling_the_episode_run_takes_it_off_the_server_and_ends_it_ca
     async with get_client() as client:
         assert (await client.read_global_concurrency_limit_by_name(name)).active_slots == 0
         assert (await client.read_flow_run(run_id)).state.type is StateType.CANCELLED
+        # What the UI lists under the run: its cut and scene subflows ended Cancelled too.
+        for name, count in (("render-cut", 3), ("render-scene", None)):
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[name])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=started)),
+            )
+            assert runs and {r.state.type for r in runs} == {StateType.CANCELLED}, name
+            assert count is None or len(runs) == count
     # The process that took the jobs up beats: another machine can tell it lives.
     me = this_process()
     with session_scope() as s:
@@ -150,7 +158,9 @@ async def test_a_cancelled_cut_without_a_job_is_not_submitted_by_a_run_under_way
         cancelled = await cancel_renders(small_production, 1, scene=1, cut=2)
         assert cancelled.jobs == [] and cancelled.flow_runs == {}  # nothing was open
 
-        outcome = await render_cut(cut_id, Phase.GENERATION, under_way)
+        state = await render_cut(cut_id, Phase.GENERATION, under_way, return_state=True)
+        assert state.type is StateType.CANCELLED  # as the Prefect UI shows the cut
+        outcome = await state.aresult(raise_on_failure=False)
         assert outcome.status == "cancelled" and "cancelled by a person" in outcome.explanation
         assert comfy.stats.prompts_posted == 0
         with session_scope() as s:
