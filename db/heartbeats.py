@@ -25,8 +25,8 @@ def beat(session: Session, host: str, pid: int, started: str | None) -> None:
 
 
 def silent_for(session: Session, host: str, pid: int, started: str | None) -> float | None:
-    """Seconds since the process last beat, or None when it never did (a process of a version
-    without heartbeats: nothing can be told of it)."""
+    """Seconds since the process last beat (or since the database started, if later), or None
+    when it never did (a process of a version without heartbeats: nothing can be told of it)."""
     last: datetime | None = session.scalar(
         select(ProcessHeartbeat.beat_at).where(
             ProcessHeartbeat.host == host,
@@ -36,5 +36,8 @@ def silent_for(session: Session, host: str, pid: int, started: str | None) -> fl
     )
     if last is None:
         return None
-    now: datetime = session.scalar(select(func.now()))
-    return (now - last).total_seconds()
+    now, up_since = session.execute(select(func.now(), func.pg_postmaster_start_time())).one()
+    # A database that was down took no beats: silence counts from when it came back at the
+    # latest, so a live process of another machine is not called dead in the seconds before
+    # its next beat lands.
+    return (now - max(last, up_since)).total_seconds()

@@ -108,14 +108,30 @@ def test_cancel_names_an_unknown_episode_and_says_when_nothing_runs(production, 
     )
 
 
+def _database_up_s() -> float:
+    from sqlalchemy import func
+
+    with session_scope() as s:
+        return s.scalar(select(func.extract("epoch", func.now() - func.pg_postmaster_start_time())))
+
+
 async def test_a_run_of_another_machine_is_crashed_only_once_its_process_fell_silent(
-    production, db
+    production, db, monkeypatch
 ) -> None:
+    import asyncio
+
     from sqlalchemy import func, insert
 
+    import tasks.recovery
     from db.models import ProcessHeartbeat
-    from tasks.heartbeat import SILENT_CRASHED_S
     from tasks.recovery import recover_crashed
+
+    # Silence counts from the database's start at the latest (see the next test): a window
+    # shorter than the test server has been up, so that it can be reached here.
+    SILENT_CRASHED_S = 2.0
+    monkeypatch.setattr(tasks.recovery, "SILENT_CRASHED_S", SILENT_CRASHED_S)
+    while _database_up_s() < SILENT_CRASHED_S + 1:
+        await asyncio.sleep(0.5)
 
     silent = RunProcess(host="render-02.studio", pid=4242, started="7")
     beating = RunProcess(host="render-03.studio", pid=4242, started="7")
@@ -134,7 +150,7 @@ async def test_a_run_of_another_machine_is_crashed_only_once_its_process_fell_si
                 process=process,
             )  # fmt: skip
             job_of[process.host] = job.id
-        for process, seconds_ago in ((silent, SILENT_CRASHED_S + 60), (beating, 1)):
+        for process, seconds_ago in ((silent, SILENT_CRASHED_S + 60), (beating, 0)):
             s.execute(
                 insert(ProcessHeartbeat).values(
                     host=process.host,
@@ -152,6 +168,28 @@ async def test_a_run_of_another_machine_is_crashed_only_once_its_process_fell_si
         assert crashed.runs[-1].status is JobRunStatus.CRASHED
         for host in (beating.host, unknown.host):  # alive, or cannot be told: left running
             assert s.get(Job, job_of[host]).status is JobStatus.RUNNING
+
+
+def test_silence_counts_from_the_database_start_at_the_latest(db) -> None:
+    """A database that was down (restarted) could take no beats: a process of another machine
+    that beat an hour before it came back is silent for as long as the database has been up,
+    not an hour, so the recovery right after the restart does not call it dead before its
+    next beat lands."""
+    from sqlalchemy import func, insert
+
+    from db.heartbeats import silent_for
+    from db.models import ProcessHeartbeat
+
+    with session_scope() as s:
+        s.execute(
+            insert(ProcessHeartbeat).values(
+                host="render-06.studio", pid=4444, process_started="9",
+                beat_at=func.now() - func.make_interval(0, 0, 0, 0, 1),
+            )
+        )  # fmt: skip
+    with session_scope() as s:
+        silent = silent_for(s, "render-06.studio", 4444, "9")
+    assert silent is not None and silent <= _database_up_s() + 1 < 3600
 
 
 def test_a_heartbeat_keeps_to_the_database_it_started_on(databases, db, monkeypatch) -> None:
