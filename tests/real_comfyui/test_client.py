@@ -1,5 +1,6 @@
 """The studio's ComfyUI client against the real server: submit, follow, download, re-attach,
-cancel a queued prompt, interrupt a running one, and an image uploaded for LoadImage."""
+cancel a queued prompt, interrupt a running one, an image uploaded for LoadImage, and a
+prompt that failed rendered anew once its cause is fixed."""
 
 from __future__ import annotations
 
@@ -125,3 +126,41 @@ async def test_an_uploaded_image_feeds_loadimage(real_comfyui: RealComfyUI, tmp_
     assert pixels.shape == (24, 40, 3)
     # Inverted in float32 and saved back to 8 bits: within one level of 255 - value.
     assert np.abs(pixels[0, 0].astype(int) - [225, 165, 55]).max() <= 1
+
+
+async def test_a_prompt_that_failed_is_rendered_anew_once_its_cause_is_fixed(
+    real_comfyui: RealComfyUI, tmp_path: Path
+):
+    """A studio's first week: a prompt fails while it runs (here LoadImage's file is broken;
+    a missing model file fails the same way), the file is fixed, and the job runs again under
+    the same prompt id. ComfyUI still holds the failed prompt: it is rendered anew, not
+    re-attached to (which reported the old error on every re-run until a restart)."""
+    from blocks.comfyui import ComfyUIExecutionError
+
+    client = _client(real_comfyui)
+    name = f"{_id('fixed-later')}.png"
+
+    def upload(data: bytes) -> None:
+        answer = httpx.post(
+            f"{real_comfyui.url}/upload/image",
+            files={"image": (name, data, "image/png")},
+            data={"type": "input", "overwrite": "true"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+
+    upload(b"not an image: a file copied half-way")
+    prompt_id = _id("failed-first")
+    graph = _invert({"class_type": "LoadImage", "inputs": {"image": name}}, prompt_id)
+    with pytest.raises(ComfyUIExecutionError):
+        await client.render(graph, prompt_id)
+
+    source = tmp_path / "fixed.png"
+    Image.new("RGB", (16, 8), (10, 20, 30)).save(source)
+    upload(source.read_bytes())
+    result = await client.render(graph, prompt_id)
+    assert result.status == "success"
+    (file,) = await client.download_all(result, tmp_path / "out")
+    assert Image.open(file.path).size == (16, 8)
+    entry = httpx.get(f"{real_comfyui.url}/history/{prompt_id}", timeout=30).json()[prompt_id]
+    assert entry["status"]["status_str"] == "success"
