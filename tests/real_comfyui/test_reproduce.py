@@ -3,13 +3,12 @@ server's input folder lost it (as a restart on a fresh disk does): uploaded agai
 
 from __future__ import annotations
 
-import random
 import uuid
 
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from blocks.comfyui import find_server
 from db.engine import session_scope
@@ -34,10 +33,7 @@ async def test_a_reproduction_uploads_its_image_again_to_the_real_server(
     Image.new("RGB", (32, 24), colour).save(reference)
     name = content_name(reference)
     # The session's ComfyUI keeps the history of earlier tests, whose databases numbered their
-    # jobs from 1 too: prompt ids derive from (job id, attempt), so a reproduction job 2 would
-    # re-attach to another test's job 2. Numbers of our own avoid that (see the report).
-    with session_scope() as s:
-        s.execute(text(f"ALTER SEQUENCE jobs_id_seq RESTART WITH {random.randint(10**6, 10**9)}"))
+    # jobs from 1 too: prompt ids include each database's own id, so job 2 here is not theirs.
     job_id = await render_original(
         real_comfyui.url, loadimage_graph(name), {name: reference}, tmp_path
     )
