@@ -128,17 +128,18 @@ class ComfyUIPool:
 
     async def locate(self, prompt_id: str) -> ComfyUIServer | None:
         """The server that already has this prompt (queued, running or finished), if any:
-        a retry must go back there instead of rendering again somewhere else."""
+        a retry must go back there instead of rendering again somewhere else. One where it
+        waits or runs comes first: another may still hold an earlier run's failed try of it."""
 
-        async def where(server: ComfyUIServer) -> ComfyUIServer | None:
+        async def where(server: ComfyUIServer) -> tuple[bool, ComfyUIServer] | None:
             try:
                 state = await server.get_client().lookup(prompt_id)
             except ComfyUITransientError:
                 return None
-            return server if state.phase != "absent" else None
+            return None if state.phase == "absent" else (state.phase == "done", server)
 
-        found = await asyncio.gather(*(where(s) for s in self.servers))
-        return next((s for s in found if s is not None), None)
+        found = [f for f in await asyncio.gather(*(where(s) for s in self.servers)) if f]
+        return min(found, key=lambda f: f[0])[1] if found else None
 
     async def wait_until_up(
         self, servers: Sequence[ComfyUIServer], down_since: float, cause: str

@@ -19,6 +19,7 @@ from prefect.client.orchestration import get_client
 from blocks.comfyui import (
     ComfyUIExecutionError,
     ComfyUIOutage,
+    ComfyUIPool,
     ComfyUIPromptConflict,
     ComfyUIServer,
     FinishedPrompt,
@@ -177,6 +178,27 @@ async def test_a_prompt_id_holding_another_graph_is_never_taken_for_this_render(
         assert refused.value.prompt_id == prompt_id
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_prompt_running_again_elsewhere_is_found_before_its_failed_try(
+    tmp_path: Path,
+) -> None:
+    """Server A holds an earlier run's failed try of the prompt, B renders it again: a cancel
+    (or a timeout's withdrawal) through the pool reaches B's render, not A's old failure."""
+    with (
+        ComfyUITestServer(tmp_path / "a", render_time_s=0.05) as a,
+        ComfyUITestServer(tmp_path / "b", render_time_s=10.0) as b,
+    ):
+        prompt_id = prompt_id_for("moved", 1)
+        a.faults.execution_error = ExecutionFault(message="out of memory")
+        with pytest.raises(ComfyUIExecutionError):
+            await render_on(block_for(a), basic_graph(), prompt_id, tmp_path / "first")
+        await block_for(b).get_client().submit(basic_graph(), prompt_id)
+        while not b.in_flight:
+            await asyncio.sleep(0.02)
+        pool = ComfyUIPool([block_for(a), block_for(b)], health_check=False)
+        assert (await pool.locate(prompt_id)).base_url == b.url
+        assert await pool.cancel(prompt_id) == "interrupted"
 
 
 _HOLD_A_SLOT = """
