@@ -3,6 +3,7 @@ and a progress bar."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -154,6 +155,10 @@ class Progress:
         self.interval = interval
         self._id: UUID | None = None
         self._last = 0.0
+        # Updates go one at a time, each with the count as it is then: two in flight at once
+        # could reach the server out of order and leave the bar short of 100%.
+        self._writing = asyncio.Lock()
+        self._written = 0
 
     @property
     def artifact_id(self) -> str | None:
@@ -167,4 +172,8 @@ class Progress:
         now = time.monotonic()
         if self._id and (self.done == self.total or now - self._last >= self.interval):
             self._last = now
-            await aupdate_progress_artifact(self._id, 100.0 * self.done / self.total)
+            async with self._writing:
+                if self._written == self.done:
+                    return  # the update just before this one already said as much
+                self._written = self.done
+                await aupdate_progress_artifact(self._id, 100.0 * self._written / self.total)
