@@ -249,8 +249,10 @@ async def _attempt(
             if done is None and look_by_name:
                 look_by_name = False
                 clock.stage = "looking for its outputs on the server"
+                started = time.monotonic()
                 if (found := await _found_by_name(pool, graph, prompt_id, dest_dir)) is not None:
                     server, result, files = found
+                    timings.download_s = time.monotonic() - started
                     if on_finished is not None:
                         await on_finished(server.base_url, result)
                     return PromptRun(
@@ -397,7 +399,12 @@ async def _found_on(
             output_types.add(class_type)
     expected = expected_files(graph, prompt_id, output_types)
     if isinstance(expected, str):
-        run_logger().debug("outputs of %s not looked for by name: %s", prompt_id, expected)
+        run_logger().info(
+            "prompt %s is on no server: rendered (again), its outputs cannot be looked for "
+            "by name (%s)",
+            prompt_id,
+            expected,
+        )
         return None
     if not await client.has_output(expected.files[0]):
         return None  # never saved there: the usual case, said nothing of

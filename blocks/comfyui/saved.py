@@ -76,14 +76,14 @@ SAVERS: dict[str, Saver] = {
     "SaveAnimatedWEBP": Saver("webp", False, _webp_prompt),
 }
 
-# Where a node's batch size comes from: an int input that sets it, or the input whose batch it
-# keeps. A node not listed may change the batch (ImageBatch, RepeatLatentBatch, a LoadImage of
-# an animated file), so a save node behind one has no known number of files.
+# Where a node's batch size comes from (video latents, whose one latent decodes to several
+# frames, are left out on purpose): an int input that sets it, or the input whose batch it
+# keeps. A node not listed may change the batch (RepeatLatentBatch, LatentFromBatch, a
+# LoadImage of an animated file), so a save node behind one has no known number of files.
 BATCH_FROM: dict[str, str] = {
     "EmptyImage": "batch_size",
     "EmptyLatentImage": "batch_size",
     "EmptySD3LatentImage": "batch_size",
-    "EmptyHunyuanLatentVideo": "batch_size",
     "SVD_img2vid_Conditioning": "video_frames",
     "ImageInvert": "image",
     "ImageBlur": "image",
@@ -103,22 +103,27 @@ BATCH_FROM: dict[str, str] = {
 }
 
 
-def batch_size(graph: dict[str, Any], link: Any) -> int | None:
+# Nodes whose batch is the sum of their inputs' (torch.cat along the batch).
+BATCH_SUM: dict[str, tuple[str, ...]] = {"ImageBatch": ("image1", "image2")}
+
+
+def batch_size(graph: dict[str, Any], link: Any, _path: frozenset[str] = frozenset()) -> int | None:
     """How many images the node output `link` points at holds, when the graph says so."""
-    seen: set[str] = set()
-    while is_link(link):
-        node_id = str(link[0])
-        node = graph.get(node_id)
-        if node_id in seen or not isinstance(node, dict):
-            return None
-        seen.add(node_id)
-        source = BATCH_FROM.get(str(node.get("class_type")))
-        if source is None:
-            return None
-        link = (node.get("inputs") or {}).get(source)
-        if isinstance(link, int) and not isinstance(link, bool):
-            return link if link > 0 else None
-    return None
+    if isinstance(link, int) and not isinstance(link, bool):
+        return link if link > 0 else None
+    if not is_link(link):
+        return None
+    node_id = str(link[0])
+    node = graph.get(node_id)
+    if node_id in _path or not isinstance(node, dict):
+        return None  # a cycle or a dangling link: not a graph ComfyUI ran
+    inputs, class_type = node.get("inputs") or {}, str(node.get("class_type"))
+    path = _path | {node_id}
+    if class_type in BATCH_SUM:
+        counts = [batch_size(graph, inputs.get(name), path) for name in BATCH_SUM[class_type]]
+        return None if None in counts else sum(c for c in counts if c is not None)
+    source = BATCH_FROM.get(class_type)
+    return None if source is None else batch_size(graph, inputs.get(source), path)
 
 
 @dataclass(frozen=True)
