@@ -103,7 +103,7 @@ async def test_episode_through_comfyui(preview_production, save_blocks, comfy):
         slug = s.scalar(select(Project)).slug
         for job in jobs:
             prefix = s.get(GenerationParams, job.id).workflow["4"]["inputs"]["filename_prefix"]
-            assert prefix.startswith(f"anime/{slug}/ep01-sc")
+            assert prefix.startswith(f"anime/{slug}/E01S")  # the cut's label: E01S01C01
             tag = f"-{job.phase.value}-a{job.attempt:02d}-{job.comfyui_prompt_id[:8]}_frame"
             assert prefix.endswith(tag)
         # Per attempt: one run each, with the seconds of each stage measured.
