@@ -76,6 +76,7 @@ class SheetAttempts:
             attempt=attempt,
             phase=Phase.CONCEPT,
             label=brief.label,
+            project=brief.project_slug,
             name=f"{character.slug}-sheet",
             out_dir=str(
                 character_output_dir(

@@ -61,6 +61,7 @@ class CutAttempts:
             attempt=attempt,
             phase=phase,
             label=brief.label,
+            project=brief.project_slug,
             name=f"{brief.label}-{phase.value}-a{attempt:02d}",
             out_dir=str(
                 cut_output_dir(

@@ -44,6 +44,7 @@ from workflows.templating import (
     color_from_seed,
     list_templates,
     load_template,
+    rebind_parameter,
     render_template,
     template_origin,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "load_object_info",
     "load_template",
     "read_workflow",
+    "rebind_parameter",
     "render_template",
     "studio_templates_dir",
     "template_origin",

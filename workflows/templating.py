@@ -343,3 +343,22 @@ def render_template(
     if object_info is not None:
         validate_graph(graph, object_info, template=name)
     return graph
+
+
+def rebind_parameter(name: str, graph: ApiGraph, parameter: str, value: Any) -> ApiGraph:
+    """A copy of `graph`, rendered from template `name`, with one plain parameter (str, int,
+    float) written anew wherever the template binds it: for what is known only once the
+    rest is rendered (the output prefix, named after the render's prompt id)."""
+    template = load_template(name)
+    spec = template.parameters.get(parameter)
+    if spec is None or spec.type in ("loras", "controlnet"):
+        raise TemplateParameterError(name, parameter, "is not a plain parameter of the template")
+    try:
+        coerced = coerce_value(spec, value)
+    except ValueError as exc:
+        raise TemplateParameterError(name, parameter, str(exc)) from None
+    rebound = copy.deepcopy(graph)
+    for binding in spec.bind:
+        assert binding.input is not None
+        rebound[binding.node]["inputs"][binding.input] = _bound_value(coerced, binding)
+    return rebound

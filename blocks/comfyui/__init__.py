@@ -14,6 +14,7 @@ each, in import order (a module imports only modules above it):
   leases     server slots as Prefect leases, noted on disk (dead processes' given back)
   pool       `ComfyUIPool`: several servers, slots as Prefect global concurrency limits
   progress   live progress in the Prefect run: log lines and a progress artifact
+  saved      a finished prompt's files found again by name on the server, and verified
   run        `render_on`: slot, submit or re-attach, follow, download (`PromptRun`)
 """
 
@@ -46,6 +47,7 @@ from blocks.comfyui.models import PromptResult, prompt_id_for
 from blocks.comfyui.pool import ComfyUIPool, ensure_concurrency_limits
 from blocks.comfyui.progress import RenderProgress
 from blocks.comfyui.run import FinishedPrompt, PromptRun, RenderTimings, render_on
+from blocks.comfyui.saved import output_prefix
 from blocks.comfyui.server import ComfyUIServer, find_server, is_url, saved_servers
 
 __all__ = [
@@ -81,6 +83,7 @@ __all__ = [
     "ensure_concurrency_limits",
     "find_server",
     "is_url",
+    "output_prefix",
     "prompt_id_for",
     "release_dead_leases",
     "render_on",

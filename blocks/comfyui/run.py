@@ -7,6 +7,11 @@ connections, a cut download, a prompt lost to a restart) is polled for health un
 back, within its outage window (`unreachable_grace_s`), then the render goes on: a prompt
 that finished is downloaded (again), never rendered again; one that did not is submitted
 again under the same prompt id. Past the window, one `ComfyUIOutage`.
+
+A finished prompt is known by ComfyUI's history, else by what an earlier run recorded
+(`FinishedPrompt`), else by its files: a prompt in no queue or history whose every output
+file is on the server under its prefix, holding this very graph, is downloaded, not rendered
+(`blocks.comfyui.saved`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from blocks.comfyui.models import (
     ServerEnvironment,
 )
 from blocks.comfyui.pool import ComfyUIPool
-from blocks.comfyui.progress import RenderProgress
+from blocks.comfyui.progress import RenderProgress, run_logger
+from blocks.comfyui.saved import embedded_graph_matches, expected_files
 from blocks.comfyui.server import ComfyUIServer
 
 
@@ -235,8 +241,29 @@ async def _attempt(
     if finished is not None and (home := _server(pool, finished.server)) is not None:
         done = home, _recorded_result(prompt_id, finished)
         recovered = True
+    # Nothing recorded: the prompt may still have finished, just before its server restarted
+    # or this process died; its files are then on the server under its prefix.
+    look_by_name = not new_prompt and finished is None
     while True:
         try:
+            if done is None and look_by_name:
+                look_by_name = False
+                clock.stage = "looking for its outputs on the server"
+                started = time.monotonic()
+                if (found := await _found_by_name(pool, graph, prompt_id, dest_dir)) is not None:
+                    server, result, files = found
+                    timings.download_s = time.monotonic() - started
+                    if on_finished is not None:
+                        await on_finished(server.base_url, result)
+                    return PromptRun(
+                        server=server.base_url,
+                        prompt_id=prompt_id,
+                        result=result,
+                        files=files,
+                        environment=await server.get_client().system_stats(),
+                        timings=timings,
+                        recovered=True,
+                    )
             if done is None:
                 clock.stage = RENDERING
                 done = await _rendered_or_withdrawn(
@@ -276,6 +303,7 @@ async def _attempt(
             if isinstance(exc, ComfyUIPromptLost):
                 timings.resubmitted += 1
             new_prompt = False  # it may be on the server now (re-attach to it)
+            look_by_name = done is None and finished is None  # or have finished meanwhile
         except ComfyUIOutputError:
             if not recovered:
                 raise
@@ -335,6 +363,92 @@ async def _render(
         result = await server.get_client().render(graph, prompt_id, on_event=on_event)
     timings.execution_s = execution_seconds(result)
     return server, result
+
+
+async def _found_by_name(
+    pool: ComfyUIPool, graph: dict[str, Any], prompt_id: str, dest_dir: Path
+) -> tuple[ComfyUIServer, PromptResult, list[DownloadedFile]] | None:
+    """The prompt's outputs, downloaded and verified, when a server neither queues nor
+    remembers it but holds every file it saves (`blocks.comfyui.saved`); else None, and the
+    prompt is rendered (or re-attached to) as ever."""
+    if await pool.locate(prompt_id) is not None:
+        return None  # a server has it still: re-attached to
+    for server in pool.servers:
+        try:
+            found = await _found_on(server, graph, prompt_id, dest_dir)
+        except ComfyUITransientError as exc:
+            run_logger().info(
+                "outputs of %s not looked for on %s: %s", prompt_id, server.base_url, exc
+            )
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+async def _found_on(
+    server: ComfyUIServer, graph: dict[str, Any], prompt_id: str, dest_dir: Path
+) -> tuple[ComfyUIServer, PromptResult, list[DownloadedFile]] | None:
+    client = server.get_client()
+    output_types: set[str] = set()
+    for class_type in sorted({str(node.get("class_type")) for node in graph.values()}):
+        definition = (await client.object_info(class_type)).get(class_type)
+        if not isinstance(definition, dict):
+            return None  # the server cannot render this graph at all
+        if definition.get("output_node"):
+            output_types.add(class_type)
+    expected = expected_files(graph, prompt_id, output_types)
+    if isinstance(expected, str):
+        run_logger().info(
+            "prompt %s is on no server: rendered (again), its outputs cannot be looked for "
+            "by name (%s)",
+            prompt_id,
+            expected,
+        )
+        return None
+    if not await client.has_output(expected.files[0]):
+        return None  # never saved there: the usual case, said nothing of
+    files: list[DownloadedFile] = []
+    why = None
+    try:
+        for extra in expected.next_files:
+            if await client.has_output(extra):
+                why = f"{extra.filename} follows them: the prefix saw more than one render"
+                break
+        for output in expected.files if why is None else []:
+            file = await client.download(output, dest_dir)
+            files.append(file)
+            class_type = str(graph[output.node_id]["class_type"])
+            if (wrong := embedded_graph_matches(file.path, graph, class_type)) is not None:
+                why = f"{output.filename} {wrong}"
+                break
+    except ComfyUIOutputError as exc:
+        why = exc.detail
+    except BaseException:
+        for file in files:
+            file.path.unlink(missing_ok=True)
+        raise
+    if why is not None:
+        for file in files:
+            file.path.unlink(missing_ok=True)
+        run_logger().info(
+            "prompt %s: its outputs on %s are not complete, so it is rendered again (%s)",
+            prompt_id,
+            server.base_url,
+            why,
+        )
+        return None
+    run_logger().info(
+        "prompt %s finished on %s before its history was lost: its %d output file(s) were "
+        "found by name, verified and downloaded, not rendered again",
+        prompt_id,
+        server.base_url,
+        len(files),
+    )
+    result = PromptResult(
+        prompt_id=prompt_id, server=server.base_url, status="success", outputs=expected.files
+    )
+    return server, result, files
 
 
 def _server(pool: ComfyUIPool, base_url: str) -> ComfyUIServer | None:

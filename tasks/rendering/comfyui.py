@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import mimetypes
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from blocks.comfyui import (
     ComfyUIPool,
     ComfyUIServer,
     ComfyUITransientError,
+    output_prefix,
     prompt_id_for,
     render_on,
 )
@@ -45,6 +47,7 @@ from workflows import (
     find_problems,
     graph_sha256,
     load_template,
+    rebind_parameter,
     render_template,
 )
 
@@ -302,19 +305,20 @@ class ComfyUIRenderer:
         # Submitted in canonical key order: ComfyUI embeds json.dumps(prompt) in the files it
         # saves, and PostgreSQL's JSONB does not keep key order, so only a canonical order
         # makes a reproduction from the stored graph byte-identical.
-        graph = json.loads(canonical_json(workflow))
+        database = await in_session(database_id)
+        prompt_id = prompt_id_for(request.job_id, request.attempt, database)
         if request.workflow is None:
+            workflow = with_output_prefix(workflow, request, prompt_id)
             uploads = template_inputs(request)[2]
         else:
             uploads = stored_uploads(request)
+        graph = json.loads(canonical_json(workflow))
         # A reproduction asks each server again: it may have restarted with its input folder
         # wiped since this process uploaded there.
         uploaded = await upload_images(
             request.servers, uploads, ask_again=request.workflow is not None
         )
         pool = await capable_pool(request.servers, graph, request.template, uploaded)
-        database = await in_session(database_id)
-        prompt_id = prompt_id_for(request.job_id, request.attempt, database)
         outcome = await render_on(
             pool,
             graph,
@@ -353,6 +357,34 @@ class ComfyUIRenderer:
                 outage_s=outcome.timings.outage_s,
             ),
         )
+
+
+def output_stem(request: RenderRequest) -> str:
+    """What a render's files are called in the server's output folder, before the prompt's
+    tag: `anime/<project>/<subject>-<phase>-a<attempt>` (a cut's own `filename_prefix`
+    override instead, as given)."""
+    given = request.parameters.get("filename_prefix")
+    if isinstance(given, str) and given.strip():
+        return given.strip()
+    subject = f"{request.label}-{request.phase.value}-a{request.attempt:02d}"
+    parts = ["anime", request.project, subject] if request.project else ["anime", subject]
+    return "/".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-.") or "render" for p in parts)
+
+
+def with_output_prefix(
+    workflow: dict[str, Any], request: RenderRequest, prompt_id: str
+) -> dict[str, Any]:
+    """The template's graph with its save nodes writing under a prefix that names the prompt
+    (`blocks.comfyui.output_prefix`): readable in the output folder, each node keeping its
+    own suffix (`_frame`, `_clip`), and unique per prompt id, so that a prompt that finished
+    unseen (its server restarted before its history was read) is found there again, not
+    rendered again. A template without a `filename_prefix` parameter keeps its names (and
+    its prompts cannot be found that way)."""
+    assert request.template is not None
+    if "filename_prefix" not in load_template(request.template).parameters:
+        return workflow
+    prefix = output_prefix(output_stem(request), prompt_id)
+    return rebind_parameter(request.template, workflow, "filename_prefix", prefix)
 
 
 def _graph_params(graph: dict[str, Any], template: str | None) -> dict[str, Any]:

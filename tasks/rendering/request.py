@@ -40,6 +40,7 @@ class RenderRequest(BaseModel):
     attempt: int
     phase: Phase
     label: str  # the subject, as people name it: "ep01-sc02-cut03", "aki sheet"
+    project: str = ""  # the project's slug: the folder of its files on the ComfyUI server
     name: str  # file stem: "<label>-<phase>-a01"
     out_dir: str
     seed: int

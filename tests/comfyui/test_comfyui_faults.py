@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from blocks.comfyui import (
     ComfyUIServer,
     FinishedPrompt,
     ensure_concurrency_limits,
+    output_prefix,
     prompt_id_for,
     release_dead_leases,
     render_on,
@@ -34,6 +36,7 @@ from tests.comfyui.helpers import basic_graph, block_for
 from tests.comfyui_server import ComfyUITestServer
 from tests.comfyui_server.state import ExecutionFault
 from tests.conftest import REPO
+from workflows import canonical_json, render_template
 
 
 def _sha(path: Path) -> str:
@@ -114,6 +117,69 @@ async def test_a_finished_prompt_is_downloaded_after_a_restart_lost_its_history(
         )
         assert again.recovered and comfy.stats.prompts_executed == 1
         assert [f.sha256 for f in again.files] == [f.sha256 for f in first.files]
+
+
+async def test_a_finished_prompt_nobody_recorded_is_found_by_name_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """The server finished the prompt and restarted before any run read its history: its
+    files (PNG frames and the animated WEBP), under the prefix naming the prompt, are found,
+    verified and downloaded."""
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.05) as comfy:
+        block = block_for(comfy)
+        prompt_id = prompt_id_for("unrecorded", 1)
+        prefix = output_prefix("anime/demo/cut01-a01", prompt_id)
+        params = {"seed": 3, "width": 32, "height": 32, "frames": 2, "filename_prefix": prefix}
+        graph = json.loads(canonical_json(render_template("preview", params)))
+        first = await render_on(block, graph, prompt_id, tmp_path / "first")
+        comfy.restart()  # queue and history gone, nothing recorded; the output folder stays
+        again = await render_on(block, graph, prompt_id, tmp_path / "again")
+        assert again.recovered and comfy.stats.prompts_executed == 1
+        tag = f"cut01-a01-{prompt_id[:8]}"
+        found = {f.output.filename: f.sha256 for f in again.files}
+        assert found == {f.output.filename: f.sha256 for f in first.files}
+        assert set(found) == {
+            f"{tag}_frame_00001_.png", f"{tag}_frame_00002_.png", f"{tag}_clip_00001_.webp"
+        }
+        assert {f.output.subfolder for f in again.files} == {"anime/demo"}
+
+
+@pytest.mark.parametrize("damage", ["another graph's file", "second image gone"])
+async def test_files_under_the_name_that_are_not_this_renders_are_rendered_again(
+    tmp_path: Path, damage: str
+) -> None:
+    with ComfyUITestServer(tmp_path / "c", render_time_s=0.05) as comfy:
+        block = block_for(comfy)
+        prompt_id = prompt_id_for(f"damaged {damage}", 1)
+        graph = basic_graph(batch=2, prefix=output_prefix("anime/demo/cut02-a01", prompt_id))
+        first = await render_on(block, graph, prompt_id, tmp_path / "first")
+        served = {p.name: p for p in comfy.output_files()}
+        second = served[first.files[1].output.filename]
+        if damage == "second image gone":
+            second.unlink()
+        else:  # the same name, saved by another graph (another database, a changed template)
+            other = await render_on(
+                block, basic_graph(batch=2, color=0x445566), prompt_id_for("other", 1),
+                tmp_path / "other",
+            )  # fmt: skip
+            second.write_bytes(other.files[1].path.read_bytes())
+        comfy.restart()
+        again = await render_on(block, graph, prompt_id, tmp_path / "again")
+        rendered = 2 if damage == "second image gone" else 3
+        assert not again.recovered and comfy.stats.prompts_executed == rendered
+        # Rendered anew: ComfyUI's counter goes on after the highest file under the prefix.
+        start = 2 if damage == "second image gone" else 3
+        assert [f.output.filename for f in again.files] == [
+            f"cut02-a01-{prompt_id[:8]}_{n:05}_.png" for n in (start, start + 1)
+        ]
+        # What was downloaded to be verified and then refused is not left behind.
+        assert not (tmp_path / "again" / "anime/demo" / first.files[0].output.filename).exists()
+        if damage == "second image gone":
+            # Now 00001 is the first render's, 00002-00003 the second's: a prefix that saw
+            # two renders is not taken (00001 + 00002 would be two first images).
+            comfy.restart()
+            third = await render_on(block, graph, prompt_id, tmp_path / "third")
+            assert not third.recovered and comfy.stats.prompts_executed == 3
 
 
 async def test_recorded_outputs_that_differ_are_rendered_again(tmp_path: Path) -> None:

@@ -304,6 +304,11 @@ _WEBP_METHODS = {"default": 4, "fastest": 0, "slowest": 6}
 def save_animated_webp(call: NodeCall) -> NodeResult:
     i = call.inputs
     frames = to_pil_frames(i["images"])
+    # ComfyUI embeds the graph in the EXIF (0x0110 "prompt:..."), extra_pnginfo below it.
+    exif = frames[0].getexif()
+    exif[0x0110] = f"prompt:{json.dumps(call.prompt)}"
+    for offset, (key, value) in enumerate((call.extra_data.get("extra_pnginfo") or {}).items()):
+        exif[0x010F - offset] = f"{key}:{json.dumps(value)}"
     buffer = io.BytesIO()
     frames[0].save(
         buffer,
@@ -311,6 +316,7 @@ def save_animated_webp(call: NodeCall) -> NodeResult:
         save_all=True,
         append_images=frames[1:],
         duration=int(1000.0 / i["fps"]),
+        exif=exif,
         lossless=bool(i["lossless"]),
         quality=i["quality"],
         method=_WEBP_METHODS.get(i["method"], 4),

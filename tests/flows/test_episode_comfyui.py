@@ -98,6 +98,14 @@ async def test_episode_through_comfyui(preview_production, save_blocks, comfy):
         assert all(p.environment.get("comfyui_version") for p in params)
         assert {p.seed for p in params} and len({p.seed for p in params}) == 16
         assert all(p.template == "preview" for p in params)
+        # Each render's files are named after its cut, phase, attempt and prompt in the
+        # server's output folder (so a prompt finished unseen is found there again).
+        slug = s.scalar(select(Project)).slug
+        for job in jobs:
+            prefix = s.get(GenerationParams, job.id).workflow["4"]["inputs"]["filename_prefix"]
+            assert prefix.startswith(f"anime/{slug}/E01S")  # the cut's label: E01S01C01
+            tag = f"-{job.phase.value}-a{job.attempt:02d}-{job.comfyui_prompt_id[:8]}_frame"
+            assert prefix.endswith(tag)
         # Per attempt: one run each, with the seconds of each stage measured.
         runs = s.scalars(select(JobRun)).all()
         assert len(runs) == 16 and {r.status for r in runs} == {JobRunStatus.RENDERED}

@@ -5,20 +5,29 @@ server's own prompt ids and execution timestamps, watched while the episode runs
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select, update
 
-from blocks.comfyui import ComfyUIServer, ensure_concurrency_limits
+from blocks.comfyui import (
+    ComfyUIServer,
+    ensure_concurrency_limits,
+    output_prefix,
+    prompt_id_for,
+    render_on,
+)
 from db.engine import session_scope
 from db.models import Artifact, Cut, Job, JobRun, JobStatus, Phase, Project
 from flows.episode import render_episode
 from tests.flows import conftest as flow_fixtures
 from tests.real_comfyui.peer import RealComfyUI
+from workflows import canonical_json, render_template
 
 # The flow tests' fixtures: a three-cut production, stand-in scoring models, saved blocks.
 small_production = flow_fixtures.small_production
@@ -128,3 +137,37 @@ async def test_kill_9_mid_episode_is_waited_out_and_renders_nothing_twice(
         f"{len(executions.duplicates)} duplicates, {job_runs} job runs for 3 jobs"
     )
     assert seen <= prompts  # nothing executed that no job asked for
+
+
+async def test_a_prompt_finished_before_a_kill_9_is_found_by_name_not_rendered_again(
+    own_comfyui: RealComfyUI, tmp_path: Path
+) -> None:
+    """The real server finishes a prompt and is killed before anyone reads its history: the
+    next run finds the files under the prompt's prefix, checks the graph ComfyUI embedded in
+    each, and downloads them; the restarted server executes nothing."""
+    prompt_id = prompt_id_for(f"found-by-name-{uuid.uuid4().hex[:8]}", 1)
+    prefix = output_prefix("anime/real/ep01-sc01-cut01-generation-a01", prompt_id)
+    params = {"seed": 7, "width": 64, "height": 64, "frames": 3, "filename_prefix": prefix}
+    graph = json.loads(canonical_json(render_template("preview", params)))
+    block = ComfyUIServer(base_url=own_comfyui.url, poll_interval_s=0.2)
+    first = await render_on(block, graph, prompt_id, tmp_path / "first")
+    assert len(first.files) == 4  # three PNG frames and the animated WEBP
+
+    own_comfyui.kill()
+    await asyncio.to_thread(own_comfyui.start)
+    again = await render_on(block, graph, prompt_id, tmp_path / "again")
+
+    async with httpx.AsyncClient(base_url=own_comfyui.url) as http:
+        history = (await http.get("/history")).json()
+        queue = (await http.get("/queue")).json()
+    executed = len(history) + len(queue["queue_running"]) + len(queue["queue_pending"])
+    print(f"\nfound by name after kill -9: {len(again.files)} files, {executed} executions")
+    assert again.recovered and executed == 0  # the server's own record since its restart
+    def by_name(run) -> dict[str, str]:
+        return {f.output.filename: f.sha256 for f in run.files}
+
+    assert by_name(again) == by_name(first)  # the very files the first run downloaded
+    assert set(by_name(again)) == {
+        *(f"ep01-sc01-cut01-generation-a01-{prompt_id[:8]}_frame_{n:05}_.png" for n in (1, 2, 3)),
+        f"ep01-sc01-cut01-generation-a01-{prompt_id[:8]}_clip_00001_.webp",
+    }
