@@ -3,9 +3,9 @@
 A renderer turns a request into the exact workflow it will run (`workflow`), and runs a
 workflow (`execute`): a new render runs what `workflow` built (ComfyUI names its output files
 after the prompt there, so the stored graph is the submitted one), a reproduction runs the
-stored one as it is. Cuts, character sheets and reproductions all go through `render` (tasks/rendering/task.py),
-so each gets the same task retries. A new renderer (a cloud API, another ComfyUI flavour) is one
-module with a class like these, named in RENDERERS.
+stored one as it is. Cuts, character sheets and reproductions all go through `render`
+(tasks/rendering/task.py), so each gets the same task retries. A new renderer (a cloud API,
+another ComfyUI flavour) is one module with a class like these, named in RENDERERS.
 """
 
 from __future__ import annotations
