@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from blocks.comfyui import ComfyUICancelled
 from db.briefs import CutBrief

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from prefect.client.schemas.objects import State
-from prefect.states import Cancelled
+from prefect.states import Cancelled, State
 
 T = TypeVar("T")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prefect import flow
-from prefect.client.schemas.objects import State
 from prefect.context import SettingsContext, get_settings_context
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
+from prefect.states import State
 
 from db.vocabulary import Phase
 from flows.cut import render_cut
