@@ -3,11 +3,9 @@ the Prefect UI (not Completed), and the flow that called it still reads how far 
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from prefect.states import Cancelled, State
-
-T = TypeVar("T")
 
 
 def cancelled_with(outcome: Any, message: str) -> State:
