@@ -29,6 +29,12 @@ def _beat(engine: Engine, process: RunProcess) -> None:
         db_heartbeats.beat(session, process.host, process.pid, process.started)
 
 
+def beating(process: RunProcess) -> bool:
+    """Whether this process beats already, into the database it uses now: checked on the
+    event loop, so a cut's way to its render needs no thread to learn it."""
+    return _beating.get(process) == database_generation()
+
+
 def keep_beating(process: RunProcess) -> None:
     """On the first call, beat now (before a job run names this process) and start beating
     every HEARTBEAT_S s until the process exits. Later calls find it beating already: a beat

@@ -173,11 +173,12 @@ async def open_attempt(
 ) -> int:
     """The job row of this attempt (found again on a re-run), marked running for this run
     (by this process: a later run tells from it whether this one crashed)."""
-    from tasks.heartbeat import keep_beating
+    from tasks.heartbeat import beating, keep_beating
     from tasks.recovery import this_process
 
     process = this_process()
-    await anyio.to_thread.run_sync(keep_beating, process)  # before a job run names it
+    if not beating(process):
+        await anyio.to_thread.run_sync(keep_beating, process)  # before a job run names it
 
     def run(session) -> int:
         job, _ = db_jobs.get_or_create_job(

@@ -35,9 +35,17 @@ from tasks.production import in_session
 _OPEN = [StateType.RUNNING, StateType.PENDING, StateType.SCHEDULED]
 
 
+_me: RunProcess | None = None
+
+
 def this_process() -> RunProcess:
+    """This process: its start time read from /proc once, not on every job it takes up (a
+    forked child has another pid and reads its own)."""
+    global _me
     pid = os.getpid()
-    return RunProcess(host=socket.gethostname(), pid=pid, started=process_started(pid))
+    if _me is None or _me.pid != pid:
+        _me = RunProcess(host=socket.gethostname(), pid=pid, started=process_started(pid))
+    return _me
 
 
 def _alive(session, host: str, pid: int | None, started: str | None) -> bool | None:
