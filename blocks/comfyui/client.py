@@ -25,7 +25,6 @@ from blocks.comfyui.errors import (
     ComfyUIPromptConflict,
     ComfyUIPromptLost,
     ComfyUIProtocolError,
-    ComfyUIUnavailable,
     ComfyUIValidationError,
 )
 from blocks.comfyui.follow import Follower, PromptSocket
@@ -378,20 +377,13 @@ class ComfyUIClient:
         params = {"filename": output.filename, "subfolder": output.subfolder, "type": output.type}
         what = f"GET /view ({output.filename!r})"
         async with self.transport.session() as http:
-            try:
+            with self.transport.unreachable(what):
                 async with http.stream("GET", "/view", params=params) as response:
                     if response.status_code in (200, 404):
                         return response.status_code == 200
                     await response.aread()
                     self.transport.check(response, what, (200, 404), None)
                     return False
-            except httpx.TimeoutException:
-                raise ComfyUIUnavailable(f"{what} timed out", server=self.server) from None
-            except httpx.TransportError as exc:
-                reason = self.transport.redact(str(exc)) or type(exc).__name__
-                raise ComfyUIUnavailable(
-                    f"cannot reach ComfyUI for {what}: {reason}", server=self.server
-                ) from None
 
     async def download_all(
         self, result: PromptResult, dest_dir: Path, *, max_bytes: int | None = None

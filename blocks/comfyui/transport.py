@@ -8,7 +8,7 @@ import functools
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -134,8 +134,16 @@ class Transport:
         **kwargs: Any,
     ) -> httpx.Response:
         what = f"{method} {path}"
-        try:
+        with self.unreachable(what, prompt_id):
             response = await http.request(method, path, **kwargs)
+        return self.check(response, what, accept, prompt_id)
+
+    @contextlib.contextmanager
+    def unreachable(self, what: str, prompt_id: str | None = None) -> Iterator[None]:
+        """A timeout or a connection that fails inside is `ComfyUIUnavailable` (retried after
+        the server's health comes back), its reason with any secret redacted."""
+        try:
+            yield
         except httpx.TimeoutException:
             raise ComfyUIUnavailable(
                 f"{what} timed out", server=self.server, prompt_id=prompt_id
@@ -147,7 +155,6 @@ class Transport:
                 server=self.server,
                 prompt_id=prompt_id,
             ) from None
-        return self.check(response, what, accept, prompt_id)
 
     def check(
         self, response: httpx.Response, what: str, accept: tuple[int, ...], prompt_id: str | None
@@ -191,7 +198,7 @@ class Transport:
         """`GET path` as JSON, streamed and refused past `cap` bytes (declared or read), so a
         server answering hundreds of megabytes is never held in memory."""
         what = f"GET {path}"
-        try:
+        with self.unreachable(what):
             async with http.stream("GET", path) as response:
                 if response.status_code != 200:
                     await response.aread()
@@ -204,13 +211,6 @@ class Transport:
                     body += chunk
                     if len(body) > cap:
                         raise self._too_large(what, f"more than {cap} bytes sent", cap)
-        except httpx.TimeoutException:
-            raise ComfyUIUnavailable(f"{what} timed out", server=self.server) from None
-        except httpx.TransportError as exc:
-            reason = self.redact(str(exc)) or type(exc).__name__
-            raise ComfyUIUnavailable(
-                f"cannot reach ComfyUI for {what}: {reason}", server=self.server
-            ) from None
         try:
             return self.redact_value(json.loads(bytes(body)))
         except ValueError:
