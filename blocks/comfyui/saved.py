@@ -191,8 +191,8 @@ def embedded_graph_matches(path: Path, graph: dict[str, Any], class_type: str) -
             for frame in ImageSequence.Iterator(image):
                 frame.load()  # a truncated file fails here
             embedded = saver.embedded_graph(image)
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"does not decode ({exc})"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"does not decode ({exc})"  # PIL's pixel cap stops a bomb before it is decoded
     if embedded is None:
         return "holds no graph (the server may run with --disable-metadata)"
     found: Any = None
