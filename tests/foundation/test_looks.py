@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -102,21 +103,27 @@ def test_looks_are_imported_with_normalized_attributes_and_their_own_references(
         assert in_force(s, aki) == {1: None, 2: "time-skip"}
 
 
+def _aki_in_cut(s, episode: int, cut: int):
+    """Aki as cast in that cut of scene 1 (the look in force, or the one the cut names)."""
+    cut_id = s.scalar(
+        select(Cut.id)
+        .join(Scene)
+        .join(Episode)
+        .where(Episode.number == episode, Scene.number == 1, Cut.number == cut)
+    )
+    return {m.slug: m for m in load_cut_brief(s, cut_id).cast}["aki"]
+
+
 def test_each_cut_gets_the_look_in_force_or_the_one_it_names(db, looks_copy):
     do_import(looks_copy)
     with session_scope() as s:
-        def brief(episode: int, cut: int):
-            cut_id = s.scalar(
-                select(Cut.id)
-                .join(Scene)
-                .join(Episode)
-                .where(Episode.number == episode, Scene.number == 1, Cut.number == cut)
-            )
-            return {m.slug: m for m in load_cut_brief(s, cut_id).cast}["aki"]
-
+        brief = functools.partial(_aki_in_cut, s)
         before, after, flashback, festival = brief(1, 2), brief(2, 1), brief(2, 2), brief(2, 3)
     assert (before.look, after.look, flashback.look, festival.look) == (
-        "base", "time-skip", "base", "festival"
+        "base",
+        "time-skip",
+        "base",
+        "festival",
     )
     assert "long blue hair" in after.base_prompt and "long blue hair" not in before.base_prompt
     assert flashback.base_prompt == before.base_prompt
@@ -170,7 +177,7 @@ def test_a_bad_look_is_one_clear_error_and_nothing_is_imported(
     with pytest.raises(ProductionFileError) as caught:
         do_import(looks_copy)
     assert len(caught.value.problems) == 1, caught.value.problems
-    (found_where, found_message), = caught.value.problems
+    ((found_where, found_message),) = caught.value.problems
     assert found_where == where and message in found_message
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Project)) == 0
@@ -346,15 +353,7 @@ def test_a_look_from_a_story_point_is_in_force_where_the_episode_adapts_it(
         else:
             assert look.from_story_commit.sha.startswith(MAIN) and look.from_story_scene is None
 
-        def brief(episode: int, cut: int):
-            cut_id = s.scalar(
-                select(Cut.id)
-                .join(Scene)
-                .join(Episode)
-                .where(Episode.number == episode, Scene.number == 1, Cut.number == cut)
-            )
-            return {m.slug: m for m in load_cut_brief(s, cut_id).cast}["aki"]
-
+        brief = functools.partial(_aki_in_cut, s)
         before, after = brief(1, 2), brief(2, 1)
     # The cut's prompt and references follow the story: the episode before it, the old look.
     assert (before.look, after.look) == ("base", "time-skip")
@@ -422,7 +421,7 @@ def test_a_bad_story_point_is_one_clear_error_and_nothing_is_imported(
     with pytest.raises(ProductionFileError) as caught:
         do_import(looks_copy)
     assert len(caught.value.problems) == 1, caught.value.problems
-    (found_where, found_message), = caught.value.problems
+    ((found_where, found_message),) = caught.value.problems
     assert found_where == where and message in found_message, found_message
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Project)) == 0
