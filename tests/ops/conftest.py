@@ -165,3 +165,14 @@ def prefect_api() -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=PREFECT_API_URL.value().rstrip("/"), timeout=30, transport=_RetryUnavailable()
     )
+
+
+async def start_served_episode(api: httpx.AsyncClient, served: dict, parameters: dict) -> str:
+    """A run of the served `render-episode` deployment, created as any HTTP client (or the
+    UI's Run button) creates one; returns its id."""
+    answer = await api.post(
+        f"/deployments/{served['render-episode']}/create_flow_run",
+        json={"parameters": parameters},
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]

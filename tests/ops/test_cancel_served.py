@@ -17,7 +17,7 @@ from db.engine import session_scope
 from db.models import Cut, Job, JobStatus
 from deployments.trigger import wait_for_run
 from tests.comfyui_server import ComfyUITestServer
-from tests.ops.conftest import PROJECT, prefect_api
+from tests.ops.conftest import PROJECT, prefect_api, start_served_episode
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -42,12 +42,7 @@ async def test_cancel_in_the_ui_of_a_served_episode_run(
             "scoring_block": offline_models,
         }
         async with prefect_api() as api:
-            answer = await api.post(
-                f"/deployments/{served['render-episode']}/create_flow_run",
-                json={"parameters": parameters},
-            )
-            assert answer.status_code == 201, answer.text
-            run_id = answer.json()["id"]
+            run_id = await start_served_episode(api, served, parameters)
             while comfy.in_flight < 2:  # the run's process started and filled both slots
                 state = (await api.get(f"/flow_runs/{run_id}")).json()["state"]
                 assert state["type"] in ("SCHEDULED", "PENDING", "RUNNING"), state

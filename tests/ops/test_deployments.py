@@ -16,7 +16,12 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.models import GateDecision, Job, JobStatus, Phase, PhaseGate
 from deployments.trigger import wait_for_run
-from tests.ops.conftest import PROJECT, prefect_api, set_project_notifications
+from tests.ops.conftest import (
+    PROJECT,
+    prefect_api,
+    set_project_notifications,
+    start_served_episode,
+)
 from tests.ops.test_api import api as domain_api
 
 # The served runner lives on the session's event loop: these tests must run on it too.
@@ -91,12 +96,7 @@ async def test_render_and_reproduce_through_the_rest_api_with_notifications(
         "scoring_block": offline_models,
     }
     async with prefect_api() as api:
-        answer = await api.post(
-            f"/deployments/{served['render-episode']}/create_flow_run",
-            json={"parameters": parameters},
-        )
-    assert answer.status_code == 201, answer.text
-    run_id = answer.json()["id"]
+        run_id = await start_served_episode(api, served, parameters)
 
     finished = await wait_for_run(run_id, timeout_s=150)
     assert finished.state.name == "GateClosed", finished.state.message
