@@ -2,7 +2,7 @@
 commit` and `anime status`, each a new process, on the example production.
 
     python -m bench.cli_startup [--repeats 7] [--against DIR] [--states running,stopped]
-                                [--as-is] [--imports] [--json FILE]
+                                [--modes resident,own] [--as-is] [--imports] [--json FILE]
 
 The example (examples/moonlit-courier) is imported into an embedded PostgreSQL in a throw-away
 data dir (ANIME_DATA_DIR under /tmp; DATABASE_URL is ignored). Every command is timed in two
@@ -13,6 +13,12 @@ Per command and state: the median wall time and CPU time (user + sys of the comm
 the children it waits for, such as pg_ctl; not the server's own processes) of --repeats runs
 after one warm-up run, with the 1-minute load average before each series. Two floors are timed
 the same way: `python -c pass` and importing typer, SQLAlchemy's ORM, psycopg and pydantic.
+
+Each command runs two ways (--modes): `resident`, as a user's `anime` does, forked by the
+resident process (anime/resident), which the warm-up run starts; and `own` (ANIME_RESIDENT=0),
+in a process of its own that imports everything. A resident command's CPU time is the console
+script's plus its forked child's (counted from the resident process's reaped children, in
+/proc); the resident process's own start-up, paid once per 15 idle minutes, is not in it.
 
 --against DIR times another checkout of the project (e.g. `git archive` of an older commit
 unpacked in /tmp) in the same series, one run of each in turn, so that both see the same load
@@ -29,10 +35,12 @@ top-level package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +62,7 @@ FLOOR_IMPORTS = "import typer, sqlalchemy.orm, psycopg, pydantic"
 class Timing:
     command: str
     state: str  # running | stopped | - (no database)
+    mode: str  # resident | own | - (not anime)
     tree: str  # the checkout timed
     wall_s: float
     cpu_s: float
@@ -73,6 +82,10 @@ class Bench:
         base = dict(os.environ)
         base.pop("DATABASE_URL", None)
         base.update(ANIME_DATA_DIR=str(root / "data"), ANIME_AUTHOR="bench")
+        # The bench's resident processes in a folder of their own: counted, then stopped.
+        self.runtime = root / "runtime"
+        self.runtime.mkdir(mode=0o700)
+        base.update(XDG_RUNTIME_DIR=str(self.runtime), ANIME_RESIDENT="0")
         if not as_is:
             base.pop("PYTHONDONTWRITEBYTECODE", None)
             base["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
@@ -80,9 +93,12 @@ class Bench:
         self.envs = {str(tree): {**base, "PYTHONPATH": str(tree)} for tree in trees}
         self.env = self.envs[str(trees[0])]
         self.edits = 0
+        self.residents: set[str] = set()
 
     def run(self, argv: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-        """(wall s, cpu s) of one process and the children it waited for."""
+        """(wall s, cpu s) of one process and the children it waited for, and of the child
+        a resident process forked for it."""
+        resident_before = self.resident_cpu() if env and env.get("ANIME_RESIDENT") == "1" else None
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(
@@ -93,7 +109,40 @@ class Bench:
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if resident_before is not None:
+            time.sleep(0.5)  # the resident process reaps its children every 0.2 s
+            cpu += self.resident_cpu() - resident_before
         return wall, cpu
+
+    def resident_pids(self) -> list[int]:
+        # Each pid file: the resident process's pid, then how many commands it served.
+        return [int(p.read_text().split()[0]) for p in (self.runtime / "anime").glob("*.pid")]
+
+    def resident_cpu(self) -> float:
+        """CPU seconds of the children the bench's resident processes have reaped."""
+        total = 0.0
+        for pid in self.resident_pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def wait_for_resident(self, tree: str) -> None:
+        """Until the resident process the warm-up run started for this checkout listens."""
+        if tree in self.residents:
+            return
+        self.residents.add(tree)
+        wanted = len(self.residents)
+        deadline = time.monotonic() + 120
+        while len(self.resident_pids()) < wanted:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no resident process started for {tree}")
+            time.sleep(0.1)
+
+    def stop_residents(self) -> None:
+        for pid in self.resident_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
 
     def anime(self, *args: str) -> tuple[float, float]:
         return self.run([*_anime(), *args])
@@ -138,34 +187,42 @@ class Bench:
         repeats: int,
         before: Callable[[], None],
         checkouts: int | None = None,
+        modes: tuple[str, ...] = ("-",),
     ) -> list[Timing]:
-        """Each checkout in turn, run after run: a busy spell hits all of them alike."""
-        envs = dict(list(self.envs.items())[:checkouts])
-        for env in envs.values():
+        """Each checkout and mode in turn, run after run: a busy spell hits all alike."""
+        envs = {
+            (tree, mode): {**env, "ANIME_RESIDENT": "1" if mode == "resident" else "0"}
+            for tree, env in list(self.envs.items())[:checkouts]
+            for mode in modes
+        }
+        for (tree, mode), env in envs.items():
             before()
             self.run(argv, env)  # warm-up: bytecode cache, the server's own caches
+            if mode == "resident":
+                self.wait_for_resident(tree)
         load = os.getloadavg()[0]
-        walls: dict[str, list[float]] = defaultdict(list)
-        cpus: dict[str, list[float]] = defaultdict(list)
+        walls: dict[tuple[str, str], list[float]] = defaultdict(list)
+        cpus: dict[tuple[str, str], list[float]] = defaultdict(list)
         for _ in range(repeats):
-            for tree, env in envs.items():
+            for key, env in envs.items():
                 before()
                 if state == "stopped" and self.server_running():
                     raise SystemExit("the embedded server is still up between stopped runs")
                 wall, cpu = self.run(argv, env)
-                walls[tree].append(wall)
-                cpus[tree].append(cpu)
+                walls[key].append(wall)
+                cpus[key].append(cpu)
         return [
             Timing(
                 label,
                 state,
+                mode,
                 tree,
-                statistics.median(walls[tree]),
-                statistics.median(cpus[tree]),
+                statistics.median(walls[(tree, mode)]),
+                statistics.median(cpus[(tree, mode)]),
                 repeats,
                 load,
             )
-            for tree in envs
+            for tree, mode in envs
         ]
 
 
@@ -214,7 +271,11 @@ def main() -> None:
     parser.add_argument(
         "--states", default="running,stopped", help="server states to time (running,stopped)"
     )
+    parser.add_argument(
+        "--modes", default="resident,own", help="how anime runs (resident: as installed; own)"
+    )
     args = parser.parse_args()
+    modes = tuple(args.modes.split(","))
 
     root = Path(tempfile.mkdtemp(prefix="anime-bench-startup-", dir="/tmp"))
     trees = [REPO, *([args.against.resolve()] if args.against else [])]
@@ -235,7 +296,7 @@ def main() -> None:
             ):
                 results += bench.series(label, "-", argv, args.repeats, lambda: None, 1)
             for label, argv, before in _commands(bench) if "running" in args.states else ():
-                results += bench.series(label, "running", argv, args.repeats, before)
+                results += bench.series(label, "running", argv, args.repeats, before, None, modes)
                 if args.imports:
                     for tree, env in bench.envs.items():
                         before()  # a commit needs an edit, or it times the error path
@@ -243,16 +304,20 @@ def main() -> None:
         if "stopped" in args.states:
             bench.edit()
             for label, argv, before in _commands(bench):
-                results += bench.series(label, "stopped", argv, args.repeats, before)
+                results += bench.series(label, "stopped", argv, args.repeats, before, None, modes)
     finally:
+        bench.stop_residents()
         shutil.rmtree(root, ignore_errors=True)
 
     cache = "as the caller's environment" if args.as_is else "private .pyc cache"
     print(f"median of {args.repeats} runs after one warm-up; {os.cpu_count()} CPUs; {cache}")
-    print(f"{'command':<60} {'server':<8} {'wall s':>7} {'cpu s':>7} {'load':>5}  checkout")
+    print(
+        f"{'command':<60} {'server':<8} {'process':<8} {'wall s':>7} {'cpu s':>7} {'load':>5}"
+        "  checkout"
+    )
     for t in results:
         print(
-            f"{t.command:<60} {t.state:<8} {t.wall_s:7.3f} {t.cpu_s:7.3f} "
+            f"{t.command:<60} {t.state:<8} {t.mode:<8} {t.wall_s:7.3f} {t.cpu_s:7.3f} "
             f"{t.load_before:5.2f}  {t.tree if t.state != '-' else ''}"
         )
     for label, packages in imports.items():

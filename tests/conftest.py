@@ -20,6 +20,9 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# A console script run by a test runs in its own process and starts no resident process that
+# would outlive the session (tests/ops/test_resident.py switches it on, in a folder of its own).
+os.environ["ANIME_RESIDENT"] = "0"
 
 
 def _isolate_model_caches() -> None:

@@ -17,11 +17,18 @@ if TYPE_CHECKING:
     # typer's own click (vendored since 0.2x); only annotations name it.
     from typer import _click
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# Read by Prefect once, at import: the first local command (no PREFECT_API_URL) creates
-# Prefect's schema in its temporary server, about a minute on a busy CPU, far past the 20 s
-# Prefect waits by default.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+def set_prefect_defaults() -> None:
+    """Prefect settings the studio's commands need unless the user set them (again in each
+    child of the resident process, which starts from the caller's environment)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Read by Prefect once, at import: the first local command (no PREFECT_API_URL) creates
+    # Prefect's schema in its temporary server, about a minute on a busy CPU, far past the 20 s
+    # Prefect waits by default.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+set_prefect_defaults()
 
 # Which module registers each command, in the order `anime --help` lists them. A command's
 # module is imported when the command is run (or listed): `anime story log` must not pay for
@@ -43,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "review": "anime.cli.review",
     "story": "anime.cli.story",
     "workflow": "anime.cli.workflow",
+    "resident": "anime.cli.resident",
 }
 
 
