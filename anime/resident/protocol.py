@@ -11,6 +11,7 @@ import os
 import socket
 import stat
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 # Commands that only read or write the database (and files): the resident process has imported
@@ -61,10 +62,36 @@ def socket_dir() -> Path | None:
     return folder
 
 
-def socket_path(folder: Path) -> Path:
-    """One resident process per interpreter and import path: another virtual environment,
-    checkout or PYTHONPATH gets its own, so none ever runs code another imported."""
-    key = json.dumps([sys.executable, sys.path]).encode()
+# Variables that the modules the resident process imports read once, at import (psycopg's
+# implementation, pgserver's lock folder, tempfile's folder, the locale...): a caller whose
+# values differ gets a resident process of its own, as it would get a process of its own.
+# tests/ops/test_resident.py checks that every variable read while importing is named here.
+IMPORT_TIME_ENV = (
+    "DISABLE_SQLALCHEMY_CEXT",
+    "HOME",
+    "LANG",
+    "LC_",
+    "PGSERVER_",
+    "PILLOW_",
+    "PSUTIL_",
+    "PSYCOPG_",
+    "PYDANTIC_",
+    "PYTHON",
+    "_PYTHON",
+    "TEMP",
+    "TMP",
+    "TYPER_",
+    "TZ",
+    "XDG_",
+)
+
+
+def socket_path(folder: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """One resident process per interpreter, import path and import-time environment: another
+    virtual environment, checkout or PYTHONPATH gets its own, so none ever runs code, or
+    settings, that another imported."""
+    imported_with = sorted((k, v) for k, v in environ.items() if k.startswith(IMPORT_TIME_ENV))
+    key = json.dumps([sys.executable, sys.path, imported_with]).encode()
     return folder / f"{hashlib.sha256(key).hexdigest()[:16]}.sock"
 
 

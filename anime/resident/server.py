@@ -212,6 +212,7 @@ def _run(request: dict) -> int:  # type: ignore[type-arg]
         signal.signal(signum, signal.SIG_DFL)
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # the C library read TZ when the resident process started
     os.chdir(request["cwd"])
     os.umask(request["umask"])
     random.seed()  # else every child would draw the numbers the resident process would

@@ -6,6 +6,7 @@ never run from a process that imported it before. Times are in bench/cli_startup
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,50 @@ def test_other_commands_and_a_switched_off_resident_run_in_their_own_process(
     assert residents(resident_env) == {}
     listed = anime(off, "resident", "status").stdout
     assert "ANIME_RESIDENT=0: every command runs in a process of its own" in listed
+
+
+# Reads every environment variable that importing the resident process's modules reads.
+SPY = """
+import json, os
+seen = set()
+class Spy(type(os.environ)):
+    def __getitem__(self, key):
+        seen.add(key)
+        return super().__getitem__(key)
+    def __contains__(self, key):
+        seen.add(key)
+        return super().__contains__(key)
+os.environ.__class__ = Spy
+from anime.resident.server import _preload
+_preload()
+print(json.dumps(sorted(seen)))
+"""
+
+
+def test_what_its_imports_read_from_the_environment_keys_the_resident_process():
+    """A variable read once at import (psycopg's implementation, pgserver's lock folder) would
+    otherwise keep the value of the caller that started the resident process."""
+    from anime.resident.protocol import IMPORT_TIME_ENV
+
+    done = subprocess.run(
+        [sys.executable, "-c", SPY],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    read = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "PSYCOPG_IMPL" in read  # the spy sees what it must
+    # Android's marker is a platform test; the Prefect defaults are set again in each child.
+    exempt = {"ANDROID_DATA", *(name for name in read if name.startswith("PREFECT_"))}
+    assert sorted(n for n in read - exempt if not n.startswith(IMPORT_TIME_ENV)) == []
+
+
+def test_a_caller_whose_import_time_settings_differ_gets_another_resident_process():
+    from anime.resident.protocol import socket_path
+
+    base = {"HOME": "/home/mina", "DATABASE_URL": "postgresql://a", "ANIME_AUTHOR": "mina"}
+    same = socket_path(Path("/run"), base)
+    assert socket_path(Path("/run"), {**base, "DATABASE_URL": "postgresql://b"}) == same
+    assert socket_path(Path("/run"), {**base, "PSYCOPG_IMPL": "python"}) != same
+    assert socket_path(Path("/run"), {**base, "TZ": "Asia/Tokyo"}) != same
