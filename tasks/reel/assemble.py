@@ -141,7 +141,11 @@ def build_reel(plan: ReelPlan, root: Path | None = None) -> BuiltReel:
     finally:
         partial.unlink(missing_ok=True)
     sheet_partial = folder / f".contact-{os.getpid()}.png.part"
-    contact_sheet([scenes[s] for s in sorted(scenes)]).save(sheet_partial, format="PNG")
+    # zlib's fastest level: a quarter of the time of the default, for a file 20% larger
+    # (2.4 s against 0.55 s for a 300-cut sheet here).
+    contact_sheet([scenes[s] for s in sorted(scenes)]).save(
+        sheet_partial, format="PNG", compress_level=1
+    )
     sheet, sheet_sha = _place(sheet_partial, folder, "contact-sheet", ".png")
     return BuiltReel(
         path=path,

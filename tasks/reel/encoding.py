@@ -9,6 +9,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -59,9 +60,11 @@ class ReelWriter:
         self._stream.width, self._stream.height = size
         self._stream.pix_fmt = "yuv420p"
         self._size = size
-        # A keyframe held for a cut's length is the same picture frame after frame: its
-        # pixels are converted once (most of an episode's reel is held keyframes).
-        self._last: tuple[Image.Image, np.ndarray] | None = None
+        # A keyframe held for a cut's length is the same picture frame after frame: it is
+        # converted to the encoder's YUV once, and that frame is given again (the encoder keeps
+        # its own reference to the pixels, so only the timestamp changes). Most of an episode's
+        # reel is held keyframes: the conversion was a third of its encoding time.
+        self._last: tuple[Image.Image, Any] | None = None
 
     def write(self, image: Image.Image) -> None:
         import av
@@ -69,8 +72,10 @@ class ReelWriter:
         if image.size != self._size:
             raise ValueError(f"frame {self.frames} is {image.size}, the reel is {self._size}")
         if self._last is None or self._last[0] is not image:
-            self._last = (image, np.asarray(image.convert("RGB")))
-        frame = av.VideoFrame.from_ndarray(self._last[1], format="rgb24")
+            rgb = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
+            self._last = (image, rgb.reformat(format=self._stream.pix_fmt))
+        frame = self._last[1]
+        frame.pts = self.frames
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
