@@ -151,10 +151,18 @@ class ReelPlan:
     height: int
     only_approved: bool
     cuts: list[ReelCut]
+    # Where the frame size came from: the project's `reel` settings, the first cut's output,
+    # or the default (nothing rendered yet, so the first output to come will decide it).
+    sized_by: str = "settings"
 
 
 def _even(n: int) -> int:
     return max(2, n - n % 2)  # yuv420p needs even sides
+
+
+def frame_size(width: int, height: int) -> tuple[int, int]:
+    """A reel's frame size for footage of this size: even sides, as yuv420p needs."""
+    return _even(int(width)), _even(int(height))
 
 
 def reel_plan(
@@ -177,6 +185,8 @@ def reel_plan(
     first = next((c.footage for c in cuts if c.footage and c.footage.width), None)
     width = settings.get("width") or (first.width if first else DEFAULT_SIZE[0])
     height = settings.get("height") or (first.height if first else DEFAULT_SIZE[1])
+    sized_by = "settings" if settings.get("width") else "footage" if first else "default"
+    width, height = frame_size(width, height)
     return ReelPlan(
         project_id=episode.project_id,
         project=episode.project.slug,
@@ -184,10 +194,11 @@ def reel_plan(
         episode=episode.number,
         title=episode.title,
         fps=int(fps),
-        width=_even(int(width)),
-        height=_even(int(height)),
+        width=width,
+        height=height,
         only_approved=only_approved,
         cuts=cuts,
+        sized_by=sized_by,
     )
 
 

@@ -48,6 +48,7 @@ from tasks.planning import (
 )
 from tasks.production import record_phase_gate
 from tasks.recovery import recover_crashed_runs
+from tasks.reel.ahead import ReelAhead, closing_ahead
 from tasks.reel.export import ReelSummary
 from tasks.reel.task import assemble_reel
 from tasks.references import embed_references
@@ -93,16 +94,21 @@ async def render_phase(
     settings: RenderSettings,
     review_timeout_s: int | None = None,
     watch: CancelWatch | None = None,
+    ahead: ReelAhead | None = None,
 ) -> tuple[list[CutOutcome], PhaseGateDecision | None, str | None]:
     """Every cut of the episode through one phase, a pause for review if asked, the gate
-    (None: the run was cancelled meanwhile, no gate is decided)."""
+    (None: the run was cancelled meanwhile, no gate is decided). ``ahead``: encodes each
+    scene's cuts for the reel once the scene is done."""
     progress = Progress(plan.cut_count, f"{plan.label}: {phase.value}")
     await progress.start()
 
     async def one(scene: ScenePlan) -> list[CutOutcome]:
         async with scene_admission():
             state = await render_scene(scene, phase, settings, progress, return_state=True)
-        return await outcome_of(state)
+        outcomes = await outcome_of(state)
+        if ahead is not None:
+            ahead.add([o.cut_id for o in outcomes])
+        return outcomes
 
     per_scene = await gather_or_stop(*(one(scene) for scene in plan.scenes))
     cuts = [outcome for scene in per_scene for outcome in scene]
@@ -170,18 +176,25 @@ async def render_episode(
     await embed_references(plan.project_id, settings.models)
     report = EpisodeReport(project=project, episode=episode, renderer=settings.renderer)
 
+    phases = phases_from(Phase(phase), Phase(until))
+    # The reel shows the last phase rendered: its cuts are encoded for it as scenes finish.
+    rendered = [p for p in phases if p is not Phase.QUALITY]
+    ahead = ReelAhead(plan.episode_id) if rendered else None
+
     # A cancel in the Prefect UI (or `anime cancel`) reaches a run started in a terminal too.
-    async with cancel_on_request(
-        flow_run.get_id(), project, episode, settings.comfyui_servers
-    ) as watch:
-        for current in phases_from(Phase(phase), Phase(until)):
+    async with (
+        closing_ahead(ahead),
+        cancel_on_request(flow_run.get_id(), project, episode, settings.comfyui_servers) as watch,
+    ):
+        for current in phases:
             if current is Phase.QUALITY:
                 cuts: list[CutOutcome] = []
                 progress_id = None
                 decision = await quality_review(project, episode, thresholds_block, scoring_block)
             else:
+                last = current is rendered[-1]
                 cuts, decision, progress_id = await render_phase(
-                    plan, current, settings, review_timeout_s, watch
+                    plan, current, settings, review_timeout_s, watch, ahead if last else None
                 )
             if decision is None or watch.cancelled:
                 report.phases.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -20,9 +21,8 @@ from PIL import Image
 
 from db.reels import ReelCut, ReelPlan
 from tasks.reel.contact_sheet import contact_sheet
-from tasks.reel.encoding import CODEC, ReelWriter, check_codec
-from tasks.reel.footage import FootageError, decode, fit, retime
-from tasks.reel.slate import mark_not_approved, slate
+from tasks.reel.encoding import CODEC, check_codec, write_mp4
+from tasks.reel.segments import remove_unused, segment
 from tasks.storage import artifacts_root
 
 
@@ -38,6 +38,7 @@ class BuiltReel:
     contact_sheet: Path
     contact_sheet_sha256: str
     cuts: list[dict[str, Any]] = field(default_factory=list)
+    encoded: int = 0  # cuts encoded for this reel; the others' segments were kept from before
 
     @property
     def duration_seconds(self) -> float:
@@ -53,25 +54,6 @@ def cut_spans(cuts: list[ReelCut], fps: int) -> list[tuple[int, int]]:
         spans.append((first, last - first))
         start = end
     return spans
-
-
-def cut_frames(cut: ReelCut, count: int, fps: int, size: tuple[int, int]):
-    """The cut's frames in the reel and how they were made: (frames, source, reason)."""
-    if cut.footage is None:
-        return [slate(cut, size)] * count, "slate", None
-    try:
-        source = decode(cut.footage.path)
-    except FootageError as exc:
-        return [slate(cut, size, reason=str(exc))] * count, "slate", str(exc)
-    if cut.footage.kind == "image" or len(source) == 1:
-        frames = [fit(source[0], size)] * count
-    else:
-        fitted = [fit(f, size) for f in source]
-        frames = retime(fitted, cut.footage.fps, count, fps)
-    if cut.source == "attempt":
-        marked: dict[int, Image.Image] = {}
-        frames = [marked.setdefault(id(f), mark_not_approved(f, cut)) for f in frames]
-    return frames, cut.source, None
 
 
 def _sha256(path: Path) -> str:
@@ -98,48 +80,57 @@ def reel_folder(plan: ReelPlan, root: Path | None = None) -> Path:
 
 
 def build_reel(plan: ReelPlan, root: Path | None = None) -> BuiltReel:
-    """Encode the plan's reel and contact sheet under ``root`` (default: the artifacts root)."""
+    """Encode the plan's reel and contact sheet under ``root`` (default: the artifacts root):
+    each cut's segment as kept from before or encoded now, then joined."""
     check_codec()
     if not plan.cuts:
         raise LookupError(f"{plan.project} episode {plan.episode} has no cuts to put in a reel")
     folder = reel_folder(plan, root)
     folder.mkdir(parents=True, exist_ok=True)
     size = (plan.width, plan.height)
-    recipe: list[dict[str, Any]] = []
-    scenes: dict[int, list[tuple[str, str, Image.Image]]] = {}
+    kept = segments_folder(plan, root)
+    spans = cut_spans(plan.cuts, plan.fps)
+    # Cuts not encoded before are encoded side by side, one encoder thread each (PyAV lets go
+    # of the GIL while x264 works): about twice as fast on two cores.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        parts = list(
+            pool.map(
+                lambda cut_span: segment(cut_span[0], cut_span[1][1], plan.fps, size, kept),
+                zip(plan.cuts, spans, strict=True),
+            )
+        )
     fd, partial_name = tempfile.mkstemp(dir=folder, suffix=".mp4.part")
     os.close(fd)
     partial = Path(partial_name)
     try:
-        with ReelWriter(partial, plan.fps, size) as writer:
-            for cut, (first, count) in zip(plan.cuts, cut_spans(plan.cuts, plan.fps), strict=True):
-                frames, source, reason = cut_frames(cut, count, plan.fps, size)
-                for frame in frames:
-                    writer.write(frame)
-                poster = frames[len(frames) // 2] if frames else slate(cut, size)
-                scenes.setdefault(cut.scene, []).append((cut.label, source, poster))
-                footage = cut.footage
-                recipe.append(
-                    {
-                        "cut_id": cut.cut_id,
-                        "label": cut.label,
-                        "scene": cut.scene,
-                        "source": source,
-                        "status": cut.status,
-                        "reason": reason,
-                        "job_id": footage.job_id if footage else None,
-                        "artifact_id": footage.artifact_id if footage else None,
-                        "artifact_sha256": footage.sha256 if footage else None,
-                        "cut_frames": cut.frames,
-                        "cut_fps": cut.fps,
-                        "start_frame": first,
-                        "frames": count,
-                    }
-                )
-            total = writer.frames
+        total = write_mp4(partial, plan.fps, size, [part.read() for part in parts])
         path, sha = _place(partial, folder, "reel", ".mp4")
     finally:
         partial.unlink(missing_ok=True)
+    remove_unused(kept, parts)
+    recipe: list[dict[str, Any]] = []
+    scenes: dict[int, list[tuple[str, str, Image.Image]]] = {}
+    for cut, (first, count), part in zip(plan.cuts, spans, parts, strict=True):
+        with Image.open(part.poster) as poster:
+            scenes.setdefault(cut.scene, []).append((cut.label, part.source, poster.copy()))
+        footage = cut.footage
+        recipe.append(
+            {
+                "cut_id": cut.cut_id,
+                "label": cut.label,
+                "scene": cut.scene,
+                "source": part.source,
+                "status": cut.status,
+                "reason": part.reason,
+                "job_id": footage.job_id if footage else None,
+                "artifact_id": footage.artifact_id if footage else None,
+                "artifact_sha256": footage.sha256 if footage else None,
+                "cut_frames": cut.frames,
+                "cut_fps": cut.fps,
+                "start_frame": first,
+                "frames": count,
+            }
+        )
     sheet_partial = folder / f".contact-{os.getpid()}.png.part"
     # zlib's fastest level: a quarter of the time of the default, for a file 20% larger
     # (2.4 s against 0.55 s for a 300-cut sheet here).
@@ -158,7 +149,13 @@ def build_reel(plan: ReelPlan, root: Path | None = None) -> BuiltReel:
         contact_sheet=sheet,
         contact_sheet_sha256=sheet_sha,
         cuts=recipe,
+        encoded=sum(1 for part in parts if not part.kept),
     )
+
+
+def segments_folder(plan: ReelPlan, root: Path | None = None) -> Path:
+    """Where the episode's segments are kept, beside its reels."""
+    return reel_folder(plan, root) / "segments"
 
 
 __all__ = ["CODEC", "BuiltReel", "build_reel", "cut_spans"]

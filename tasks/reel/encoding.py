@@ -6,9 +6,9 @@ same frames give the same bytes: a re-export with no new renders is identical.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -40,58 +40,85 @@ def check_codec(codec: str | None = None) -> None:
         ) from None
 
 
-class ReelWriter:
-    """Frames in, an MP4 out: ``with ReelWriter(path, fps, size) as w: w.write(image)``."""
+@dataclass(frozen=True)
+class Packet:
+    """One encoded frame (H.264, Annex B) and its times in frames of the segment."""
 
-    def __init__(
-        self, path: Path, fps: int, size: tuple[int, int], codec: str | None = None
-    ) -> None:
-        codec = codec or CODEC
-        check_codec(codec)
-        import av
+    pts: int
+    dts: int
+    keyframe: bool
+    data: bytes
 
-        self.frames = 0
-        self._container = av.open(
-            str(path), "w", format="mp4", options={"fflags": "+bitexact"}
+
+def _encoder(fps: int, size: tuple[int, int], codec: str):  # type: ignore[no-untyped-def]
+    import av
+    from av.codec.context import Flags
+
+    context = av.CodecContext.create(codec, "w")
+    context.width, context.height = size
+    context.pix_fmt = "yuv420p"
+    context.time_base = Fraction(1, fps)
+    context.framerate = Fraction(fps)
+    # The stream's parameters go in the MP4's header, as its muxer would ask of the encoder.
+    context.flags |= Flags.global_header
+    context.options = dict(ENCODER_OPTIONS)
+    # One thread per encoder, so that the same frames give the same bytes on any machine; the
+    # segments of a reel are encoded side by side instead.
+    context.thread_count = 1
+    return context
+
+
+def encode(frames: list[Image.Image], fps: int, size: tuple[int, int]) -> list[Packet]:
+    """The frames encoded on their own: the first packet a keyframe, times from 0."""
+    import av
+
+    codec = CODEC
+    check_codec(codec)
+    context = _encoder(fps, size, codec)
+    packets: list[Packet] = []
+
+    def keep(encoded) -> None:  # type: ignore[no-untyped-def]
+        packets.extend(
+            Packet(int(p.pts), int(p.dts), bool(p.is_keyframe), bytes(p)) for p in encoded
         )
-        self._stream = self._container.add_stream(
-            codec, rate=Fraction(fps), options=dict(ENCODER_OPTIONS)
-        )
-        self._stream.width, self._stream.height = size
-        self._stream.pix_fmt = "yuv420p"
-        self._size = size
-        # A keyframe held for a cut's length is the same picture frame after frame: it is
-        # converted to the encoder's YUV once, and that frame is given again (the encoder keeps
-        # its own reference to the pixels, so only the timestamp changes). Most of an episode's
-        # reel is held keyframes: the conversion was a third of its encoding time.
-        self._last: tuple[Image.Image, Any] | None = None
 
-    def write(self, image: Image.Image) -> None:
-        import av
-
-        if image.size != self._size:
-            raise ValueError(f"frame {self.frames} is {image.size}, the reel is {self._size}")
-        if self._last is None or self._last[0] is not image:
+    # A keyframe held for a cut's length is the same picture frame after frame: it is
+    # converted to the encoder's YUV once, and that frame is given again (the encoder keeps
+    # its own reference to the pixels, so only the timestamp changes).
+    last: tuple[Image.Image, Any] | None = None
+    for index, image in enumerate(frames):
+        if image.size != size:
+            raise ValueError(f"frame {index} is {image.size}, the reel is {size}")
+        if last is None or last[0] is not image:
             rgb = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
-            self._last = (image, rgb.reformat(format=self._stream.pix_fmt))
-        frame = self._last[1]
-        frame.pts = self.frames
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames += 1
+            last = (image, rgb.reformat(format="yuv420p"))
+        frame = last[1]
+        frame.pts = index
+        keep(context.encode(frame))
+    keep(context.encode(None))
+    return packets
 
-    def __enter__(self) -> ReelWriter:
-        return self
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if kind is None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-        finally:
-            self._container.close()
+def write_mp4(path: Path, fps: int, size: tuple[int, int], parts: list[list[Packet]]) -> int:
+    """Packets encoded by ``encode`` in one MP4, each part after the one before; the number of
+    frames. Nothing is encoded again: an unchanged part gives the same bytes."""
+    import av
+
+    check_codec(CODEC)
+    start = 0
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream(CODEC, rate=Fraction(fps), options=dict(ENCODER_OPTIONS))
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.thread_count = 1  # its headers then match the parts' encoders
+        base = Fraction(1, fps)
+        for part in parts:
+            for encoded in part:
+                packet = av.Packet(encoded.data)
+                packet.pts, packet.dts = encoded.pts + start, encoded.dts + start
+                packet.time_base = base
+                packet.is_keyframe = encoded.keyframe
+                packet.stream = stream
+                container.mux(packet)
+            start += len(part)
+    return start

@@ -30,6 +30,7 @@ class ReelSummary(BaseModel):
     only_approved: bool
     sources: dict[str, int] = Field(default_factory=dict)  # animation/keyframe/attempt/slate
     cuts: list[dict] = Field(default_factory=list)
+    encoded: int | None = None  # cuts encoded by this export; None: a reel read back
 
     @classmethod
     def of(cls, reel: Reel, label: str) -> ReelSummary:
@@ -57,6 +58,12 @@ class ReelSummary(BaseModel):
             f"reel: {self.path}\n  {self.frames} frames at {self.fps} fps "
             f"({self.duration_seconds:.2f} s, {self.width}x{self.height}, H.264), cuts: {shown}\n"
             f"  contact sheet: {self.contact_sheet}\n  sha256 {self.sha256}"
+            + (
+                f"\n  {self.encoded} of {len(self.cuts)} cuts encoded now, the others kept"
+                " from before"
+                if self.encoded is not None
+                else ""
+            )
         )
 
 
@@ -91,4 +98,6 @@ def export_reel(
             contact_sheet_sha256=built.contact_sheet_sha256,
             prefect_flow_run_id=flow_run_id,
         )
-        return ReelSummary.of(reel, f"{plan.project} episode {plan.episode}")
+        summary = ReelSummary.of(reel, f"{plan.project} episode {plan.episode}")
+    summary.encoded = built.encoded
+    return summary
