@@ -7,12 +7,12 @@ output), marked on screen as not approved; or nothing, and the reel shows a slat
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from db.jobs import cut_jobs
 from db.models import Cut, Episode, Job, JobStatus, Phase, Reel, Scene
@@ -102,6 +102,12 @@ def _status(animations: list[Job], keyframes: list[Job]) -> str:
 def reel_cut(session: Session, cut: Cut, *, only_approved: bool = False) -> ReelCut:
     animations = cut_jobs(session, cut.id, Phase.ANIMATION)
     keyframes = cut_jobs(session, cut.id, Phase.GENERATION)
+    return _reel_cut(cut, animations, keyframes, only_approved=only_approved)
+
+
+def _reel_cut(
+    cut: Cut, animations: list[Job], keyframes: list[Job], *, only_approved: bool
+) -> ReelCut:
     view = ReelCut(
         cut_id=cut.id,
         label=cut_label(cut),
@@ -128,13 +134,38 @@ def reel_cut(session: Session, cut: Cut, *, only_approved: bool = False) -> Reel
 
 def reel_cuts(session: Session, episode_id: int, *, only_approved: bool = False) -> list[ReelCut]:
     """The episode's cuts in order (scene, cut), each with what it shows."""
-    cuts = session.scalars(
-        select(Cut)
-        .join(Scene)
-        .where(Scene.episode_id == episode_id)
-        .order_by(Scene.number, Cut.number)
+    cuts = list(
+        session.scalars(
+            select(Cut)
+            .join(Scene)
+            .where(Scene.episode_id == episode_id)
+            .order_by(Scene.number, Cut.number)
+            .options(selectinload(Cut.scene).selectinload(Scene.episode))
+        )
     )
-    return [reel_cut(session, cut, only_approved=only_approved) for cut in cuts]
+    # Every cut's attempts in one query (with their outputs and parameters), not two queries
+    # and their lazy loads per cut: 300 cuts were some 1,200 round trips at the end of a run.
+    jobs: dict[tuple[int, Phase], list[Job]] = defaultdict(list)
+    for job in session.scalars(
+        select(Job)
+        .where(
+            Job.cut_id.in_([cut.id for cut in cuts]),
+            Job.phase.in_([Phase.ANIMATION, Phase.GENERATION]),
+            Job.parent_job_id.is_(None),
+        )
+        .order_by(Job.cut_id, Job.attempt)
+        .options(selectinload(Job.artifacts), selectinload(Job.params))
+    ):
+        jobs[(job.cut_id, job.phase)].append(job)
+    return [
+        _reel_cut(
+            cut,
+            jobs[(cut.id, Phase.ANIMATION)],
+            jobs[(cut.id, Phase.GENERATION)],
+            only_approved=only_approved,
+        )
+        for cut in cuts
+    ]
 
 
 @dataclass

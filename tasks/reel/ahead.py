@@ -69,6 +69,10 @@ class ReelAhead:
         self._pool.shutdown(wait=True, cancel_futures=not finish)
 
     def _work(self) -> None:
+        # Nothing is read before the first scene is done: the run's start is the renders'.
+        cut_id = self._queue.get()
+        if cut_id is None:
+            return
         try:  # the plan as it stands: each cut's frame count, the reel's fps and size
             with session_scope() as session:
                 plan = db_reels.reel_plan(session, self._episode_id)
@@ -78,21 +82,27 @@ class ReelAhead:
         spans = cut_spans(plan.cuts, plan.fps)
         frames = {c.cut_id: n for c, (_, n) in zip(plan.cuts, spans, strict=True)}
         folder = segments_folder(plan, self._root)
-        while (cut_id := self._queue.get()) is not None:
-            try:
-                with session_scope() as session:
-                    cut = session.get(Cut, cut_id)
-                    view = db_reels.reel_cut(session, cut) if cut is not None else None
-            except Exception:  # noqa: BLE001 (a cut not read costs nothing: the end encodes it)
-                log.debug("cut %s not read for the reel", cut_id, exc_info=True)
-                continue
-            if view is None or view.footage is None or cut_id not in frames:
-                continue  # a slate costs little to make at the end
-            size = (plan.width, plan.height)
-            footage = view.footage
-            if plan.sized_by == "default" and footage.width and footage.height:
-                size = db_reels.frame_size(footage.width, footage.height)  # as the first output's
-            self._pool.submit(segment, view, frames[cut_id], plan.fps, size, folder)
+        while cut_id is not None:
+            self._submit(cut_id, plan, frames, folder)
+            cut_id = self._queue.get()
+
+    def _submit(
+        self, cut_id: int, plan: db_reels.ReelPlan, frames: dict[int, int], folder: Path
+    ) -> None:
+        try:
+            with session_scope() as session:
+                cut = session.get(Cut, cut_id)
+                view = db_reels.reel_cut(session, cut) if cut is not None else None
+        except Exception:  # noqa: BLE001 (a cut not read costs nothing: the end encodes it)
+            log.debug("cut %s not read for the reel", cut_id, exc_info=True)
+            return
+        if view is None or view.footage is None or cut_id not in frames:
+            return  # a slate costs little to make at the end
+        size = (plan.width, plan.height)
+        footage = view.footage
+        if plan.sized_by == "default" and footage.width and footage.height:
+            size = db_reels.frame_size(footage.width, footage.height)  # as the first output's
+        self._pool.submit(segment, view, frames[cut_id], plan.fps, size, folder)
 
 
 @contextlib.asynccontextmanager
