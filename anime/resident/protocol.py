@@ -49,7 +49,7 @@ def command_of(args: list[str]) -> str | None:
 def socket_dir() -> Path | None:
     """A folder only this user can enter, or None when none can be made safely."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "anime" if runtime and Path(runtime).is_dir() else None
+    base = Path(runtime).absolute() / "anime" if runtime and Path(runtime).is_dir() else None
     folder = base or Path("/tmp") / f"anime-resident-{os.getuid()}"
     try:
         folder.mkdir(mode=0o700, parents=False, exist_ok=True)

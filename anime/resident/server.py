@@ -47,6 +47,7 @@ PRELOAD = (
     "PIL.Image",
     "yaml",
 )
+STARTED = time.time()
 
 
 def serve(path_text: str) -> None:
@@ -60,6 +61,7 @@ def serve(path_text: str) -> None:
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
     _preload()
     files = _module_files()
+    os.chdir("/")  # not to hold the folder it was started from; each child takes its caller's
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     path.unlink(missing_ok=True)  # a socket left by one that was killed; we hold the lock
     listener.bind(str(path))
@@ -97,9 +99,6 @@ def serve(path_text: str) -> None:
         Path(f"{path}.pid").unlink(missing_ok=True)
         while _reap():
             time.sleep(0.05)
-
-
-STARTED = time.time()
 
 
 def _note(path: Path, served: int) -> None:
