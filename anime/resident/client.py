@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from typing import NoReturn
 
 from anime.resident import protocol
 
@@ -34,10 +35,11 @@ def main() -> None:
     sys.exit(code)
 
 
-def _run_here() -> None:
+def _run_here() -> NoReturn:
     from anime.cli import app
 
-    app(prog_name="anime")
+    app(prog_name="anime")  # exits, as a click app in standalone mode does
+    sys.exit(0)
 
 
 def _run_resident(path, args: list[str]) -> int | None:  # type: ignore[no-untyped-def]
@@ -117,7 +119,7 @@ def _start_resident(path) -> None:  # type: ignore[no-untyped-def]
         "from anime.resident.server import serve; serve(sys.argv[2])"
     )
     try:
-        with open(f"{path}.log", "ab") as log:
+        with open(f"{path}.log", "wb") as log:  # what the last one started said
             subprocess.Popen(
                 [sys.executable, "-c", boot, json.dumps(sys.path), str(path)],
                 stdin=subprocess.DEVNULL,

@@ -53,10 +53,17 @@ STARTED = time.time()
 def serve(path_text: str) -> None:
     path = Path(path_text)
     lock = open(f"{path}.lock", "w")  # noqa: SIM115 (held for the life of the process)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return  # another one is starting or serving at this path
+    # One resident process per path. A few seconds' patience: the one this replaces (its
+    # code changed) may still be on its way out.
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                return  # another one is serving at this path
+            time.sleep(0.1)
     # `anime resident stop` (SIGTERM): leave through the finally below, socket removed.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
     _preload()
