@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import anyio
@@ -43,6 +43,7 @@ class ReelAhead:
     def __init__(self, episode_id: int, root: Path | None = None) -> None:
         self._episode_id, self._root = episode_id, root
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._submitted: list[Future[object]] = []
         # spawn: the run's process has threads (Prefect's), which a fork must not copy.
         self._pool = ProcessPoolExecutor(
             max_workers=1,
@@ -66,7 +67,18 @@ class ReelAhead:
         the cuts handed over first."""
         self._queue.put(None)
         self._thread.join()
-        self._pool.shutdown(wait=True, cancel_futures=not finish)
+        if finish:
+            self._pool.shutdown(wait=True)
+            return
+        for future in self._submitted:
+            future.cancel()  # only those no worker has taken
+        wait([f for f in self._submitted if f.running()], timeout=60)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        # A worker still starting (at nice 19 on a busy machine: seconds) or idle holds
+        # nothing: the run does not wait for it.
+        for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
 
     def _work(self) -> None:
         # Nothing is read before the first scene is done: the run's start is the renders'.
@@ -102,7 +114,9 @@ class ReelAhead:
         footage = view.footage
         if plan.sized_by == "default" and footage.width and footage.height:
             size = db_reels.frame_size(footage.width, footage.height)  # as the first output's
-        self._pool.submit(segment, view, frames[cut_id], plan.fps, size, folder)
+        self._submitted.append(
+            self._pool.submit(segment, view, frames[cut_id], plan.fps, size, folder)
+        )
 
 
 @contextlib.asynccontextmanager
