@@ -50,11 +50,11 @@ class Packet:
     data: bytes
 
 
-def _encoder(fps: int, size: tuple[int, int], codec: str):  # type: ignore[no-untyped-def]
-    import av
+def _configure(context, fps: int, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    """The one set of encoder settings: every segment's encoder and the reel's stream, whose
+    header the muxer takes from it, must agree for the segments' packets to play in it."""
     from av.codec.context import Flags
 
-    context = av.CodecContext.create(codec, "w")
     context.width, context.height = size
     context.pix_fmt = "yuv420p"
     context.time_base = Fraction(1, fps)
@@ -65,16 +65,14 @@ def _encoder(fps: int, size: tuple[int, int], codec: str):  # type: ignore[no-un
     # One thread per encoder, so that the same frames give the same bytes on any machine; the
     # segments of a reel are encoded side by side instead.
     context.thread_count = 1
-    return context
 
 
 def encode(frames: list[Image.Image], fps: int, size: tuple[int, int]) -> list[Packet]:
     """The frames encoded on their own: the first packet a keyframe, times from 0."""
     import av
 
-    codec = CODEC
-    check_codec(codec)
-    context = _encoder(fps, size, codec)
+    context = av.CodecContext.create(CODEC, "w")  # build_reel has checked it exists
+    _configure(context, fps, size)
     packets: list[Packet] = []
 
     def keep(encoded) -> None:  # type: ignore[no-untyped-def]
@@ -104,13 +102,10 @@ def write_mp4(path: Path, fps: int, size: tuple[int, int], parts: list[list[Pack
     frames. Nothing is encoded again: an unchanged part gives the same bytes."""
     import av
 
-    check_codec(CODEC)
     start = 0
     with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream(CODEC, rate=Fraction(fps), options=dict(ENCODER_OPTIONS))
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.thread_count = 1  # its headers then match the parts' encoders
+        stream = container.add_stream(CODEC, rate=Fraction(fps))
+        _configure(stream.codec_context, fps, size)
         base = Fraction(1, fps)
         for part in parts:
             for encoded in part:

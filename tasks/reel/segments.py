@@ -37,7 +37,7 @@ KEEP_UNUSED_S = 7 * 24 * 3600
 class Segment:
     packets: Path  # the cut's frames encoded alone (H.264 packets, one after the other)
     poster: Path  # the frame the contact sheet shows, at its size (PNG)
-    about: Path  # what the frames show and each packet's times and size (JSON)
+    index: list[list[int]]  # per packet: pts, dts, keyframe, size (from the segment's JSON)
     frames: int
     source: str  # what the frames show: animation | keyframe | attempt | slate
     reason: str | None  # why a slate stands in for footage that exists
@@ -46,13 +46,11 @@ class Segment:
     def read(self) -> list[Packet]:
         data = self.packets.read_bytes()
         packets, offset = [], 0
-        for pts, dts, keyframe, size in json.loads(self.about.read_text())["packets"]:
+        for pts, dts, keyframe, size in self.index:
             packets.append(Packet(pts, dts, bool(keyframe), data[offset : offset + size]))
             offset += size
         if offset != len(data):
-            raise ValueError(
-                f"{self.packets.name} does not hold the packets {self.about.name} lists"
-            )
+            raise ValueError(f"{self.packets.name} does not hold the packets its index lists")
         return packets
 
 
@@ -114,7 +112,9 @@ def segment(cut: ReelCut, count: int, fps: int, size: tuple[int, int], folder: P
         now = time.time()
         for path in (packets, poster, about):
             os.utime(path, (now, now))  # in use: not one to remove as unused
-        return Segment(packets, poster, about, count, made["source"], made["reason"], kept=True)
+        return Segment(
+            packets, poster, made["packets"], count, made["source"], made["reason"], kept=True
+        )
     folder.mkdir(parents=True, exist_ok=True)
     frames, source, reason = cut_frames(cut, count, fps, size)
     # The contact sheet's picture at the sheet's size: small to keep, quick to read back.
@@ -133,7 +133,7 @@ def segment(cut: ReelCut, count: int, fps: int, size: tuple[int, int], folder: P
     finally:
         for partial in partials:
             partial.unlink(missing_ok=True)
-    return Segment(packets, poster, about, count, source, reason)
+    return Segment(packets, poster, index, count, source, reason)
 
 
 def _kept(packets: Path, poster: Path, about: Path) -> dict | None:  # type: ignore[type-arg]
