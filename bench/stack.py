@@ -138,15 +138,10 @@ class PrefectServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def start(self, timeout_s: float = 180.0) -> float:
-        env = {
-            **os.environ,
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": self.database_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(self.port),
-        }
-        env.pop("PREFECT_API_URL", None)
+        from deployments.server import prefect_server_env  # as `anime server` runs it
+
+        env = prefect_server_env(self.database_url, "127.0.0.1", self.port)
+        env["PREFECT_HOME"] = str(self.home)
         command = [sys.executable, "-m", "prefect", "server", "start", "--analytics-off"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-ui"]
         command = profiled(command, "prefect-server")

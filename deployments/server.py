@@ -40,6 +40,33 @@ STOP_TIMEOUT_S = 30.0
 AppFactory = Callable[[], Any]
 
 
+# Prefect's task-run recorder writes each task-run event in a transaction of its own (its
+# default batch is one event): at six such events a cut, the largest single share of the
+# Prefect server's CPU in the orchestration benchmark (docs/benchmarks.md). Batched, a task
+# run's state reaches the UI up to FLUSH_INTERVAL seconds later. The event persister's batch
+# grows to match. A value already in the environment wins.
+PREFECT_SERVER_TUNING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "2",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "2",
+}
+
+
+def prefect_server_env(database_url: str, host: str, port: int) -> dict[str, str]:
+    """The environment of a `prefect server start` child: this process's, tuned (above),
+    on `database_url`, never a client of another server."""
+    env = {**PREFECT_SERVER_TUNING, **os.environ}
+    env.update(
+        PREFECT_API_DATABASE_CONNECTION_URL=database_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_API_HOST=host,
+        PREFECT_SERVER_API_PORT=str(port),
+    )
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
 class ServerError(RuntimeError):
     """The server cannot start; the message says which setting to fix."""
 
@@ -163,14 +190,7 @@ class PrefectServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            PREFECT_API_DATABASE_CONNECTION_URL=self.database.url,
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_SERVER_API_HOST=self.config.host,
-            PREFECT_SERVER_API_PORT=str(self.config.port),
-        )
-        env.pop("PREFECT_API_URL", None)  # the server is not a client of another server
+        env = prefect_server_env(self.database.url, self.config.host, self.config.port)
         command = [sys.executable, "-m", "prefect", "server", "start", "--analytics-off"]
         command += ["--host", self.config.host, "--port", str(self.config.port)]
         self.process = subprocess.Popen(command, env=env, start_new_session=True)

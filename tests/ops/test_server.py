@@ -35,6 +35,22 @@ def _wait_for(check, timeout_s: float, what: str, process: subprocess.Popen, log
     pytest.fail(f"no {what} within {timeout_s:g} s:\n{log.read_text()[-4000:]}")
 
 
+_ONE_TASK_FLOW = """
+from prefect import flow, task, runtime
+
+@task
+def one_step():
+    return 1
+
+@flow
+def one_task_flow():
+    one_step()
+    return runtime.flow_run.id
+
+print(one_task_flow())
+"""
+
+
 def _prefect_deployments(api: str) -> list[dict]:
     return httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
 
@@ -112,6 +128,35 @@ def test_server_answers_health_serves_and_stops_cleanly(db, tmp_path, monkeypatc
         assert pool["type"] == "process"
         on_pool = {d["name"]: d["work_pool_name"] for d in _prefect_deployments(prefect)}
         assert on_pool == dict.fromkeys(on_pool, "anime-gpu") and len(on_pool) == 5
+
+        # Task runs reach the UI through the server's batched task-run recorder (flushed
+        # every 2 s, not per event): a run's task is there, completed, moments after.
+        ran = subprocess.run(
+            [sys.executable, "-c", _ONE_TASK_FLOW],
+            env={**env, "PREFECT_API_URL": prefect},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ran.returncode == 0, ran.stderr
+        flow_run_id = ran.stdout.split()[-1]
+        task_runs = _wait_for(
+            lambda: [
+                t
+                for t in httpx.post(
+                    f"{prefect}/task_runs/filter",
+                    json={"flow_runs": {"id": {"any_": [flow_run_id]}}},
+                    timeout=10,
+                ).json()
+                if t["state_type"] == "COMPLETED"
+            ],
+            15,
+            "the flow's completed task run",
+            server,
+            log,
+        )
+        assert [t["name"].split("-")[0] for t in task_runs] == ["one_step"]
 
         server.send_signal(signal.SIGTERM)
         assert server.wait(60) == 0, log.read_text()[-4000:]
