@@ -9,8 +9,8 @@ What each wrapper marks (epoch seconds, the clock the ComfyUI servers stamp hist
 - `flows.cut.render_slot`: asked for / got / gave back the run's render slot (the limiter of
   total ComfyUI slots + 1): the wait in between is capacity, not overhead.
 - `ComfyUIPool.slot` and `ComfyUIPool._acquire_one`: entering the pool, the start of the
-  acquisition that succeeded (polls before it that found no free slot are waiting), and the
-  moment the slot is held.
+  acquisition that succeeded (polls before it that found no free slot are waiting; a slot
+  handed over by the render before is held at once), and the moment the slot is held.
 - `tasks.judging._score_cut`: the scoring itself (model forward passes), in its worker thread.
 
 Counters (whole run): HTTP requests by target (Prefect API or ComfyUI), method and path
@@ -125,15 +125,18 @@ def install() -> None:
         async with pool_slot(self, prefer) as server:
             if times is not None:
                 times.pool_held.append(_now())
+                if len(times.pool_acquire_started) < len(times.pool_held):
+                    # Handed over by the render before: held at once, no acquisition.
+                    times.pool_acquire_started.append(times.pool_held[-1])
             yield server
 
-    async def timed_acquire_one(self: ComfyUIPool, candidates: Any, stack: Any) -> Any:
+    async def timed_acquire_one(self: ComfyUIPool, candidates: Any) -> Any:
         started = _now()
-        server = await acquire_one(self, candidates, stack)
+        acquired = await acquire_one(self, candidates)
         times = _current.get()
-        if server is not None and times is not None:
+        if acquired is not None and times is not None:
             times.pool_acquire_started.append(started)
-        return server
+        return acquired
 
     ComfyUIPool.slot = timed_pool_slot  # type: ignore[method-assign]
     ComfyUIPool._acquire_one = timed_acquire_one  # type: ignore[method-assign]

@@ -16,9 +16,11 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.concurrency._asyncio import aacquire_concurrency_slots_with_lease
@@ -60,90 +62,113 @@ def process_alive(pid: int, started: str | None) -> bool:
     return True
 
 
-@contextlib.asynccontextmanager
-async def leased_slot(name: str, lease_duration_s: float) -> AsyncIterator[None]:
-    """Hold one slot of the global concurrency limit `name`, renewed while held, noted on
-    disk until it is given back. Raises `ConcurrencySlotAcquisitionError` when no slot is
-    free at once (or the limit does not exist)."""
-    response = await aacquire_concurrency_slots_with_lease(
-        names=[name], slots=1, max_retries=0, lease_duration=lease_duration_s, strict=True
-    )
-    lease_id = response.lease_id
-    note = _note(lease_id, name)
-    try:
-        async with _renewed(lease_id, lease_duration_s, name):
-            yield
-    finally:
-        try:
-            async with get_client() as client:
-                await client.release_concurrency_slots_with_lease(lease_id=lease_id)
-            # Given back: Prefect's run context would otherwise release it again when the
-            # task ends, through a new sync client (a TLS context and a request per render).
-            if (context := ConcurrencyContext.get()) and lease_id in context.cleanup_lease_ids:
-                context.cleanup_lease_ids.remove(lease_id)
-        except Exception as exc:  # noqa: BLE001 - the render's own outcome (or ComfyUISlotLost) stands
-            logger.warning(
-                "the slot of %s was not given back (%s): it frees itself when its lease "
-                "expires, within %g s",
-                name,
-                exc,
-                lease_duration_s,
-            )
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                note.unlink()
+class ComfyUISlotLost(RuntimeError):
+    """The slot's lease could not be renewed: the server may give it to another render."""
 
 
 RENEW_AT = 0.75  # of the lease's duration
 RENEW_TRIES = 3
 
 
-class ComfyUISlotLost(RuntimeError):
-    """The slot's lease could not be renewed: the server may give it to another render."""
+class SlotLease:
+    """One slot of the global concurrency limit `name`, held by this process from `take` to
+    `give_back`: renewed on this loop's Prefect client while held, and noted on disk. Between
+    the two it may serve several renders in turn (`held`), each handing it to the next
+    without going back to Prefect.
 
+    Renewal is this loop's own: a render shorter than `RENEW_AT` of the lease renews nothing.
+    (Prefect's `amaintain_concurrency_lease` starts a thread with a new sync client and renews
+    at once: per render, a TLS context, a thread and a request that a short render never
+    needs.) When renewal fails, the render holding the slot is cancelled and `ComfyUISlotLost`
+    raised: holding on would oversubscribe the server."""
 
-@contextlib.asynccontextmanager
-async def _renewed(lease_id: uuid.UUID, duration_s: float, name: str) -> AsyncIterator[None]:
-    """Renew the lease while the block runs, on this loop's own Prefect client. A render
-    shorter than `RENEW_AT` of the lease renews nothing. (Prefect's `amaintain_concurrency_
-    lease` starts a thread with a new sync client and renews at once: per render, a TLS
-    context, a thread and a request that a short render never needs.) When renewal fails,
-    the block is cancelled and `ComfyUISlotLost` raised: holding on would oversubscribe."""
-    holder = asyncio.current_task()
-    lost: list[BaseException] = []
+    def __init__(self, name: str, lease_id: uuid.UUID, duration_s: float) -> None:
+        self.name = name
+        self.lease_id = lease_id
+        self.duration_s = duration_s
+        self.taken_at = time.monotonic()
+        self._note = _note(lease_id, name)
+        self._holder: asyncio.Task[Any] | None = None
+        self._lost: BaseException | None = None
+        self._renewer = asyncio.create_task(self._renew())
 
-    async def renew() -> None:
+    @classmethod
+    async def take(cls, name: str, duration_s: float) -> SlotLease:
+        """Raises `ConcurrencySlotAcquisitionError` when no slot is free at once (or the
+        limit does not exist)."""
+        response = await aacquire_concurrency_slots_with_lease(
+            names=[name], slots=1, max_retries=0, lease_duration=duration_s, strict=True
+        )
+        return cls(name, response.lease_id, duration_s)
+
+    async def _renew(self) -> None:
         async with get_client() as client:
             while True:
-                await asyncio.sleep(duration_s * RENEW_AT)
+                await asyncio.sleep(self.duration_s * RENEW_AT)
                 for attempt in range(RENEW_TRIES):
                     try:
-                        await client.renew_concurrency_lease(lease_id, duration_s)
+                        await client.renew_concurrency_lease(self.lease_id, self.duration_s)
                         break
                     except Exception as exc:
                         if attempt == RENEW_TRIES - 1:
-                            lost.append(exc)
-                            if holder is not None:
-                                holder.cancel()
+                            self._lost = exc
+                            if self._holder is not None:
+                                self._holder.cancel()
                             return
-                        await asyncio.sleep(min(2.0**attempt, duration_s * (1 - RENEW_AT) / 3))
+                        pause = min(2.0**attempt, self.duration_s * (1 - RENEW_AT) / 3)
+                        await asyncio.sleep(pause)
 
-    renewer = asyncio.create_task(renew())
-    try:
-        yield
-    except asyncio.CancelledError:
-        if lost:
-            if holder is not None:
-                holder.uncancel()  # the cancel was ours: it ends here, as this error
-            raise ComfyUISlotLost(
-                f"the lease on a slot of {name} could not be renewed ({lost[0]}); the render "
-                "was stopped so that the server's slots are not oversubscribed"
-            ) from lost[0]
-        raise
-    finally:
-        renewer.cancel()
+    def _slot_lost(self) -> ComfyUISlotLost:
+        return ComfyUISlotLost(
+            f"the lease on a slot of {self.name} could not be renewed ({self._lost}); the "
+            "render was stopped so that the server's slots are not oversubscribed"
+        )
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """The calling task holds the slot for the block: it is cancelled if the lease is
+        lost meanwhile, and the block ends in `ComfyUISlotLost`."""
+        if self._lost is not None:
+            raise self._slot_lost() from self._lost
+        holder = asyncio.current_task()
+        self._holder = holder
+        try:
+            yield
+        except asyncio.CancelledError:
+            if self._lost is not None:
+                if holder is not None:
+                    holder.uncancel()  # the cancel was ours: it ends here, as this error
+                raise self._slot_lost() from self._lost
+            raise
+        finally:
+            self._holder = None
+
+    def pass_on(self) -> None:
+        """The lease leaves the task that took it: Prefect's run context of that task would
+        otherwise give it back when the task ends (through a new sync client, a TLS context
+        and a request per render), under the render it was handed to."""
+        if (context := ConcurrencyContext.get()) and self.lease_id in context.cleanup_lease_ids:
+            context.cleanup_lease_ids.remove(self.lease_id)
+
+    async def give_back(self) -> None:
+        self._renewer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await renewer
+            await self._renewer
+        try:
+            async with get_client() as client:
+                await client.release_concurrency_slots_with_lease(lease_id=self.lease_id)
+            self.pass_on()
+        except Exception as exc:  # noqa: BLE001 - the render's own outcome (or ComfyUISlotLost) stands
+            logger.warning(
+                "the slot of %s was not given back (%s): it frees itself when its lease "
+                "expires, within %g s",
+                self.name,
+                exc,
+                self.duration_s,
+            )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._note.unlink()
 
 
 def _note(lease_id: uuid.UUID, name: str) -> Path:

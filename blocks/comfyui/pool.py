@@ -27,7 +27,7 @@ from blocks.comfyui.errors import (
     ComfyUITransientError,
     ComfyUIUnavailable,
 )
-from blocks.comfyui.leases import leased_slot
+from blocks.comfyui.leases import SlotLease
 from blocks.comfyui.models import ProgressEvent, PromptResult
 from blocks.comfyui.server import ComfyUIServer, find_server
 from blocks.loop_local import loop_local
@@ -60,25 +60,51 @@ def _choice_lock() -> asyncio.Lock:
     return loop_local("comfyui-pool-choice", asyncio.Lock)
 
 
-def _released() -> asyncio.Condition:
-    """Signalled when a slot held in this event loop is given back. A waiter tries again at
-    once instead of at its next poll: the hand-over between two renders of one process costs
-    a few milliseconds, not half a poll interval (slots freed by other processes are still
-    seen by polling)."""
-    return loop_local("comfyui-pool-released", asyncio.Condition)
+def _waiting() -> dict[str, list[asyncio.Future[SlotLease | None]]]:
+    """This loop's renders waiting for a slot, by limit name (one future per waiting render,
+    under each name it may use). A render that ends hands its slot's lease to the first
+    waiting for that server (`_hand_over`); a slot given back wakes them all to try again at
+    once, instead of at their next poll: a hand-over between two renders of one process
+    costs a few milliseconds, not half a poll interval (slots freed by other processes are
+    still seen by polling)."""
+    return loop_local("comfyui-pool-waiting", dict)
 
 
-async def _wait_for_release(timeout_s: float) -> None:
-    condition = _released()
-    async with condition:
+async def _wait_for_slot(names: Sequence[str], timeout_s: float) -> SlotLease | None:
+    """A lease handed over by a render of this loop, or None: woken by a slot given back,
+    or the poll interval is up."""
+    handed: asyncio.Future[SlotLease | None] = asyncio.get_running_loop().create_future()
+    waiting = _waiting()
+    for name in names:
+        waiting.setdefault(name, []).append(handed)
+    try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(condition.wait(), timeout_s)
+            await asyncio.wait_for(asyncio.shield(handed), timeout_s)
+    except asyncio.CancelledError:
+        if handed.done() and (lease := handed.result()) is not None:
+            await asyncio.shield(lease.give_back())  # handed over just as this render left
+        raise
+    finally:
+        for name in names:
+            waiting[name].remove(handed)
+    return handed.result() if handed.done() else None
 
 
-async def _announce_release() -> None:
-    condition = _released()
-    async with condition:
-        condition.notify_all()
+def _hand_over(lease: SlotLease) -> bool:
+    """Give the lease to the first render of this loop waiting for its server."""
+    for handed in _waiting().get(lease.name, ()):
+        if not handed.done():
+            lease.pass_on()
+            handed.set_result(lease)
+            return True
+    return False
+
+
+def _announce_release() -> None:
+    for futures in _waiting().values():
+        for handed in futures:
+            if not handed.done():
+                handed.set_result(None)
 
 
 def _missing(name: str) -> ComfyUIConcurrencyLimitMissing:
@@ -94,6 +120,9 @@ class ComfyUIPool:
 
     `lease_duration_s`: how long a crashed holder keeps its slot before Prefect frees it.
     `acquire_timeout_s`: give up with `ComfyUIPoolBusy` after that long (None: wait).
+    `hand_over_s`: a slot passes from one render of this process straight to the next that
+    waits for that server (no request to Prefect, no health check) for that long after it was
+    taken; then it goes back, and other processes' renders may take it.
     """
 
     def __init__(
@@ -105,6 +134,7 @@ class ComfyUIPool:
         acquire_timeout_s: float | None = None,
         health_check: bool = True,
         down_for_s: float = 30.0,
+        hand_over_s: float = 60.0,
     ) -> None:
         if not servers:
             raise ValueError("a ComfyUI pool needs at least one server")
@@ -114,6 +144,7 @@ class ComfyUIPool:
         self.acquire_timeout_s = acquire_timeout_s
         self.health_check = health_check
         self.down_for_s = down_for_s
+        self.hand_over_s = hand_over_s
         self._held: dict[str, int] = {s.concurrency_limit: 0 for s in self.servers}
         self._down_until: dict[str, float] = {}
 
@@ -200,23 +231,21 @@ class ComfyUIPool:
             raise _missing(missing[0])
         return free
 
-    async def _try_acquire(self, server: ComfyUIServer, stack: contextlib.AsyncExitStack) -> bool:
+    async def _try_acquire(self, server: ComfyUIServer) -> SlotLease | None:
         name = server.concurrency_limit
-        slot = leased_slot(name, self.lease_duration_s)
         try:
-            await stack.enter_async_context(slot)
+            return await SlotLease.take(name, self.lease_duration_s)
         except ConcurrencySlotAcquisitionError as exc:
             cause = exc.__cause__
             if isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423:
-                return False  # another process took the last slot first
+                return None  # another process took the last slot first
             if "must be created" in str(exc):
                 raise _missing(name) from None
             raise
-        return True
 
     async def _acquire_one(
-        self, candidates: Sequence[ComfyUIServer], stack: contextlib.AsyncExitStack
-    ) -> ComfyUIServer | None:
+        self, candidates: Sequence[ComfyUIServer]
+    ) -> tuple[ComfyUIServer, SlotLease] | None:
         # Only servers whose limit shows a free slot are tried: a refused try costs an
         # error line in Prefect's log, so contention is resolved by waiting, not by trying.
         async with _choice_lock():
@@ -233,9 +262,15 @@ class ComfyUIPool:
             for server in ranked:
                 if self._down_until.get(server.concurrency_limit, 0.0) > time.monotonic():
                     continue
-                if await self._try_acquire(server, stack):
-                    return server
+                if (lease := await self._try_acquire(server)) is not None:
+                    return server, lease
         return None
+
+    def _hand_over_or_not(self, lease: SlotLease) -> bool:
+        """A lease younger than `hand_over_s` goes to the next render of this process that
+        waits for its server, without a request; an older one goes back to Prefect, so that
+        the renders of other processes and machines get their turn."""
+        return time.monotonic() - lease.taken_at < self.hand_over_s and _hand_over(lease)
 
     @contextlib.asynccontextmanager
     async def slot(self, prefer: ComfyUIServer | None = None) -> AsyncIterator[ComfyUIServer]:
@@ -243,47 +278,57 @@ class ComfyUIPool:
         loop = asyncio.get_running_loop()
         deadline = None if self.acquire_timeout_s is None else loop.time() + self.acquire_timeout_s
         candidates = [prefer] if prefer is not None else self.servers
+        by_name = {s.concurrency_limit: s for s in candidates}
+        handed: SlotLease | None = None
         while True:
-            now = time.monotonic()
-            if all(self._down_until.get(s.concurrency_limit, 0.0) > now for s in candidates):
-                raise ComfyUIUnavailable(
-                    "every ComfyUI server this render may use failed its health check: "
-                    + ", ".join(s.base_url for s in candidates)
-                )
-            stack = contextlib.AsyncExitStack()
-            server = await self._acquire_one(candidates, stack)
-            if server is not None:
-                name = server.concurrency_limit
-                healthy = False
+            if handed is None:
+                now = time.monotonic()
+                if all(self._down_until.get(s.concurrency_limit, 0.0) > now for s in candidates):
+                    raise ComfyUIUnavailable(
+                        "every ComfyUI server this render may use failed its health check: "
+                        + ", ".join(s.base_url for s in candidates)
+                    )
+                acquired = await self._acquire_one(candidates)
+                if acquired is None:
+                    if deadline is not None and loop.time() >= deadline:
+                        raise ComfyUIPoolBusy(
+                            f"no ComfyUI slot free within {self.acquire_timeout_s:g} s "
+                            f"({', '.join(by_name)})"
+                        )
+                    interval = self.retry_interval_s * (0.5 + random.random())
+                    handed = await _wait_for_slot(list(by_name), interval)
+                    continue
+                server, lease = acquired
+                checked = not self.health_check
+            else:
+                # The render before on this server ended well just now: no health check.
+                server, lease, checked = by_name[handed.name], handed, True
+                handed = None
+            name = server.concurrency_limit
+            kept = False
+            try:
+                if not checked:
+                    report = await server.get_client().health()
+                    if not report.ok:
+                        logger.warning(
+                            "ComfyUI %s is unhealthy (%s); trying another",
+                            server.base_url,
+                            report.error,
+                        )
+                        self._down_until[name] = time.monotonic() + self.down_for_s
+                        continue
+                self._held[name] += 1
                 try:
-                    async with stack:
-                        report = await server.get_client().health() if self.health_check else None
-                        healthy = report is None or report.ok
-                        if healthy:
-                            self._held[name] += 1
-                            try:
-                                yield server
-                            finally:
-                                self._held[name] -= 1
-                        else:
-                            assert report is not None
-                            logger.warning(
-                                "ComfyUI %s is unhealthy (%s); trying another",
-                                server.base_url,
-                                report.error,
-                            )
-                            self._down_until[name] = time.monotonic() + self.down_for_s
+                    async with lease.held():
+                        yield server
                 finally:
-                    await _announce_release()  # the slot is given back: wake this loop's waiters
-                if healthy:
-                    return
-                continue
-            if deadline is not None and loop.time() >= deadline:
-                raise ComfyUIPoolBusy(
-                    f"no ComfyUI slot free within {self.acquire_timeout_s:g} s "
-                    f"({', '.join(s.concurrency_limit for s in candidates)})"
-                )
-            await _wait_for_release(self.retry_interval_s * (0.5 + random.random()))
+                    self._held[name] -= 1
+                kept = self._hand_over_or_not(lease)
+                return
+            finally:
+                if not kept:
+                    await lease.give_back()
+                    _announce_release()  # the slot is free: wake this loop's waiters
 
     async def render(
         self,

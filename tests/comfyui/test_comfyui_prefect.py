@@ -312,3 +312,56 @@ async def test_a_slot_whose_lease_is_lost_stops_its_render(
             await client.release_concurrency_slots_with_lease(lease_id)
         with pytest.raises(ComfyUISlotLost, match="could not be renewed"):
             await asyncio.wait_for(render, 10)
+
+
+async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocks.comfyui.leases import SlotLease
+
+    taken: list[str] = []
+    take = SlotLease.take.__func__  # type: ignore[attr-defined]
+
+    async def counted(cls: type[SlotLease], name: str, duration_s: float) -> SlotLease:
+        taken.append(name)
+        return await take(cls, name, duration_s)
+
+    monkeypatch.setattr(SlotLease, "take", classmethod(counted))
+    with ComfyUITestServer(tmp_path / "a", render_time_s=0.3) as a:
+        server = block_for(a, slots=1)
+        await ensure_concurrency_limits([server])
+        ours = ComfyUIPool([server], retry_interval_s=60.0)
+        # Another process's renders, polling: they get the slot only when it is really free.
+        theirs = ComfyUIPool([server], retry_interval_s=0.05)
+
+        @task(cache_policy=NO_CACHE)
+        async def render_one(i: int) -> str:
+            _, result = await ours.render(basic_graph(color=i), prompt_id_for("handed", i))
+            return result.status
+
+        @flow
+        async def three_renders() -> list[str]:
+            return await asyncio.gather(*(render_one(i) for i in range(3)))
+
+        async def elsewhere() -> list[str]:
+            await asyncio.sleep(0.2)  # ours holds the slot first
+            jobs = [theirs.render(basic_graph(color=10 + i), f"theirs-{i}") for i in range(2)]
+            return [result.status for _, result in await asyncio.gather(*jobs)]
+
+        statuses = await asyncio.gather(three_renders(), elsewhere())
+        assert statuses == [["success"] * 3, ["success"] * 2]
+        # One slot, never two prompts at once: a task that handed its lease on did not give
+        # it back to Prefect when it ended, under the render that held it then.
+        assert a.stats.max_in_flight == 1 and a.stats.prompts_executed == 5
+        # Five renders, two leases: each process's renders passed theirs along.
+        assert len(taken) == 2
+        async with get_client() as client:
+            limit = await client.read_global_concurrency_limit_by_name(server.concurrency_limit)
+        assert limit.active_slots == 0  # and given back at the end
+
+        # A hand-over window of 0: every render goes back to Prefect for its slot.
+        taken.clear()
+        fair = ComfyUIPool([server], retry_interval_s=0.05, hand_over_s=0.0)
+        jobs = [fair.render(basic_graph(color=20 + i), f"fair-{i}") for i in range(3)]
+        await asyncio.gather(*jobs)
+        assert len(taken) == 3
