@@ -60,51 +60,71 @@ def _choice_lock() -> asyncio.Lock:
     return loop_local("comfyui-pool-choice", asyncio.Lock)
 
 
-def _waiting() -> dict[str, list[asyncio.Future[SlotLease | None]]]:
-    """This loop's renders waiting for a slot, by limit name (one future per waiting render,
-    under each name it may use). A render that ends hands its slot's lease to the first
-    waiting for that server (`_hand_over`); a slot given back wakes them all to try again at
-    once, instead of at their next poll: a hand-over between two renders of one process
+class _Waiter:
+    """A render of this loop waiting for a slot of one of `names`, from its first try that
+    found none until it holds one. A render that ends hands its slot's lease to the first
+    waiter for that server (`_hand_over`); a slot given back wakes every waiter to try again
+    at once instead of at its next poll, so the hand-over between two renders of one process
     costs a few milliseconds, not half a poll interval (slots freed by other processes are
-    still seen by polling)."""
-    return loop_local("comfyui-pool-waiting", dict)
+    still seen by polling). A waiter stays registered while it polls, so a hand-over meant
+    for it is not missed in between."""
 
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = list(names)
+        self.lease: SlotLease | None = None
+        self._woken = asyncio.Event()
+        waiting = _waiting()
+        for name in self.names:
+            waiting.setdefault(name, []).append(self)
 
-async def _wait_for_slot(names: Sequence[str], timeout_s: float) -> SlotLease | None:
-    """A lease handed over by a render of this loop, or None: woken by a slot given back,
-    or the poll interval is up."""
-    handed: asyncio.Future[SlotLease | None] = asyncio.get_running_loop().create_future()
-    waiting = _waiting()
-    for name in names:
-        waiting.setdefault(name, []).append(handed)
-    try:
+    def offer(self, lease: SlotLease) -> bool:
+        if self.lease is not None:
+            return False
+        self.lease = lease
+        self._woken.set()
+        return True
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    async def wait(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(handed), timeout_s)
-    except asyncio.CancelledError:
-        if handed.done() and (lease := handed.result()) is not None:
-            await asyncio.shield(lease.give_back())  # handed over just as this render left
-        raise
-    finally:
-        for name in names:
-            waiting[name].remove(handed)
-    return handed.result() if handed.done() else None
+            await asyncio.wait_for(self._woken.wait(), timeout_s)
+        self._woken.clear()
+
+    def take(self) -> SlotLease | None:
+        lease, self.lease = self.lease, None
+        return lease
+
+    async def leave(self) -> None:
+        """No longer waiting; a lease handed over meanwhile goes to the next waiter, or
+        back to Prefect."""
+        waiting = _waiting()
+        for name in self.names:
+            waiting[name].remove(self)
+        if (lease := self.take()) is not None and not _hand_over(lease):
+            await asyncio.shield(lease.give_back())
+            _announce_release()
+
+
+def _waiting() -> dict[str, list[_Waiter]]:
+    """This loop's waiters, by limit name, in the order they came."""
+    return loop_local("comfyui-pool-waiting", dict)
 
 
 def _hand_over(lease: SlotLease) -> bool:
     """Give the lease to the first render of this loop waiting for its server."""
-    for handed in _waiting().get(lease.name, ()):
-        if not handed.done():
+    for waiter in _waiting().get(lease.name, ()):
+        if waiter.offer(lease):
             lease.pass_on()
-            handed.set_result(lease)
             return True
     return False
 
 
 def _announce_release() -> None:
-    for futures in _waiting().values():
-        for handed in futures:
-            if not handed.done():
-                handed.set_result(None)
+    for waiters in _waiting().values():
+        for waiter in waiters:
+            waiter.wake()
 
 
 def _missing(name: str) -> ComfyUIConcurrencyLimitMissing:
@@ -279,56 +299,65 @@ class ComfyUIPool:
         deadline = None if self.acquire_timeout_s is None else loop.time() + self.acquire_timeout_s
         candidates = [prefer] if prefer is not None else self.servers
         by_name = {s.concurrency_limit: s for s in candidates}
-        handed: SlotLease | None = None
-        while True:
-            if handed is None:
-                now = time.monotonic()
-                if all(self._down_until.get(s.concurrency_limit, 0.0) > now for s in candidates):
-                    raise ComfyUIUnavailable(
-                        "every ComfyUI server this render may use failed its health check: "
-                        + ", ".join(s.base_url for s in candidates)
-                    )
-                acquired = await self._acquire_one(candidates)
-                if acquired is None:
-                    if deadline is not None and loop.time() >= deadline:
-                        raise ComfyUIPoolBusy(
-                            f"no ComfyUI slot free within {self.acquire_timeout_s:g} s "
-                            f"({', '.join(by_name)})"
+        waiter: _Waiter | None = None
+        try:
+            while True:
+                handed = waiter.take() if waiter is not None else None
+                if handed is None:
+                    now = time.monotonic()
+                    if all(
+                        self._down_until.get(s.concurrency_limit, 0.0) > now for s in candidates
+                    ):
+                        raise ComfyUIUnavailable(
+                            "every ComfyUI server this render may use failed its health check: "
+                            + ", ".join(s.base_url for s in candidates)
                         )
-                    interval = self.retry_interval_s * (0.5 + random.random())
-                    handed = await _wait_for_slot(list(by_name), interval)
-                    continue
-                server, lease = acquired
-                checked = not self.health_check
-            else:
-                # The render before on this server ended well just now: no health check.
-                server, lease, checked = by_name[handed.name], handed, True
-                handed = None
-            name = server.concurrency_limit
-            kept = False
-            try:
-                if not checked:
-                    report = await server.get_client().health()
-                    if not report.ok:
-                        logger.warning(
-                            "ComfyUI %s is unhealthy (%s); trying another",
-                            server.base_url,
-                            report.error,
-                        )
-                        self._down_until[name] = time.monotonic() + self.down_for_s
+                    acquired = await self._acquire_one(candidates)
+                    if acquired is None:
+                        if deadline is not None and loop.time() >= deadline:
+                            raise ComfyUIPoolBusy(
+                                f"no ComfyUI slot free within {self.acquire_timeout_s:g} s "
+                                f"({', '.join(by_name)})"
+                            )
+                        waiter = waiter or _Waiter(list(by_name))
+                        await waiter.wait(self.retry_interval_s * (0.5 + random.random()))
                         continue
-                self._held[name] += 1
+                    server, lease = acquired
+                    checked = not self.health_check
+                else:
+                    # The render before on this server ended well just now: no health check.
+                    server, lease, checked = by_name[handed.name], handed, True
+                if waiter is not None:
+                    waiter, leaving = None, waiter
+                    await leaving.leave()
+                name = server.concurrency_limit
+                kept = False
                 try:
-                    async with lease.held():
-                        yield server
+                    if not checked:
+                        report = await server.get_client().health()
+                        if not report.ok:
+                            logger.warning(
+                                "ComfyUI %s is unhealthy (%s); trying another",
+                                server.base_url,
+                                report.error,
+                            )
+                            self._down_until[name] = time.monotonic() + self.down_for_s
+                            continue
+                    self._held[name] += 1
+                    try:
+                        async with lease.held():
+                            yield server
+                    finally:
+                        self._held[name] -= 1
+                    kept = self._hand_over_or_not(lease)
+                    return
                 finally:
-                    self._held[name] -= 1
-                kept = self._hand_over_or_not(lease)
-                return
-            finally:
-                if not kept:
-                    await lease.give_back()
-                    _announce_release()  # the slot is free: wake this loop's waiters
+                    if not kept:
+                        await lease.give_back()
+                        _announce_release()  # the slot is free: wake this loop's waiters
+        finally:
+            if waiter is not None:
+                await waiter.leave()
 
     async def render(
         self,

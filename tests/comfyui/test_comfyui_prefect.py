@@ -327,11 +327,13 @@ async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefe
         return await take(cls, name, duration_s)
 
     monkeypatch.setattr(SlotLease, "take", classmethod(counted))
-    with ComfyUITestServer(tmp_path / "a", render_time_s=0.3) as a:
+    # Renders of 1 s: every render of a process is waiting before the first one ends.
+    with ComfyUITestServer(tmp_path / "a", render_time_s=1.0) as a:
         server = block_for(a, slots=1)
         await ensure_concurrency_limits([server])
         ours = ComfyUIPool([server], retry_interval_s=60.0)
-        # Another process's renders, polling: they get the slot only when it is really free.
+        # Another process's renders (an event loop of their own, as in another process),
+        # polling: they get the slot only when it is really free.
         theirs = ComfyUIPool([server], retry_interval_s=0.05)
 
         @task(cache_policy=NO_CACHE)
@@ -344,11 +346,13 @@ async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefe
             return await asyncio.gather(*(render_one(i) for i in range(3)))
 
         async def elsewhere() -> list[str]:
-            await asyncio.sleep(0.2)  # ours holds the slot first
+            await asyncio.sleep(0.5)  # ours holds the slot first
             jobs = [theirs.render(basic_graph(color=10 + i), f"theirs-{i}") for i in range(2)]
             return [result.status for _, result in await asyncio.gather(*jobs)]
 
-        statuses = await asyncio.gather(three_renders(), elsewhere())
+        statuses = await asyncio.gather(
+            three_renders(), asyncio.to_thread(asyncio.run, elsewhere())
+        )
         assert statuses == [["success"] * 3, ["success"] * 2]
         # One slot, never two prompts at once: a task that handed its lease on did not give
         # it back to Prefect when it ended, under the render that held it then.
