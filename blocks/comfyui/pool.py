@@ -103,8 +103,7 @@ class _Waiter:
         for name in self.names:
             waiting[name].remove(self)
         if (lease := self.take()) is not None and not _hand_over(lease):
-            await asyncio.shield(lease.give_back())
-            _announce_release()
+            await asyncio.shield(_give_back(lease))
 
 
 def _waiting() -> dict[str, list[_Waiter]]:
@@ -127,6 +126,50 @@ def _announce_release() -> None:
             waiter.wake()
 
 
+class _Parked:
+    """Leases this loop's renders gave back while others still rendered, kept for the next
+    render of this loop for up to `linger_s` each, then given back to Prefect; all of them at
+    once when the loop's last render ends (so none outlives the run that parked it)."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, list[SlotLease]] = {}
+        self.active = 0  # renders of this loop inside `ComfyUIPool.slot`
+        self._expiring: set[asyncio.Task[None]] = set()
+
+    def park(self, lease: SlotLease, linger_s: float) -> None:
+        self.leases.setdefault(lease.name, []).append(lease)
+        asyncio.get_running_loop().call_later(linger_s, self._expire, lease)
+
+    def unpark(self, names: Sequence[str]) -> SlotLease | None:
+        for name in names:
+            if parked := self.leases.get(name):
+                return parked.pop(0)
+        return None
+
+    def _expire(self, lease: SlotLease) -> None:
+        parked = self.leases.get(lease.name, [])
+        if lease in parked:
+            parked.remove(lease)
+            task = asyncio.ensure_future(_give_back(lease))
+            self._expiring.add(task)
+            task.add_done_callback(self._expiring.discard)
+
+    async def give_back_all(self) -> None:
+        leases = [lease for parked in self.leases.values() for lease in parked]
+        self.leases.clear()
+        await asyncio.gather(*(_give_back(lease) for lease in leases))
+        await asyncio.gather(*self._expiring, return_exceptions=True)
+
+
+def _parked() -> _Parked:
+    return loop_local("comfyui-pool-parked", _Parked)
+
+
+async def _give_back(lease: SlotLease) -> None:
+    await lease.give_back()
+    _announce_release()  # the slot is free: wake this loop's waiters
+
+
 def _missing(name: str) -> ComfyUIConcurrencyLimitMissing:
     return ComfyUIConcurrencyLimitMissing(
         f"the Prefect global concurrency limit {name!r} of this ComfyUI server does not "
@@ -142,7 +185,9 @@ class ComfyUIPool:
     `acquire_timeout_s`: give up with `ComfyUIPoolBusy` after that long (None: wait).
     `hand_over_s`: a slot passes from one render of this process straight to the next that
     waits for that server (no request to Prefect, no health check) for that long after it was
-    taken; then it goes back, and other processes' renders may take it.
+    taken; then it goes back, and other processes' renders may take it. `linger_s`: a slot
+    no render of this process waits for yet, while others of this process still render, is
+    kept that long for the next one (it is given back when the process's last render ends).
     """
 
     def __init__(
@@ -155,6 +200,7 @@ class ComfyUIPool:
         health_check: bool = True,
         down_for_s: float = 30.0,
         hand_over_s: float = 60.0,
+        linger_s: float = 2.0,
     ) -> None:
         if not servers:
             raise ValueError("a ComfyUI pool needs at least one server")
@@ -165,6 +211,7 @@ class ComfyUIPool:
         self.health_check = health_check
         self.down_for_s = down_for_s
         self.hand_over_s = hand_over_s
+        self.linger_s = linger_s
         self._held: dict[str, int] = {s.concurrency_limit: 0 for s in self.servers}
         self._down_until: dict[str, float] = {}
 
@@ -286,11 +333,22 @@ class ComfyUIPool:
                     return server, lease
         return None
 
-    def _hand_over_or_not(self, lease: SlotLease) -> bool:
+    def _keep(self, lease: SlotLease) -> bool:
         """A lease younger than `hand_over_s` goes to the next render of this process that
-        waits for its server, without a request; an older one goes back to Prefect, so that
-        the renders of other processes and machines get their turn."""
-        return time.monotonic() - lease.taken_at < self.hand_over_s and _hand_over(lease)
+        waits for its server, without a request; or, while other renders of this process
+        are under way, it is parked for the next one to come (`linger_s`). An older one goes
+        back to Prefect, so that the renders of other processes and machines get their
+        turn."""
+        if time.monotonic() - lease.taken_at >= self.hand_over_s:
+            return False
+        if _hand_over(lease):
+            return True
+        parked = _parked()
+        if self.linger_s > 0 and parked.active > 1:
+            lease.pass_on()
+            parked.park(lease, self.linger_s)
+            return True
+        return False
 
     @contextlib.asynccontextmanager
     async def slot(self, prefer: ComfyUIServer | None = None) -> AsyncIterator[ComfyUIServer]:
@@ -300,9 +358,11 @@ class ComfyUIPool:
         candidates = [prefer] if prefer is not None else self.servers
         by_name = {s.concurrency_limit: s for s in candidates}
         waiter: _Waiter | None = None
+        parked = _parked()
+        parked.active += 1
         try:
             while True:
-                handed = waiter.take() if waiter is not None else None
+                handed = waiter.take() if waiter is not None else parked.unpark(list(by_name))
                 if handed is None:
                     now = time.monotonic()
                     if all(
@@ -325,7 +385,7 @@ class ComfyUIPool:
                     server, lease = acquired
                     checked = not self.health_check
                 else:
-                    # The render before on this server ended well just now: no health check.
+                    # A render on this server ended well just now: no health check.
                     server, lease, checked = by_name[handed.name], handed, True
                 if waiter is not None:
                     waiter, leaving = None, waiter
@@ -349,15 +409,17 @@ class ComfyUIPool:
                             yield server
                     finally:
                         self._held[name] -= 1
-                    kept = self._hand_over_or_not(lease)
+                    kept = self._keep(lease)
                     return
                 finally:
                     if not kept:
-                        await lease.give_back()
-                        _announce_release()  # the slot is free: wake this loop's waiters
+                        await _give_back(lease)
         finally:
             if waiter is not None:
                 await waiter.leave()
+            parked.active -= 1
+            if parked.active == 0:
+                await parked.give_back_all()  # the loop's last render: nothing stays held
 
     async def render(
         self,

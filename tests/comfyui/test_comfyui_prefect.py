@@ -369,3 +369,42 @@ async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefe
         jobs = [fair.render(basic_graph(color=20 + i), f"fair-{i}") for i in range(3)]
         await asyncio.gather(*jobs)
         assert len(taken) == 3
+
+
+async def test_a_slot_freed_while_the_process_still_renders_waits_briefly_for_its_next_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocks.comfyui.leases import SlotLease
+
+    taken: list[str] = []
+    take = SlotLease.take.__func__  # type: ignore[attr-defined]
+
+    async def counted(cls: type[SlotLease], name: str, duration_s: float) -> SlotLease:
+        taken.append(name)
+        return await take(cls, name, duration_s)
+
+    monkeypatch.setattr(SlotLease, "take", classmethod(counted))
+
+    async def active_slots(name: str) -> int:
+        async with get_client() as client:
+            return (await client.read_global_concurrency_limit_by_name(name)).active_slots
+
+    with ComfyUITestServer(tmp_path / "a") as a:
+        server = block_for(a, slots=2)
+        name = server.concurrency_limit
+        await ensure_concurrency_limits([server])
+        pool = ComfyUIPool([server], linger_s=0.5)
+        async with pool.slot():  # a long render of this process
+            async with pool.slot():
+                pass  # a short one: its slot is kept for the next render
+            assert await active_slots(name) == 2
+            async with pool.slot():
+                pass  # took the kept slot, and keeps it again
+            assert len(taken) == 2 and await active_slots(name) == 2
+            await asyncio.sleep(1.0)  # nobody came within linger_s: given back
+            assert await active_slots(name) == 1
+            async with pool.slot():
+                pass
+            assert len(taken) == 3
+        # The process's last render ended: nothing is kept past it.
+        assert await active_slots(name) == 0
