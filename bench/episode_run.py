@@ -198,6 +198,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     counted_before = {k: v.copy() for k, v in probes.counters.items()}
 
     # -- timed ---------------------------------------------------------------------------
+    print(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} timed run starts")
+    sys.stdout.flush()  # the kept log (ANIME_BENCH_KEEP) shows where the start-up goes
     started = time.time()
     report = await render_episode(
         project,
