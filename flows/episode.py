@@ -51,7 +51,8 @@ from tasks.recovery import recover_crashed_runs
 from tasks.reel.ahead import ReelAhead, closing_ahead
 from tasks.reel.export import ReelSummary
 from tasks.reel.task import assemble_reel
-from tasks.references import embed_references
+from tasks.references import references_embedded, references_embedded_meanwhile
+from tasks.rendering.comfyui import servers_loaded_meanwhile
 from tasks.reports import CutOutcome, Progress, publish_phase_report
 from tasks.scoring.gates import PhaseGateDecision, decide_phase_gate
 
@@ -173,7 +174,6 @@ async def render_episode(
         logger.error(plan.reason)
         return Failed(message=plan.reason)
     set_render_limit(settings.max_parallel)
-    await embed_references(plan.project_id, settings.models)
     report = EpisodeReport(project=project, episode=episode, renderer=settings.renderer)
 
     phases = phases_from(Phase(phase), Phase(until))
@@ -181,8 +181,12 @@ async def render_episode(
     rendered = [p for p in phases if p is not Phase.QUALITY]
     ahead = ReelAhead(plan.episode_id) if rendered else None
 
-    # A cancel in the Prefect UI (or `anime cancel`) reaches a run started in a terminal too.
+    # The face references are embedded and the ComfyUI servers loaded beside the first cuts,
+    # not before them. A cancel in the Prefect UI (or `anime cancel`) reaches a run started
+    # in a terminal too.
     async with (
+        references_embedded_meanwhile(plan.project_id, settings.models),
+        servers_loaded_meanwhile(settings.comfyui_servers),
         closing_ahead(ahead),
         cancel_on_request(flow_run.get_id(), project, episode, settings.comfyui_servers) as watch,
     ):
@@ -190,6 +194,7 @@ async def render_episode(
             if current is Phase.QUALITY:
                 cuts: list[CutOutcome] = []
                 progress_id = None
+                await references_embedded()
                 decision = await quality_review(project, episode, thresholds_block, scoring_block)
             else:
                 last = current is rendered[-1]

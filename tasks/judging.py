@@ -21,6 +21,7 @@ from db.briefs import CutBrief
 from db.vocabulary import Phase, Verdict
 from tasks.planning import RenderSettings
 from tasks.production import in_session
+from tasks.references import references_embedded
 
 
 class Judgement(BaseModel):
@@ -83,6 +84,7 @@ async def judge_cut(
     """Score the output (off the event loop, so the next cut renders meanwhile), decide, store."""
     from tasks.scoring.judge import decide, required_metrics
 
+    await references_embedded()  # the run embeds them beside its first renders
     thresholds, models = settings.thresholds, settings.models
     wanted = set(required_metrics(phase, brief, thresholds))
     started = time.monotonic()

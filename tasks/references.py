@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -68,4 +73,56 @@ async def embed_references(project_id: int, models: ScoringModels) -> str:
     return message
 
 
-__all__ = ["embed_project_references", "embed_references"]
+class _Embedding:
+    """The run's `embed-references`, started by its first judge (or at the run's end when
+    nothing was judged), in the run's own context so that the Prefect UI lists it under the
+    run, not under that judge."""
+
+    def __init__(self, project_id: int, models: ScoringModels) -> None:
+        self.wanted = asyncio.Event()
+        self.result = asyncio.ensure_future(self._embed(project_id, models))
+
+    async def _embed(self, project_id: int, models: ScoringModels) -> str:
+        await self.wanted.wait()
+        return await embed_references(project_id, models)
+
+
+_embedding: ContextVar[_Embedding | None] = ContextVar("references_embedding", default=None)
+
+
+@contextlib.asynccontextmanager
+async def references_embedded_meanwhile(
+    project_id: int, models: ScoringModels
+) -> AsyncIterator[None]:
+    """Embedding the reference faces loads the face model (seconds of imports and files, and
+    the GIL while they load) that only judging needs: it waited before the episode's first
+    prompt, and then delayed it beside the first cut runs. So the run's first judge starts it
+    and every judge waits for it (`references_embedded`), while the renders go on; its error,
+    if any, is the run's when the block ends."""
+    embedding = _Embedding(project_id, models)
+    token = _embedding.set(embedding)
+    try:
+        yield
+        embedding.wanted.set()  # references imported since stay calibrated
+        await embedding.result
+    finally:
+        _embedding.reset(token)
+        if not embedding.result.done():  # the run failed or was cancelled first
+            embedding.result.cancel()
+            await asyncio.gather(embedding.result, return_exceptions=True)
+
+
+async def references_embedded() -> None:
+    """Wait until the run's reference faces are embedded and calibrated (at once outside a run
+    that embeds them): face similarity compares with those."""
+    if (embedding := _embedding.get()) is not None:
+        embedding.wanted.set()
+        await asyncio.shield(embedding.result)
+
+
+__all__ = [
+    "embed_project_references",
+    "embed_references",
+    "references_embedded",
+    "references_embedded_meanwhile",
+]

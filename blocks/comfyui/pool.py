@@ -49,9 +49,11 @@ async def ensure_concurrency_limits(servers: Sequence[ComfyUIServer]) -> dict[st
             )
         wanted[name] = server.slots
     async with get_client() as client:
-        for name, slots in wanted.items():
-            await client.upsert_global_concurrency_limit_by_name(name, slots)
-            logger.info("concurrency limit %s = %d slot(s)", name, slots)
+        await asyncio.gather(
+            *(client.upsert_global_concurrency_limit_by_name(n, s) for n, s in wanted.items())
+        )
+    for name, slots in wanted.items():
+        logger.info("concurrency limit %s = %d slot(s)", name, slots)
     return wanted
 
 
@@ -218,8 +220,10 @@ class ComfyUIPool:
     @classmethod
     async def load(cls, names_or_urls: Sequence[str], **options: Any) -> ComfyUIPool:
         """Servers by block name or URL (`find_server`)."""
-        servers = [await find_server(name) for name in names_or_urls]
-        return cls(servers, **options)
+        # Side by side: one block read each, four one after another were most of the time a
+        # run took to set up before its first cut.
+        servers = await asyncio.gather(*(find_server(name) for name in names_or_urls))
+        return cls(list(servers), **options)
 
     async def ensure_limits(self) -> dict[str, int]:
         return await ensure_concurrency_limits(self.servers)

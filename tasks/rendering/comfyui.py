@@ -8,12 +8,14 @@ validated against the server's own /object_info before anything is queued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
 import mimetypes
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,7 @@ async def server_pool(server_names: list[str]) -> ComfyUIPool:
     if not server_names:
         raise ValueError("the comfyui renderer needs at least one ComfyUI server block name")
     key = tuple(server_names)
-    async with _loading():
+    async with _loading(key):
         found = _pools.get(key)
         if found is None or time.monotonic() - found[0] > POOL_TTL_S:
             pool = await ComfyUIPool.load(server_names)
@@ -77,7 +79,7 @@ async def server_pool(server_names: list[str]) -> ComfyUIPool:
 
 async def object_info(server: ComfyUIServer) -> dict[str, Any]:
     """A server's node catalogue (node types, model lists), fetched once a minute per process."""
-    async with _loading():
+    async with _loading(server.base_url):
         found = _catalogues.get(server.base_url)
         if found is None or time.monotonic() - found[0] > POOL_TTL_S:
             found = _catalogues[server.base_url] = (
@@ -129,8 +131,8 @@ async def capable_pool(
         return pool
     capable: list[str] = []
     problems: dict[str, list[GraphProblem]] = {}
-    for name, server in zip(server_names, pool.servers, strict=True):
-        found = await problems_on(server)
+    found_on = await asyncio.gather(*(problems_on(server) for server in pool.servers))
+    for name, server, found in zip(server_names, pool.servers, found_on, strict=True):
         if found:
             problems[f"{name} ({server.base_url})" if name != server.base_url else name] = found
         else:
@@ -160,10 +162,34 @@ async def server_check(server: ComfyUIServer, template: str) -> list[GraphProble
     return [p for p in problems if p.kind != "missing_input_file"]
 
 
-def _loading() -> asyncio.Lock:
-    """Held while a cache above is filled: the cuts that start together wait for one load
-    instead of each loading the same blocks and catalogue (docs/benchmarks.md, start-up)."""
-    return loop_local("comfyui-render-cache", asyncio.Lock)
+def _loading(key: object) -> asyncio.Lock:
+    """Held while one entry of a cache above is filled: the cuts that start together wait for
+    one load instead of each loading the same blocks and catalogue (docs/benchmarks.md,
+    start-up); different servers' catalogues load side by side."""
+    return loop_local("comfyui-render-cache", dict).setdefault(key, asyncio.Lock())
+
+
+async def _warm_up(server_names: list[str]) -> None:
+    try:
+        pool = await server_pool(server_names)
+        await asyncio.gather(*(object_info(s) for s in pool.servers), return_exceptions=True)
+    except Exception as exc:  # the first render meets it again, and says it
+        run_logger().debug("ComfyUI servers not loaded ahead: %s", exc)
+
+
+@contextlib.asynccontextmanager
+async def servers_loaded_meanwhile(server_names: list[str]) -> AsyncIterator[None]:
+    """Every server's node catalogue (`/object_info`, the largest answer ComfyUI gives)
+    fetched side by side while the run creates its first cut runs, not by the first render,
+    whose prompt waited for them one by one. A render that comes first waits for the fetch
+    under way (`_loading`); one that fails here is met, and said, by the render again."""
+    loading = asyncio.ensure_future(_warm_up(server_names)) if server_names else None
+    try:
+        yield
+    finally:
+        if loading is not None:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
 
 
 def bind_parameters(template: str, wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -248,3 +248,47 @@ async def test_killed_run_resumes_reattaches_and_duplicates_nothing(
             )
         )
         assert dead_runs == []  # the killed process's flow runs are Crashed, not RUNNING
+
+
+async def test_the_first_prompts_go_out_while_the_references_embed_and_judges_wait_for_them(
+    preview_production, save_blocks, comfy, monkeypatch
+):
+    """Embedding the characters' reference faces loads the face model (seconds): the run's
+    first prompts do not wait for it, its judges (which compare with those faces) do."""
+    from tasks import references
+
+    embed = references.embed_project_references
+    seen: dict[str, int] = {}
+
+    def judged() -> int:
+        with session_scope() as s:
+            return s.scalar(select(func.count()).select_from(Job).where(Job.verdict.is_not(None)))
+
+    def slow_embedding(session, project_id, models):
+        # Held until ComfyUI has rendered a prompt, then until a judge stored a verdict or
+        # 3 s passed (a judge that did not wait stores one within that).
+        deadline = time.monotonic() + 20
+        while comfy.stats.prompts_executed == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["executed"] = comfy.stats.prompts_executed
+        deadline = time.monotonic() + 3
+        while not judged() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["judged"] = judged()
+        return embed(session, project_id, models)
+
+    monkeypatch.setattr(references, "embed_project_references", slow_embedding)
+    thresholds, models = await save_blocks(**PASSING)
+    report = await render_episode(
+        preview_production,
+        1,
+        until=Phase.GENERATION,
+        renderer="comfyui",
+        comfyui_servers=[await register(comfy, slots=2)],
+        thresholds_block=thresholds,
+        scoring_block=models,
+    )
+    assert seen["executed"] >= 1, "no prompt rendered while the references were embedded"
+    assert seen["judged"] == 0, "a cut was judged before the references were embedded"
+    assert [p.decision for p in report.phases] == ["open"]
+    assert judged() == 8
