@@ -314,19 +314,26 @@ async def test_a_slot_whose_lease_is_lost_stops_its_render(
             await asyncio.wait_for(render, 10)
 
 
-async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefect(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The limit of every slot lease taken from Prefect (not passed on in the process)."""
     from blocks.comfyui.leases import SlotLease
 
     taken: list[str] = []
     take = SlotLease.take.__func__  # type: ignore[attr-defined]
 
     async def counted(cls: type[SlotLease], name: str, duration_s: float) -> SlotLease:
+        lease = await take(cls, name, duration_s)  # a try refused (423) takes nothing
         taken.append(name)
-        return await take(cls, name, duration_s)
+        return lease
 
     monkeypatch.setattr(SlotLease, "take", classmethod(counted))
+    return taken
+
+
+async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefect(
+    tmp_path: Path, taken: list[str]
+) -> None:
     # Renders of 1 s: every render of a process is waiting before the first one ends.
     with ComfyUITestServer(tmp_path / "a", render_time_s=1.0) as a:
         server = block_for(a, slots=1)
@@ -372,18 +379,8 @@ async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefe
 
 
 async def test_a_slot_freed_while_the_process_still_renders_waits_briefly_for_its_next_render(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, taken: list[str]
 ) -> None:
-    from blocks.comfyui.leases import SlotLease
-
-    taken: list[str] = []
-    take = SlotLease.take.__func__  # type: ignore[attr-defined]
-
-    async def counted(cls: type[SlotLease], name: str, duration_s: float) -> SlotLease:
-        taken.append(name)
-        return await take(cls, name, duration_s)
-
-    monkeypatch.setattr(SlotLease, "take", classmethod(counted))
 
     async def active_slots(name: str) -> int:
         async with get_client() as client:
