@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     counted_before = {k: v.copy() for k, v in probes.counters.items()}
 
     # -- timed ---------------------------------------------------------------------------
-    print(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} timed run starts")
+    print(f"{datetime.now():%H:%M:%S.%f}"[:-3] + " timed run starts")
     sys.stdout.flush()  # the kept log (ANIME_BENCH_KEEP) shows where the start-up goes
     started = time.time()
     report = await render_episode(

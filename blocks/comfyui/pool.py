@@ -136,29 +136,34 @@ class _Parked:
     def __init__(self) -> None:
         self.leases: dict[str, list[SlotLease]] = {}
         self.active = 0  # renders of this loop inside `ComfyUIPool.slot`
+        self._timers: dict[SlotLease, asyncio.TimerHandle] = {}
         self._expiring: set[asyncio.Task[None]] = set()
 
     def park(self, lease: SlotLease, linger_s: float) -> None:
         self.leases.setdefault(lease.name, []).append(lease)
-        asyncio.get_running_loop().call_later(linger_s, self._expire, lease)
+        self._timers[lease] = asyncio.get_running_loop().call_later(linger_s, self._expire, lease)
 
     def unpark(self, names: Sequence[str]) -> SlotLease | None:
         for name in names:
             if parked := self.leases.get(name):
-                return parked.pop(0)
+                lease = parked.pop(0)
+                self._timers.pop(lease).cancel()  # parked again later: a new timer
+                return lease
         return None
 
     def _expire(self, lease: SlotLease) -> None:
-        parked = self.leases.get(lease.name, [])
-        if lease in parked:
-            parked.remove(lease)
-            task = asyncio.ensure_future(_give_back(lease))
-            self._expiring.add(task)
-            task.add_done_callback(self._expiring.discard)
+        self.leases[lease.name].remove(lease)
+        del self._timers[lease]
+        task = asyncio.ensure_future(_give_back(lease))
+        self._expiring.add(task)
+        task.add_done_callback(self._expiring.discard)
 
     async def give_back_all(self) -> None:
         leases = [lease for parked in self.leases.values() for lease in parked]
         self.leases.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         await asyncio.gather(*(_give_back(lease) for lease in leases))
         await asyncio.gather(*self._expiring, return_exceptions=True)
 
