@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from db.looks import LookChooser
 from db.models import (
@@ -218,7 +218,8 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
         .where(Cut.id == cut_id)
         .options(
             selectinload(Cut.casting).selectinload(CutCasting.character).options(*_CHARACTER_LOAD),
-            selectinload(Cut.scene).selectinload(Scene.episode).selectinload(Episode.project),
+            # One join, not a query each: every cut run reads its brief.
+            joinedload(Cut.scene).joinedload(Scene.episode).joinedload(Episode.project),
         )
     )
     if cut is None:
@@ -227,7 +228,17 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
     episode = scene.episode
     project = episode.project
     cast = sorted(cut.casting, key=lambda row: row.character.slug)
-    looks = LookChooser(session, project.id)
+    # The looks in force are read only for a cut with a cast.
+    looks = LookChooser(session, project.id) if cast else None
+    cast_briefs = [
+        cast_brief(
+            row.character,
+            row.variations,
+            row.position,
+            look=looks.look_for(row.character, episode.id, row.look) if looks else None,
+        )
+        for row in cast
+    ]
     return CutBrief(
         project_id=project.id,
         project_slug=project.slug,
@@ -249,15 +260,7 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
         template=cut.template,
         overrides=cut.overrides,
         style=style_brief(project),
-        cast=[
-            cast_brief(
-                row.character,
-                row.variations,
-                row.position,
-                look=looks.look_for(row.character, episode.id, row.look),
-            )
-            for row in cast
-        ],
+        cast=cast_briefs,
     )
 
 

@@ -8,8 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from db.jobs import get_job
-from db.models import Cut, RenderCancellation, Scene
+from db.models import Cut, Job, RenderCancellation, Scene
 from db.queries import get_episode
 from db.vocabulary import JobStatus
 
@@ -58,18 +57,16 @@ def record_cancellation(
 
 def cut_cancelled_since(session: Session, cut_id: int, since: datetime) -> str | None:
     """The reason of a cancellation covering the cut made at or after ``since`` (a run's start),
-    or None: the cut may be rendered."""
-    cut = session.get(Cut, cut_id)
-    if cut is None:
-        return None
-    episode_id = session.scalar(select(Scene.episode_id).where(Scene.id == cut.scene_id))
+    or None: the cut may be rendered. One statement: every cut asks before it renders."""
     return session.scalar(
         select(RenderCancellation.reason)
+        .join(Scene, Scene.episode_id == RenderCancellation.episode_id)
+        .join(Cut, Cut.scene_id == Scene.id)
         .where(
-            RenderCancellation.episode_id == episode_id,
+            Cut.id == cut_id,
             RenderCancellation.requested_at >= since,
-            or_(RenderCancellation.scene_id.is_(None), RenderCancellation.scene_id == cut.scene_id),
-            or_(RenderCancellation.cut_id.is_(None), RenderCancellation.cut_id == cut.id),
+            or_(RenderCancellation.scene_id.is_(None), RenderCancellation.scene_id == Scene.id),
+            or_(RenderCancellation.cut_id.is_(None), RenderCancellation.cut_id == Cut.id),
         )
         .order_by(RenderCancellation.requested_at)
         .limit(1)
@@ -79,9 +76,14 @@ def cut_cancelled_since(session: Session, cut_id: int, since: datetime) -> str |
 def job_cancelled_since(session: Session, job_id: int, since: datetime | None) -> str | None:
     """Why the job must not be submitted (it was cancelled, or a cancellation since the run's
     start covers its cut), or None."""
-    job = get_job(session, job_id)
-    if job.status is JobStatus.CANCELLED:
-        return job.error or "cancelled"
-    if since is None or job.cut_id is None:
+    found = session.execute(
+        select(Job.status, Job.error, Job.cut_id).where(Job.id == job_id)
+    ).one_or_none()
+    if found is None:
+        raise LookupError(f"no job with id {job_id}")
+    status, error, cut_id = found
+    if status is JobStatus.CANCELLED:
+        return error or "cancelled"
+    if since is None or cut_id is None:
         return None
-    return cut_cancelled_since(session, job.cut_id, since)
+    return cut_cancelled_since(session, cut_id, since)

@@ -140,8 +140,10 @@ def mark_running(
     """The job taken up by this run: running, timed from now, with a new `JobRun` row."""
     job = get_job(session, job_id)
     if look_ids is not None:
-        job.looks = list(
-            session.scalars(select(CharacterLook).where(CharacterLook.id.in_(look_ids)))
+        job.looks = (
+            list(session.scalars(select(CharacterLook).where(CharacterLook.id.in_(look_ids))))
+            if look_ids
+            else []  # the base looks: no query to learn that
         )
     job.status = JobStatus.RUNNING
     job.renderer = renderer

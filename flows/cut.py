@@ -22,7 +22,6 @@ from flows.attempts import run_attempts
 from flows.limits import render_slot
 from flows.outcomes import cancelled_with
 from tasks import production
-from tasks.cancel import cut_cancelled
 from tasks.judging import Judgement, judge_cut
 from tasks.planning import RenderSettings
 from tasks.prompts import build_cut_prompt
@@ -122,7 +121,8 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
     data (read with `flows.outcomes.outcome_of`)."""
     logger = get_run_logger()
     phase = Phase(phase)
-    brief, state = await production.load_cut(cut_id, phase)
+    start = await production.load_cut(cut_id, phase, settings.started_at)
+    brief, state = start.brief, start.state
     outcome = CutOutcome(cut_id=cut_id, label=brief.label, phase=phase.value, status="", verdict="")
 
     if (done := state.passed) is not None:
@@ -148,9 +148,9 @@ async def render_cut(cut_id: int, phase: Phase, settings: RenderSettings) -> Cut
             )
         )
 
-    if (cancelled := await cut_cancelled(cut_id, settings.started_at)) is not None:
-        logger.warning("%s not rendered: %s", brief.label, cancelled)
-        return _cancelled(outcome, f"cancelled: {cancelled}")
+    if start.cancelled is not None:
+        logger.warning("%s not rendered: %s", brief.label, start.cancelled)
+        return _cancelled(outcome, f"cancelled: {start.cancelled}")
     subject = CutAttempts(brief, phase, settings, state.approved_keyframe)
     try:
         result = await run_attempts(subject, state, settings.attempt_budget, slot=render_slot)

@@ -206,13 +206,6 @@ async def ensure_not_cancelled(job_id: int, since: datetime | None = None) -> No
         raise ComfyUICancelled(f"job {job_id} was cancelled before it was submitted ({reason})")
 
 
-async def cut_cancelled(cut_id: int, since: datetime | None) -> str | None:
-    """Why a cut must not be rendered by a run started at ``since``, or None."""
-    if since is None:
-        return None
-    return await in_session(db_cancellations.cut_cancelled_since, cut_id, since)
-
-
 @dataclass
 class CancelWatch:
     """What a run learnt of its own cancel in Prefect (the UI's Cancel, `anime cancel`)."""

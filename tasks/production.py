@@ -14,6 +14,8 @@ cut). Rarer steps that a person looks for (a gate, a flag, an error) stay tasks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -22,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from db import briefs as db_briefs
+from db import cancellations as db_cancellations
 from db import jobs as db_jobs
 from db import review as db_review
 from db.engine import session_scope
@@ -117,12 +120,28 @@ def read_cut_state(session, cut_id: int, phase: Phase) -> CutState:
     return state
 
 
-async def load_cut(cut_id: int, phase: Phase) -> tuple[db_briefs.CutBrief, CutState]:
-    """What a cut run starts from, in one transaction: the brief and what is already stored
-    of its attempts."""
+@dataclass
+class CutStart:
+    """What a cut run starts from: its brief, what is stored of its attempts, and why it
+    must not be rendered (a cancel since the run's start), if it must not."""
 
-    def read(session) -> tuple[db_briefs.CutBrief, CutState]:
-        return db_briefs.load_cut_brief(session, cut_id), read_cut_state(session, cut_id, phase)
+    brief: db_briefs.CutBrief
+    state: CutState
+    cancelled: str | None = None
+
+
+async def load_cut(cut_id: int, phase: Phase, run_started_at: datetime | None) -> CutStart:
+    """What a cut run starts from, in one transaction (one of a cut's few: see the module's
+    doc); ``run_started_at``: the run's start, since when a cancel covering the cut counts."""
+
+    def read(session) -> CutStart:
+        return CutStart(
+            brief=db_briefs.load_cut_brief(session, cut_id),
+            state=read_cut_state(session, cut_id, phase),
+            cancelled=None
+            if run_started_at is None
+            else db_cancellations.cut_cancelled_since(session, cut_id, run_started_at),
+        )
 
     return await in_session(read)
 
