@@ -9,7 +9,8 @@ A second, wider limiter admits cut subflows: twice the render limit may be open 
 next cuts have their brief loaded and their job opened when a render slot frees), the rest
 start as slots free up. At the start only as many as the render limit are admitted, widened
 when the first cut holds a render slot, so that the first prompt is not queued behind the
-creation of every admitted run. Scene subflows are admitted the same way, as many at once as cuts.
+creation of every admitted run. Scene subflows are admitted the same way: one at the start,
+then as many at once as cuts.
 Starting all of an episode's runs at once made each wait its turn with a live subflow: runs
 created up front delayed the first render by seconds per hundred cuts and every later step
 by the event loop's queue (docs/benchmarks.md).
@@ -56,8 +57,10 @@ def set_render_limit(slots: int) -> None:
     _admission.set(anyio.CapacityLimiter(slots))
     _admission_full.set(ADMISSION_FACTOR * slots)
     # Every open scene has a cut waiting or running, so as many scenes as admitted cuts
-    # keep the cut admissions full whatever the scenes' sizes.
-    _scenes.set(anyio.CapacityLimiter(ADMISSION_FACTOR * slots))
+    # keep the cut admissions full whatever the scenes' sizes. At the start one scene alone:
+    # its cuts' runs are created before the other scenes' runs, not after all of them (a
+    # scene run is as many Prefect requests as a cut's). It widens with the cut admission.
+    _scenes.set(anyio.CapacityLimiter(1))
 
 
 @asynccontextmanager
@@ -73,9 +76,10 @@ async def _held(limiter: anyio.CapacityLimiter | None) -> AsyncIterator[None]:
 async def render_slot() -> AsyncIterator[None]:
     """Held while a cut renders (the run's share of ComfyUI slots, plus one)."""
     async with _held(_limiter.get()):
-        admission, full = _admission.get(), _admission_full.get()
-        if admission is not None and admission.total_tokens < full:
-            admission.total_tokens = full
+        full = _admission_full.get()
+        for admission in (_admission.get(), _scenes.get()):
+            if admission is not None and admission.total_tokens < full:
+                admission.total_tokens = full
         yield
 
 
