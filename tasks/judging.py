@@ -22,6 +22,7 @@ from db.vocabulary import Phase, Verdict
 from tasks.planning import RenderSettings
 from tasks.production import in_session
 from tasks.references import references_embedded
+from tasks.reports import prepare_thumbnail
 
 
 class Judgement(BaseModel):
@@ -59,6 +60,7 @@ def _environmental(results: list[Any]) -> bool:
 
 
 def _score_cut(
+    job_id: int,
     phase: Phase,
     output: str,
     brief: CutBrief,
@@ -69,6 +71,7 @@ def _score_cut(
     from tasks.scoring.images import load_frames
     from tasks.scoring.judge import clip_loops, score_clip, score_keyframe
 
+    prepare_thumbnail(job_id, output)
     if phase is Phase.ANIMATION:
         # The seam is judged by the template the clip was rendered with: the run's override
         # (--template) when there is one, not the cut's pin.
@@ -89,7 +92,7 @@ async def judge_cut(
     wanted = set(required_metrics(phase, brief, thresholds))
     started = time.monotonic()
     results = await anyio.to_thread.run_sync(
-        _score_cut, phase, output, brief, models, wanted, settings.template
+        _score_cut, job_id, phase, output, brief, models, wanted, settings.template
     )
     decision = decide(results, phase, brief, thresholds)
     await _store(job_id, decision, results, time.monotonic() - started)

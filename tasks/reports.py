@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import io
 import os
 import time
@@ -65,8 +66,25 @@ def review_link(episode_id: int | None) -> str | None:
 
 def thumbnail_data_uri(path: str | None) -> str | None:
     """A small inline JPEG so the report shows pictures without a file server."""
-    if not path or not Path(path).is_file():
+    if not path:
         return None
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return _thumbnail(path, stat.st_mtime_ns, stat.st_size)
+
+
+def prepare_thumbnail(job_id: int | None, path: str | None) -> None:
+    """Make the phase report's thumbnail of a judged output now (in the judge's worker
+    thread, the picture just read), not for every cut at the phase's end: 300 of them held
+    the event loop for 1.2 s of the episode's tail (docs/benchmarks.md)."""
+    if thumbnail_link(job_id) is None:
+        thumbnail_data_uri(path)
+
+
+@functools.lru_cache(maxsize=4096)  # a few kB each; a file rendered again has a new mtime
+def _thumbnail(path: str, mtime_ns: int, size: int) -> str | None:
     try:
         with Image.open(path) as im:
             im.seek(0)
