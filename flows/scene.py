@@ -8,6 +8,7 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, Settings
 from prefect.states import State
 
 from db.vocabulary import Phase
+from flows import console  # noqa: F401  (the subflows' links kept off the terminal)
 from flows.cut import render_cut
 from flows.limits import cut_admission, gather_or_stop
 from flows.outcomes import cancelled_with, outcome_of

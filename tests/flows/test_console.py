@@ -1,0 +1,51 @@
+"""A run's terminal shows its own link to the Prefect UI, not one per scene and cut run."""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import flow
+from prefect.runtime import flow_run
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+import flows.console  # noqa: F401  (what flows/scene.py installs)
+
+
+@flow(name="test-console-cut")
+async def _cut() -> str:
+    return flow_run.get_id()
+
+
+@flow(name="test-console-episode")
+async def _episode() -> tuple[str, list[str]]:
+    return flow_run.get_id(), [await _cut() for _ in range(3)]
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_the_terminal_links_the_episode_run_and_none_of_its_cut_runs(prefect_harness):
+    lines = _Lines()
+    loggers = [logging.getLogger(name) for name in flows.console.LINK_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(lines)
+        logger.setLevel(logging.INFO)  # the test settings log warnings only
+    try:
+        ui = PREFECT_API_URL.value().removesuffix("/api")
+        with temporary_settings({PREFECT_UI_URL: ui}):
+            episode, cuts = await _episode()
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(lines)
+            logger.setLevel(level)
+
+    links = [line for line in lines.lines if line.startswith("View at ")]
+    assert links and all(episode in link for link in links), links
+    assert not [line for line in lines.lines if any(cut in line for cut in cuts)]
