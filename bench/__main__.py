@@ -102,7 +102,29 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_at_start": os.getloadavg(),
+        "speed_probe_ms": speed_probe_ms(),
     }
+
+
+def speed_probe_ms(repeats: int = 7) -> float:
+    """Milliseconds of one fixed pure-Python workload (parse, hash, sort), the median of
+    `repeats`: this machine kind's speed moves from day to day (the same point measured
+    150 and 440 ms of Prefect server per cut on two days), so figures are quoted with it and
+    compared only with figures of a like probe."""
+    import hashlib
+    import json
+    import statistics
+
+    cuts = [{"cut": i, "label": f"E01S{i // 8:02d}C{i % 8:02d}"} for i in range(20000)]
+    document = json.dumps(cuts)
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        rows = json.loads(document)
+        rows.sort(key=lambda row: hashlib.sha256(row["label"].encode()).hexdigest())
+        sum(len(str(row)) for row in rows)
+        times.append(time.process_time() - started)
+    return round(1000 * statistics.median(times), 2)
 
 
 def _log(message: str) -> None:
@@ -327,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         _log("scoring (bench/scoring.py)")
         results["scoring"] = run_scoring(quick=not args.full)
     results["machine"]["load_at_end"] = os.getloadavg()
+    results["machine"]["speed_probe_ms_at_end"] = speed_probe_ms()
 
     text = markdown(results)
     print(text)
