@@ -1,5 +1,5 @@
 """What a run prints in its terminal: one link to the run in the Prefect UI, not two per
-scene and per cut (600 lines of links for a 300-cut episode, each printed through rich's
+scene and per cut (678 lines of links for a 300-cut episode, each printed through rich's
 console at a cost the cut's own lines share). The cuts' runs stay one click away in the UI,
 under the episode's run; nothing sent to the Prefect API is touched (the links never were)."""
 
