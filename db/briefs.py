@@ -228,17 +228,18 @@ def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
     episode = scene.episode
     project = episode.project
     cast = sorted(cut.casting, key=lambda row: row.character.slug)
-    # The looks in force are read only for a cut with a cast.
-    looks = LookChooser(session, project.id) if cast else None
-    cast_briefs = [
-        cast_brief(
-            row.character,
-            row.variations,
-            row.position,
-            look=looks.look_for(row.character, episode.id, row.look) if looks else None,
-        )
-        for row in cast
-    ]
+    cast_briefs = []
+    if cast:  # the looks in force are read only for a cut with a cast
+        looks = LookChooser(session, project.id)
+        cast_briefs = [
+            cast_brief(
+                row.character,
+                row.variations,
+                row.position,
+                look=looks.look_for(row.character, episode.id, row.look),
+            )
+            for row in cast
+        ]
     return CutBrief(
         project_id=project.id,
         project_slug=project.slug,
