@@ -89,7 +89,9 @@ def encode(frames: list[Image.Image], fps: int, size: tuple[int, int]) -> list[P
             raise ValueError(f"frame {index} is {image.size}, the reel is {size}")
         if last is None or last[0] is not image:
             rgb = av.VideoFrame.from_ndarray(np.asarray(image.convert("RGB")), format="rgb24")
-            last = (image, rgb.reformat(format="yuv420p"))
+            # One thread, as the encoder: swscale's own slice threads (its default) are one
+            # more thing whose timing could reach the bytes, and a segment is small.
+            last = (image, rgb.reformat(format="yuv420p", threads=1))
         frame = last[1]
         frame.pts = index
         keep(context.encode(frame))

@@ -28,7 +28,7 @@ from tasks.reel.footage import FootageError, decode, fit, retime
 from tasks.reel.slate import mark_not_approved, slate
 
 # Raised when what a segment holds changes for the same inputs (slate layout, marks, encoder).
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2  # 2: RGB to YUV on one thread
 # Segments no reel used for this long are removed when a reel of the episode is built.
 KEEP_UNUSED_S = 7 * 24 * 3600
 

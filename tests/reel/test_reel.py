@@ -104,6 +104,8 @@ def test_a_re_export_with_no_new_renders_is_byte_identical(reel_episode, tmp_pat
     # Elsewhere, from scratch, the same bytes: the reel depends on the renders only.
     elsewhere = export_reel(episode, root=tmp_path / "elsewhere")
     (rebuilt,) = (tmp_path / "elsewhere").rglob("reel-*.mp4")
+    # Segment by segment first: a difference names the cut whose encoding it is.
+    assert _segments(tmp_path / "elsewhere") == _segments(tmp_path / "artifacts")
     assert rebuilt.read_bytes() == before and elsewhere.reel_id == first.reel_id
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Reel)) == 1
@@ -115,6 +117,11 @@ def test_a_re_export_with_no_new_renders_is_byte_identical(reel_episode, tmp_pat
     changed = export_reel(episode)
     assert changed.sha256 != first.sha256 and changed.cuts[2]["source"] == "keyframe"
     assert Path(first.path).read_bytes() == before  # the earlier reel is kept as it was
+
+
+def _segments(root: Path) -> dict[str, str]:
+    """Each encoded segment's name (everything its frames come from) and its bytes' hash."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*.h264")}
 
 
 def test_retimed_to_another_fps_and_only_approved(reel_episode):
