@@ -119,12 +119,22 @@ async def cancel_renders(
     result = Cancellation()
     pool = await _servers(servers)
 
-    async def everywhere(prompt_id: str) -> dict[str, str]:
-        return dict(await asyncio.gather(*(_withdraw(s, prompt_id) for s in pool)))
+    # The waiting prompts leave every queue first, in one request a server: an interrupt
+    # makes a server start the next prompt of its queue, and that could be one of these.
+    prompt_ids = [prompt_id for _, prompt_id in targets]
+    dequeued = await asyncio.gather(*(_dequeue(s, prompt_ids) for s in pool))
 
-    # All at once: the waiting prompts leave the queue before the running one stops (an
-    # interrupt lands at the next node step), so none of them starts in between.
-    outcomes = await asyncio.gather(*(everywhere(prompt_id) for _, prompt_id in targets))
+    async def everywhere(prompt_id: str) -> dict[str, str]:
+        return dict(
+            await asyncio.gather(
+                *(
+                    _dequeued(s.base_url) if prompt_id in off else _withdraw(s, prompt_id)
+                    for s, off in zip(pool, dequeued, strict=True)
+                )
+            )
+        )
+
+    outcomes = await asyncio.gather(*(everywhere(prompt_id) for prompt_id in prompt_ids))
     result.jobs = [
         CancelledJob(job_id, prompt_id, done)
         for (job_id, prompt_id), done in zip(targets, outcomes, strict=True)
@@ -143,6 +153,22 @@ async def _servers(extra: Sequence[str]) -> list[ComfyUIServer]:
             continue
         found.setdefault(server.base_url, server)
     return list(found.values())
+
+
+async def _dequeue(server: ComfyUIServer, prompt_ids: list[str]) -> set[str]:
+    """Those of ``prompt_ids`` taken off the server's queue; none when it does not answer
+    (each prompt's own withdrawal then reports the server unreachable)."""
+    if not prompt_ids:
+        return set()
+    try:
+        async with asyncio.timeout(CANCEL_TIMEOUT_S):
+            return await server.get_client().dequeue(prompt_ids)
+    except (TimeoutError, ComfyUIError):
+        return set()
+
+
+async def _dequeued(url: str) -> tuple[str, str]:
+    return url, "dequeued"
 
 
 async def _withdraw(server: ComfyUIServer, prompt_id: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import logging
 import mimetypes
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -340,6 +340,23 @@ class ComfyUIClient:
         """Interrupt the prompt if it runs, take it off the queue if it waits."""
         async with self.transport.session() as http:
             return await self._cancel(http, prompt_id)
+
+    async def dequeue(self, prompt_ids: Collection[str]) -> set[str]:
+        """Take those of ``prompt_ids`` that wait in the queue off it, in one request; returns
+        them. Cancelling several prompts starts here: an interrupt makes the server start the
+        next prompt of its queue, which may be one of them."""
+        wanted = set(prompt_ids)
+        async with self.transport.session() as http:
+            queue = await self._get(http, "/queue", "GET /queue")
+            pending = queue.get("queue_pending") if isinstance(queue, dict) else None
+            waiting = {i[1] for i in pending or [] if len(i) > 1 and i[1] in wanted}
+            if waiting:
+                for prompt_id in waiting:
+                    _note_cancelled(self.server, prompt_id)
+                await self.transport.request(
+                    http, "POST", "/queue", json={"delete": sorted(waiting)}
+                )
+        return waiting
 
     async def _cancel(self, http: httpx.AsyncClient, prompt_id: str) -> CancelOutcome:
         for _ in range(5):

@@ -102,6 +102,13 @@ async def test_cancel_dequeues_a_waiting_prompt_and_interrupts_a_running_one(
         await asyncio.sleep(0.1)
     assert await client.cancel(waiting) == "dequeued"
     assert (await client.lookup(waiting)).phase == "absent"
+    # Several at once (a run's cancel): only the waiting ones, in one request, the running
+    # one left for its interrupt.
+    other = _id("queued")
+    await client.submit(_invert(_canvas(0x556677), other), other)
+    assert await client.dequeue([running, other, _id("unknown")]) == {other}
+    assert (await client.lookup(other)).phase == "absent"
+    assert (await client.lookup(running)).phase == "running"
     assert await client.cancel(running) == "interrupted"
     with pytest.raises(ComfyUICancelled):
         async for _ in client.follow(running):
