@@ -4,8 +4,14 @@ frames come from. The reel is the segments' packets in one MP4, not encoded agai
 
 So a re-export encodes only the cuts whose footage, status, timing or size changed, and a run
 can encode each cut as it finishes (tasks/reel/ahead.py), leaving little for its end. The
-same segments always join into the same bytes: a reel depends on its inputs only, not on
-which of them were encoded before.
+same segments always join into the same bytes, so a re-export finds the reel it made before.
+
+A segment encoded again (on another machine, or after its file was lost) shows the same
+pictures, and almost always in the same bytes, but not always: in four fresh-clone test runs
+of 2026-12-02/03, x264 (one thread, fixed options) gave an 8-frame clip a 738-byte first
+packet instead of its usual 736, from frames, thread and floating-point control word shown
+identical; thousands of encodes of the same frames here, on either core, never did. The cause
+is not found (x264's macroblock-tree uses approximate float SIMD, one suspect).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -147,3 +149,17 @@ from tests.flows.conftest import (  # noqa: E402, F401  (fixtures shared with th
     small_production,
     stand_in_models,
 )
+
+
+def picture_difference(path_a: str | Path, path_b: str | Path) -> float:
+    """The largest mean difference (0-255) between the frames of two videos at the same
+    place; infinite when they do not have the same number of frames."""
+
+    def frames(path: str | Path) -> list:
+        with av.open(str(path)) as container:
+            return [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+
+    a, b = frames(path_a), frames(path_b)
+    if len(a) != len(b) or not a:
+        return float("inf")
+    return max(float(np.abs(x - y).mean()) for x, y in zip(a, b, strict=True))
