@@ -125,14 +125,16 @@ async def cancel_renders(
     dequeued = await asyncio.gather(*(_dequeue(s, prompt_ids) for s in pool))
 
     async def everywhere(prompt_id: str) -> dict[str, str]:
-        return dict(
+        servers = list(zip(pool, dequeued, strict=True))
+        withdrawn = dict(
             await asyncio.gather(
-                *(
-                    _dequeued(s.base_url) if prompt_id in off else _withdraw(s, prompt_id)
-                    for s, off in zip(pool, dequeued, strict=True)
-                )
+                *(_withdraw(s, prompt_id) for s, off in servers if prompt_id not in off)
             )
         )
+        return {
+            s.base_url: "dequeued" if prompt_id in off else withdrawn[s.base_url]
+            for s, off in servers
+        }
 
     outcomes = await asyncio.gather(*(everywhere(prompt_id) for prompt_id in prompt_ids))
     result.jobs = [
@@ -165,10 +167,6 @@ async def _dequeue(server: ComfyUIServer, prompt_ids: list[str]) -> set[str]:
             return await server.get_client().dequeue(prompt_ids)
     except (TimeoutError, ComfyUIError):
         return set()
-
-
-async def _dequeued(url: str) -> tuple[str, str]:
-    return url, "dequeued"
 
 
 async def _withdraw(server: ComfyUIServer, prompt_id: str) -> tuple[str, str]:

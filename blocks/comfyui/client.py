@@ -351,12 +351,19 @@ class ComfyUIClient:
             pending = queue.get("queue_pending") if isinstance(queue, dict) else None
             waiting = {i[1] for i in pending or [] if len(i) > 1 and i[1] in wanted}
             if waiting:
-                for prompt_id in waiting:
-                    _note_cancelled(self.server, prompt_id)
-                await self.transport.request(
-                    http, "POST", "/queue", json={"delete": sorted(waiting)}
-                )
+                await self._delete_from_queue(http, sorted(waiting))
         return waiting
+
+    async def _delete_from_queue(self, http: httpx.AsyncClient, prompt_ids: list[str]) -> None:
+        for prompt_id in prompt_ids:
+            _note_cancelled(self.server, prompt_id)
+        await self.transport.request(
+            http,
+            "POST",
+            "/queue",
+            json={"delete": prompt_ids},
+            prompt_id=prompt_ids[0] if len(prompt_ids) == 1 else None,
+        )
 
     async def _cancel(self, http: httpx.AsyncClient, prompt_id: str) -> CancelOutcome:
         for _ in range(5):
@@ -369,10 +376,7 @@ class ComfyUIClient:
                 logger.info("interrupted prompt %s on %s", prompt_id, self.server)
                 return "interrupted"
             if state.phase == "queued":
-                _note_cancelled(self.server, prompt_id)
-                await self.transport.request(
-                    http, "POST", "/queue", json={"delete": [prompt_id]}, prompt_id=prompt_id
-                )
+                await self._delete_from_queue(http, [prompt_id])
                 after = await self._lookup(http, prompt_id)
                 if after.phase in ("absent", "done"):
                     logger.info("took prompt %s off the queue of %s", prompt_id, self.server)

@@ -151,15 +151,24 @@ from tests.flows.conftest import (  # noqa: E402, F401  (fixtures shared with th
 )
 
 
-def picture_difference(path_a: str | Path, path_b: str | Path) -> float:
+def decoded(path: str) -> tuple[list[np.ndarray], dict]:
+    """A video's frames (RGB, as ints) and its stream's codec, pixel format, size and rate."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        info = {
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.codec_context.pix_fmt,
+            "size": (stream.codec_context.width, stream.codec_context.height),
+            "rate": stream.average_rate,
+        }
+        frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
+    return frames, info
+
+
+def picture_difference(path_a: str, path_b: str) -> float:
     """The largest mean difference (0-255) between the frames of two videos at the same
     place; infinite when they do not have the same number of frames."""
-
-    def frames(path: str | Path) -> list:
-        with av.open(str(path)) as container:
-            return [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
-
-    a, b = frames(path_a), frames(path_b)
+    a, b = decoded(path_a)[0], decoded(path_b)[0]
     if len(a) != len(b) or not a:
         return float("inf")
     return max(float(np.abs(x - y).mean()) for x, y in zip(a, b, strict=True))

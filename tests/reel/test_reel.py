@@ -21,22 +21,15 @@ from db.models import Cut, Job, Phase, Reel, ReviewOutcome
 from tasks.reel.encoding import ReelCodecError, check_codec
 from tasks.reel.export import export_reel
 from tasks.reel.slate import NOT_APPROVED, mark_not_approved, slate
-from tests.reel.conftest import ATTEMPT_COLOUR, KEYFRAME_COLOUR, SIZE, picture_difference
+from tests.reel.conftest import (
+    ATTEMPT_COLOUR,
+    KEYFRAME_COLOUR,
+    SIZE,
+    decoded,
+    picture_difference,
+)
 
 runner = CliRunner()
-
-
-def decoded(path: str) -> tuple[list[np.ndarray], dict]:
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        info = {
-            "codec": stream.codec_context.name,
-            "pix_fmt": stream.codec_context.pix_fmt,
-            "size": (stream.codec_context.width, stream.codec_context.height),
-            "rate": stream.average_rate,
-        }
-        frames = [f.to_ndarray(format="rgb24").astype(int) for f in container.decode(video=0)]
-    return frames, info
 
 
 def near(frame: np.ndarray, picture: Image.Image) -> float:
