@@ -49,3 +49,36 @@ async def test_the_terminal_links_the_episode_run_and_none_of_its_cut_runs(prefe
     links = [line for line in lines.lines if line.startswith("View at ")]
     assert links and all(episode in link for link in links), links
     assert not [line for line in lines.lines if any(cut in line for cut in cuts)]
+
+
+@flow(name="test-console-step-episode")
+async def _steps() -> None:
+    await _cut()
+    await _cut()
+
+
+async def test_routine_step_lines_stay_out_of_the_log_and_the_runs_own_stay(prefect_harness):
+    lines = _Lines()
+    loggers = [logging.getLogger(name) for name in flows.console.RUN_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(lines)
+        logger.setLevel(logging.INFO)
+    try:
+        await _steps()
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(lines)
+            logger.setLevel(level)
+
+    assert not [line for line in lines.lines if line.startswith("Beginning subflow run ")]
+    # The episode's own start and end are kept; the two cut runs' ends are not.
+    assert [line for line in lines.lines if line.startswith("Beginning flow run ")]
+    assert len([line for line in lines.lines if line.startswith("Finished in state")]) == 1
+
+
+def test_a_step_that_did_not_complete_still_logs_its_end():
+    record = logging.LogRecord(
+        "prefect.task_runs", logging.ERROR, __file__, 0, "Finished in state Failed()", None, None
+    )
+    assert flows.console.RoutineStepLinesOff().filter(record)
