@@ -34,28 +34,23 @@ def _nested(record: logging.LogRecord) -> bool:
     return context.flow_run.parent_task_run_id is not None
 
 
-class SubflowLinksOff(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not (isinstance(record.msg, str) and record.msg.startswith("View at ")):
-            return True
-        context = FlowRunContext.get()
-        if context is None or context.flow_run is None:
-            return True  # a top-level run's link
-        if record.name == "prefect.engine":
-            return False  # created inside another run: a subflow's
-        return context.flow_run.parent_task_run_id is None
-
-
 class RoutineStepLinesOff(logging.Filter):
+    """Both rules in one filter: the subflows' links and the steps' routine lines."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if not (isinstance(record.msg, str) and record.msg.startswith(ROUTINE)):
+        message = record.msg
+        if not isinstance(message, str):
             return True
-        return record.levelno > logging.INFO or not _nested(record)
+        if message.startswith("View at "):
+            if record.name == "prefect.engine":  # created inside another run: a subflow's
+                context = FlowRunContext.get()
+                return context is None or context.flow_run is None
+            return not _nested(record)
+        if message.startswith(ROUTINE):
+            return record.levelno > logging.INFO or not _nested(record)
+        return True
 
 
-_links = SubflowLinksOff()
-for _name in LINK_LOGGERS:
-    logging.getLogger(_name).addFilter(_links)
-_routine = RoutineStepLinesOff()
-for _name in RUN_LOGGERS:
-    logging.getLogger(_name).addFilter(_routine)
+_filter = RoutineStepLinesOff()
+for _name in dict.fromkeys(LINK_LOGGERS + RUN_LOGGERS):
+    logging.getLogger(_name).addFilter(_filter)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect import flow
 from prefect.runtime import flow_run
@@ -30,21 +32,27 @@ class _Lines(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-async def test_the_terminal_links_the_episode_run_and_none_of_its_cut_runs(prefect_harness):
+@contextmanager
+def _captured(names: tuple[str, ...]) -> Iterator[_Lines]:
+    """The INFO lines of these loggers (the test settings log warnings only)."""
     lines = _Lines()
-    loggers = [logging.getLogger(name) for name in flows.console.LINK_LOGGERS]
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.addHandler(lines)
-        logger.setLevel(logging.INFO)  # the test settings log warnings only
+        logger.setLevel(logging.INFO)
     try:
-        ui = PREFECT_API_URL.value().removesuffix("/api")
-        with temporary_settings({PREFECT_UI_URL: ui}):
-            episode, cuts = await _episode()
+        yield lines
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(lines)
             logger.setLevel(level)
+
+
+async def test_the_terminal_links_the_episode_run_and_none_of_its_cut_runs(prefect_harness):
+    ui = PREFECT_API_URL.value().removesuffix("/api")
+    with _captured(flows.console.LINK_LOGGERS) as lines, temporary_settings({PREFECT_UI_URL: ui}):
+        episode, cuts = await _episode()
 
     links = [line for line in lines.lines if line.startswith("View at ")]
     assert links and all(episode in link for link in links), links
@@ -58,18 +66,8 @@ async def _steps() -> None:
 
 
 async def test_routine_step_lines_stay_out_of_the_log_and_the_runs_own_stay(prefect_harness):
-    lines = _Lines()
-    loggers = [logging.getLogger(name) for name in flows.console.RUN_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(lines)
-        logger.setLevel(logging.INFO)
-    try:
+    with _captured(flows.console.RUN_LOGGERS) as lines:
         await _steps()
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.removeHandler(lines)
-            logger.setLevel(level)
 
     assert not [line for line in lines.lines if line.startswith("Beginning subflow run ")]
     # The episode's own start and end are kept; the two cut runs' ends are not.
