@@ -188,7 +188,8 @@ def per_cut_line(analysed: dict[str, Any]) -> str:
         f"logs/cut {analysed['logs_per_cut']:.1f}, events/cut "
         f"{report.per_cut(analysed, 'events'):.1f}, requests/cut: Prefect API "
         f"{report.requests(analysed, 'prefect'):.1f}, ComfyUI "
-        f"{report.requests(analysed, 'comfyui'):.1f}"
+        f"{report.requests(analysed, 'comfyui'):.1f}, PostgreSQL sessions/cut "
+        f"{analysed.get('postgres_sessions_per_cut', float('nan')):.2f}"
     )
 
 

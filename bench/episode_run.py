@@ -29,7 +29,11 @@ import psutil
 
 
 def _cpu_seconds(roots: list[int], include_self: bool = False) -> dict[int, float]:
-    """user + system CPU seconds of each process in the trees under `roots`."""
+    """CPU seconds of each process in the trees under `roots`: its own user + system time
+    plus that of its children that exited and that it reaped (psutil's children_*). The
+    second part counts the PostgreSQL backends that a pool's overflow connections start and
+    end during the run: without it their CPU is lost, and the database looks cheapest
+    exactly when its connections churn most."""
     found: dict[int, float] = {}
     for pid in roots:
         try:
@@ -42,14 +46,28 @@ def _cpu_seconds(roots: list[int], include_self: bool = False) -> dict[int, floa
                 continue
             try:
                 t = proc.cpu_times()
-                found[proc.pid] = t.user + t.system
+                found[proc.pid] = t.user + t.system + t.children_user + t.children_system
             except psutil.Error:
                 pass
     return found
 
 
+def _postgres_sessions() -> int:
+    """Sessions (backends) started on the PostgreSQL server so far, every database."""
+    from sqlalchemy import text
+
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        return int(session.execute(text("SELECT sum(sessions) FROM pg_stat_database")).scalar())
+
+
 def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+    """The CPU the trees used between the two readings. A process that exited between them
+    is in its parent's children_* time now, with all of its life: its reading from before
+    is taken off again, as it was spent before."""
+    gone = sum(v for pid, v in before.items() if pid not in after)
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items()) - gone
 
 
 async def _api(client: Any, path: str, body: dict[str, Any]) -> Any:
@@ -193,6 +211,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     async with get_client() as client:
         counts_before = await _counts(client)
+    sessions_before = _postgres_sessions()
     cpu_before = {k: _cpu_seconds(v) for k, v in watch.items()}
     self_before = psutil.Process().cpu_times()
 
@@ -248,6 +267,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.5)
         counts_after = await _counts(client)
+        # Read after the settling too: a backend's start is counted once its stats flush.
+        sessions = _postgres_sessions() - sessions_before - 1  # less this reading's own
         task_runs = await _task_runs(client, flow_run_ids)
         flow_runs = await _flow_runs(client, flow_run_ids)
         logs = await _log_count(client, flow_run_ids)
@@ -267,6 +288,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "api_records": {k: counts_after[k] - counts_before[k] for k in counts_after},
         "cut_flow_logs": logs,
         "cpu_s": cpu,
+        "postgres_sessions": sessions,
         "counters": counted,
     }
 

@@ -288,6 +288,7 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
         "api_records": result["api_records"],
         "api_records_per_cut": {k: v / point.cuts for k, v in result["api_records"].items()},
         "logs_per_cut": result["cut_flow_logs"] / point.cuts,
+        "postgres_sessions_per_cut": result.get("postgres_sessions", float("nan")) / point.cuts,
         "cpu_s": cpu,
         "cpu_per_cut_s": {k: v / point.cuts for k, v in cpu.items()},
         "cpu_total_per_cut_s": sum(cpu.values()) / point.cuts,

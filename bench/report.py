@@ -108,6 +108,7 @@ def overhead_table(runs: list[dict[str, Any]]) -> str:
                 _f(med(per_cut(r, "events") for r in rs), 1),
                 _f(med(r["api_records_per_cut"]["task_runs"] for r in rs), 1),
                 _f(med(r["logs_per_cut"] for r in rs), 1),
+                _f(med(r.get("postgres_sessions_per_cut", float("nan")) for r in rs), 2),
             ]
         )
     return table(
@@ -126,6 +127,7 @@ def overhead_table(runs: list[dict[str, Any]]) -> str:
             "Prefect events per cut",
             "task runs per cut",
             "log lines per cut",
+            "PostgreSQL sessions started per cut",
         ],
         rows,
     )
