@@ -194,9 +194,24 @@ def describe_database() -> str:
     return f"embedded PostgreSQL in {data_dir() / 'pgdata'}" if is_embedded() else where
 
 
+# Connections kept open for the process's life. SQLAlchemy's default keeps 5: an episode's
+# cut steps (worker threads) run more sessions than that at once, and each connection above
+# five was opened and closed again, a PostgreSQL backend started and ended for one cut step.
+# Together with the Prefect server's pool (deployments/server.py) that was 1.8 backends and
+# about 35 ms of PostgreSQL CPU a cut at N = 300, K = 4 (docs/benchmarks.md).
+POOL_SIZE = 10
+MAX_OVERFLOW = 10
+
+
 @cache
 def get_engine() -> Engine:
-    return create_engine(database_url(), pool_pre_ping=True, future=True)
+    return create_engine(
+        database_url(),
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=MAX_OVERFLOW,
+        future=True,
+    )
 
 
 @cache

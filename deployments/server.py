@@ -44,12 +44,19 @@ AppFactory = Callable[[], Any]
 # default batch is one event): at six such events a cut, the largest single share of the
 # Prefect server's CPU in the orchestration benchmark (docs/benchmarks.md). Batched, a task
 # run's state reaches the UI up to FLUSH_INTERVAL seconds later. The event persister's batch
-# grows to match. A value already in the environment wins.
+# grows to match. Prefect's database pool keeps 5 connections and opens up to 10 more
+# for a burst, closing each again when it is returned: under an episode's load that was a
+# PostgreSQL backend started and ended, with its statements prepared anew, many times a
+# second. The pool below keeps every connection it opens (no more at once than Prefect's
+# own 5 + 10) and the prepared statements of each. A value already in the environment wins.
 PREFECT_SERVER_TUNING = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "2",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "2",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "15",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "0",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_PREPARED_STATEMENT_CACHE_SIZE": "500",
 }
 
 
