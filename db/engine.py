@@ -198,7 +198,7 @@ def describe_database() -> str:
 # cut steps (worker threads) run more sessions than that at once, and each connection above
 # five was opened and closed again, a PostgreSQL backend started and ended for one cut step.
 # Together with the Prefect server's pool (deployments/server.py) that was 1.8 backends and
-# about 35 ms of PostgreSQL CPU a cut at N = 300, K = 4 (docs/benchmarks.md).
+# about 26 ms of PostgreSQL CPU a cut at N = 300, K = 4 (docs/benchmarks.md).
 POOL_SIZE = 10
 MAX_OVERFLOW = 10
 
