@@ -267,8 +267,9 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.5)
         counts_after = await _counts(client)
-        # Read after the settling too: a backend's start is counted once its stats flush.
-        sessions = _postgres_sessions() - sessions_before - 1  # less this reading's own
+        # Read after the settling: a backend's start is counted once its stats flush. Both
+        # readings go through the episode's pool, whose connections are kept: neither starts one.
+        sessions = _postgres_sessions() - sessions_before
         task_runs = await _task_runs(client, flow_run_ids)
         flow_runs = await _flow_runs(client, flow_run_ids)
         logs = await _log_count(client, flow_run_ids)
