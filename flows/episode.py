@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
 from pydantic import BaseModel, Field
 
+from blocks.comfyui import slots_kept_for_run
 from db.vocabulary import GateDecision, GateScope, Phase
 from flows.limits import gather_or_stop, scene_admission, set_render_limit
 from flows.outcomes import outcome_of
@@ -182,11 +183,13 @@ async def render_episode(
     ahead = ReelAhead(plan.episode_id) if rendered else None
 
     # The face references are embedded and the ComfyUI servers loaded beside the first cuts,
-    # not before them. A cancel in the Prefect UI (or `anime cancel`) reaches a run started
-    # in a terminal too.
+    # not before them. A ComfyUI slot the run's renders give back stays with the run briefly
+    # for its next render, until the run ends. A cancel in the Prefect UI (or `anime cancel`)
+    # reaches a run started in a terminal too.
     async with (
         references_embedded_meanwhile(plan.project_id, settings.models),
         servers_loaded_meanwhile(settings.comfyui_servers),
+        slots_kept_for_run(),
         closing_ahead(ahead),
         cancel_on_request(flow_run.get_id(), project, episode, settings.comfyui_servers) as watch,
     ):

@@ -44,7 +44,7 @@ from blocks.comfyui.errors import (
 )
 from blocks.comfyui.leases import release_dead_leases
 from blocks.comfyui.models import PromptResult, prompt_id_for
-from blocks.comfyui.pool import ComfyUIPool, ensure_concurrency_limits
+from blocks.comfyui.pool import ComfyUIPool, ensure_concurrency_limits, slots_kept_for_run
 from blocks.comfyui.progress import RenderProgress
 from blocks.comfyui.run import FinishedPrompt, PromptRun, RenderTimings, render_on
 from blocks.comfyui.saved import output_prefix
@@ -89,4 +89,5 @@ __all__ = [
     "render_on",
     "retry_transient_only",
     "saved_servers",
+    "slots_kept_for_run",
 ]

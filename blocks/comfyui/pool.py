@@ -129,13 +129,16 @@ def _announce_release() -> None:
 
 
 class _Parked:
-    """Leases this loop's renders gave back while others still rendered, kept for the next
-    render of this loop for up to `linger_s` each, then given back to Prefect; all of them at
-    once when the loop's last render ends (so none outlives the run that parked it)."""
+    """Leases this loop's renders gave back while others still rendered (or while a run of
+    this loop still has renders to come, `slots_kept_for_run`), kept for the next render of
+    this loop for up to `linger_s` each, then given back to Prefect; all of them at once when
+    the loop's last render ends outside such a run, or the run ends (so none outlives the
+    run that parked it)."""
 
     def __init__(self) -> None:
         self.leases: dict[str, list[SlotLease]] = {}
         self.active = 0  # renders of this loop inside `ComfyUIPool.slot`
+        self.runs = 0  # runs of this loop inside `slots_kept_for_run`
         self._timers: dict[SlotLease, asyncio.TimerHandle] = {}
         self._expiring: set[asyncio.Task[None]] = set()
 
@@ -158,6 +161,11 @@ class _Parked:
         self._expiring.add(task)
         task.add_done_callback(self._expiring.discard)
 
+    @property
+    def keeping(self) -> bool:
+        """A slot given back now may be wanted soon by a render of this loop."""
+        return self.runs > 0 or self.active > 1
+
     async def give_back_all(self) -> None:
         leases = [lease for parked in self.leases.values() for lease in parked]
         self.leases.clear()
@@ -170,6 +178,23 @@ class _Parked:
 
 def _parked() -> _Parked:
     return loop_local("comfyui-pool-parked", _Parked)
+
+
+@contextlib.asynccontextmanager
+async def slots_kept_for_run() -> AsyncIterator[None]:
+    """While inside, a slot that this loop's only render gives back is parked for the next
+    one (`linger_s`), as one given back while others render is: a run that renders cut after
+    cut has moments with no render under way (a phase's end, cuts that wait on the
+    orchestrator), and each gave every slot back to Prefect to take again, with its health
+    check, a moment later. On leaving, every parked slot goes back."""
+    parked = _parked()
+    parked.runs += 1
+    try:
+        yield
+    finally:
+        parked.runs -= 1
+        if parked.runs == 0 and parked.active == 0:
+            await asyncio.shield(parked.give_back_all())
 
 
 async def _give_back(lease: SlotLease) -> None:
@@ -193,8 +218,12 @@ class ComfyUIPool:
     `hand_over_s`: a slot passes from one render of this process straight to the next that
     waits for that server (no request to Prefect, no health check) for that long after it was
     taken; then it goes back, and other processes' renders may take it. `linger_s`: a slot
-    no render of this process waits for yet, while others of this process still render, is
-    kept that long for the next one (it is given back when the process's last render ends).
+    no render of this process waits for yet, while others of this process still render (or
+    its run has renders to come, `slots_kept_for_run`), is kept that long for the next one,
+    then given back (at once when the process's last render, or its run, ends). 10 s: at
+    2 s, an episode's slots went back and were taken again once every 6 cuts, each time
+    three requests to Prefect and a health check; an idle slot kept that long from another
+    process is within the `hand_over_s` a busy one is kept.
     """
 
     def __init__(
@@ -207,7 +236,7 @@ class ComfyUIPool:
         health_check: bool = True,
         down_for_s: float = 30.0,
         hand_over_s: float = 60.0,
-        linger_s: float = 2.0,
+        linger_s: float = 10.0,
     ) -> None:
         if not servers:
             raise ValueError("a ComfyUI pool needs at least one server")
@@ -353,7 +382,7 @@ class ComfyUIPool:
         if _hand_over(lease):
             return True
         parked = _parked()
-        if self.linger_s > 0 and parked.active > 1:
+        if self.linger_s > 0 and parked.keeping:
             lease.pass_on()
             parked.park(lease, self.linger_s)
             return True
@@ -427,7 +456,7 @@ class ComfyUIPool:
             if waiter is not None:
                 await waiter.leave()
             parked.active -= 1
-            if parked.active == 0:
+            if parked.active == 0 and parked.runs == 0:
                 await parked.give_back_all()  # the loop's last render: nothing stays held
 
     async def render(

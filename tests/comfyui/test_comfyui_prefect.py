@@ -28,6 +28,7 @@ from blocks.comfyui import (
     render_on,
     retry_transient_only,
 )
+from blocks.comfyui.pool import slots_kept_for_run
 from blocks.comfyui.progress import Throttle, _artifact_key
 from tests.comfyui.helpers import basic_graph, block_for
 from tests.comfyui_server import ComfyUITestServer
@@ -404,4 +405,31 @@ async def test_a_slot_freed_while_the_process_still_renders_waits_briefly_for_it
                 pass
             assert len(taken) == 3
         # The process's last render ended: nothing is kept past it.
+        assert await active_slots(name) == 0
+
+
+async def test_a_run_keeps_the_slot_of_its_only_render_for_its_next_one_until_it_ends(
+    tmp_path: Path, taken: list[str]
+) -> None:
+    async def active_slots(name: str) -> int:
+        async with get_client() as client:
+            return (await client.read_global_concurrency_limit_by_name(name)).active_slots
+
+    with ComfyUITestServer(tmp_path / "a") as a:
+        server = block_for(a, slots=2)
+        name = server.concurrency_limit
+        await ensure_concurrency_limits([server])
+        pool = ComfyUIPool([server], linger_s=0.5)
+        async with slots_kept_for_run():
+            for _ in range(3):  # one render after another: none of them overlaps the next
+                async with pool.slot():
+                    pass
+                assert await active_slots(name) == 1  # kept for the run's next render
+            assert len(taken) == 1  # one lease from Prefect for the three renders
+            await asyncio.sleep(1.0)  # no render came within linger_s: given back
+            assert await active_slots(name) == 0
+            async with pool.slot():
+                pass
+            assert len(taken) == 2
+        # The run ended: its kept slot went back with it.
         assert await active_slots(name) == 0
