@@ -213,14 +213,24 @@ _CHARACTER_LOAD = (
 
 
 def load_cut_brief(session: Session, cut_id: int) -> CutBrief:
-    cut = session.scalar(
-        select(Cut)
-        .where(Cut.id == cut_id)
-        .options(
-            selectinload(Cut.casting).selectinload(CutCasting.character).options(*_CHARACTER_LOAD),
-            # One join, not a query each: every cut run reads its brief.
-            joinedload(Cut.scene).joinedload(Scene.episode).joinedload(Episode.project),
+    cut = (
+        session.scalars(
+            select(Cut)
+            .where(Cut.id == cut_id)
+            .options(
+                selectinload(Cut.casting)
+                .selectinload(CutCasting.character)
+                .options(*_CHARACTER_LOAD),
+                # One join, not a query each: every cut run reads its brief (and its story
+                # bible's versions: a handful of rows).
+                joinedload(Cut.scene)
+                .joinedload(Scene.episode)
+                .joinedload(Episode.project)
+                .joinedload(Project.story_bibles),
+            )
         )
+        .unique()
+        .first()
     )
     if cut is None:
         raise LookupError(f"no cut with id {cut_id}")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session, joinedload
 
 from db.models import (
     Artifact,
@@ -108,14 +108,19 @@ def get_or_create_job(
         parent_job_id=parent_job_id,
         renderer=renderer,
         status=JobStatus.PENDING,
+        # Known empty: `mark_running` then adds the first run without reading them back.
+        runs=[],
+        looks=[],
     )
     session.add(job)
     session.flush()
     return job, True
 
 
-def get_job(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
+def get_job(session: Session, job_id: int, *joined: QueryableAttribute[Any]) -> Job:
+    """The job; ``joined``: its relationships read in the same statement (a job's writes
+    that touch its runs read them so, not with a second query each)."""
+    job = session.get(Job, job_id, options=[joinedload(a) for a in joined])
     if job is None:
         raise LookupError(f"no job with id {job_id}")
     return job
@@ -138,7 +143,7 @@ def mark_running(
     look_ids: list[int] | None = None,
 ) -> Job:
     """The job taken up by this run: running, timed from now, with a new `JobRun` row."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs, Job.looks)
     if look_ids is not None:
         job.looks = (
             list(session.scalars(select(CharacterLook).where(CharacterLook.id.in_(look_ids))))
@@ -192,7 +197,7 @@ def record_prompt_finished(
 ) -> None:
     """ComfyUI's outputs of a finished prompt, stored before they are downloaded: a later
     run (the server restarted, its history gone) downloads them instead of rendering."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs)
     run = current_run(job)
     if run is not None:
         run.comfyui_prompt_id, run.comfyui_server, run.outputs = prompt_id, server, outputs
@@ -217,7 +222,7 @@ def record_render(
     session: Session, job_id: int, result: RenderResult, *, extra: dict[str, Any] | None = None
 ) -> Job:
     """Parameters, the exact workflow and the outputs of a finished render, in one go."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs, Job.params)
     params = result.params
     values = {name: params.get(name) for name in PARAM_FIELDS if params.get(name) is not None}
     stored = job.params or GenerationParams(job_id=job.id)
@@ -275,7 +280,7 @@ def record_judgement(
 
     ``lines`` are gate lines with metric, subject, value, threshold, comparator, verdict, reason.
     """
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs)
     session.execute(delete(QualityScore).where(QualityScore.job_id == job.id))
     models = models or {}
     details = details or {}
@@ -305,7 +310,7 @@ def record_judgement(
 
 
 def record_error(session: Session, job_id: int, error: str) -> Job:
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs)
     job.status = JobStatus.ERROR
     job.error = error
     job.finished_at = now()
@@ -316,7 +321,7 @@ def record_error(session: Session, job_id: int, error: str) -> Job:
 
 
 def record_cancelled(session: Session, job_id: int, reason: str) -> Job:
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs)
     # The first reason stays: a person's cancel, not the interrupted render it caused.
     if job.status is not JobStatus.CANCELLED or not job.error:
         job.error = reason
@@ -421,7 +426,7 @@ def running_jobs_without_run(session: Session) -> list[Job]:
 
 def mark_crashed(session: Session, job_id: int, reason: str) -> Job:
     """A job whose process died: its run crashed, the job an error a re-run renders again."""
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, Job.runs)
     run = current_run(job)
     if run is not None and run.status is JobRunStatus.RUNNING:
         _end_run(run, JobRunStatus.CRASHED, reason)

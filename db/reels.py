@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from db.jobs import cut_jobs
 from db.models import Cut, Episode, Job, JobStatus, Phase, Reel, Scene
 from db.review import cut_label
 
@@ -99,10 +98,40 @@ def _status(animations: list[Job], keyframes: list[Job]) -> str:
     return "not rendered yet"
 
 
+def _attempts(session: Session, cut_ids: list[int]) -> dict[tuple[int, Phase], list[Job]]:
+    """The cuts' keyframe and animation attempts in order, with their outputs and parameters,
+    in three queries whatever the number of cuts: two queries and their lazy loads per cut
+    were some 1,200 round trips at the end of a 300-cut run."""
+    jobs: dict[tuple[int, Phase], list[Job]] = defaultdict(list)
+    for job in session.scalars(
+        select(Job)
+        .where(
+            Job.cut_id.in_(cut_ids),
+            Job.phase.in_([Phase.ANIMATION, Phase.GENERATION]),
+            Job.parent_job_id.is_(None),
+        )
+        .order_by(Job.cut_id, Job.attempt)
+        .options(selectinload(Job.artifacts), selectinload(Job.params))
+    ):
+        jobs[(job.cut_id, job.phase)].append(job)
+    return jobs
+
+
 def reel_cut(session: Session, cut: Cut, *, only_approved: bool = False) -> ReelCut:
-    animations = cut_jobs(session, cut.id, Phase.ANIMATION)
-    keyframes = cut_jobs(session, cut.id, Phase.GENERATION)
-    return _reel_cut(cut, animations, keyframes, only_approved=only_approved)
+    jobs = _attempts(session, [cut.id])
+    return _reel_cut(
+        cut,
+        jobs[(cut.id, Phase.ANIMATION)],
+        jobs[(cut.id, Phase.GENERATION)],
+        only_approved=only_approved,
+    )
+
+
+def reel_cut_by_id(session: Session, cut_id: int) -> ReelCut | None:
+    """What the cut shows in the reel (None: no such cut), its scene and episode read with
+    it: the reel's encoding ahead reads one per finished cut."""
+    cut = session.get(Cut, cut_id, options=[joinedload(Cut.scene).joinedload(Scene.episode)])
+    return None if cut is None else reel_cut(session, cut)
 
 
 def _reel_cut(
@@ -143,20 +172,7 @@ def reel_cuts(session: Session, episode_id: int, *, only_approved: bool = False)
             .options(selectinload(Cut.scene).selectinload(Scene.episode))
         )
     )
-    # Every cut's attempts in one query (with their outputs and parameters), not two queries
-    # and their lazy loads per cut: 300 cuts were some 1,200 round trips at the end of a run.
-    jobs: dict[tuple[int, Phase], list[Job]] = defaultdict(list)
-    for job in session.scalars(
-        select(Job)
-        .where(
-            Job.cut_id.in_([cut.id for cut in cuts]),
-            Job.phase.in_([Phase.ANIMATION, Phase.GENERATION]),
-            Job.parent_job_id.is_(None),
-        )
-        .order_by(Job.cut_id, Job.attempt)
-        .options(selectinload(Job.artifacts), selectinload(Job.params))
-    ):
-        jobs[(job.cut_id, job.phase)].append(job)
+    jobs = _attempts(session, [cut.id for cut in cuts])
     return [
         _reel_cut(
             cut,

@@ -25,7 +25,6 @@ import anyio
 
 from db import reels as db_reels
 from db.engine import session_scope
-from db.models import Cut
 from tasks.reel.assemble import cut_spans, segments_folder
 from tasks.reel.segments import segment
 
@@ -103,8 +102,7 @@ class ReelAhead:
     ) -> None:
         try:
             with session_scope() as session:
-                cut = session.get(Cut, cut_id)
-                view = db_reels.reel_cut(session, cut) if cut is not None else None
+                view = db_reels.reel_cut_by_id(session, cut_id)
         except Exception:  # noqa: BLE001 (a cut not read costs nothing: the end encodes it)
             log.debug("cut %s not read for the reel", cut_id, exc_info=True)
             return
