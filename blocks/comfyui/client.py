@@ -114,7 +114,13 @@ class ComfyUIClient:
         async with self.transport.session() as http:
             return await self._lookup(http, prompt_id)
 
-    async def _lookup(self, http: httpx.AsyncClient, prompt_id: str) -> PromptState:
+    async def _lookup(
+        self, http: httpx.AsyncClient, prompt_id: str, ended: bool = False
+    ) -> PromptState:
+        """``ended``: the socket said the prompt ended, so its history entry is looked for
+        first (the queue is read only where it is missing): one request a render, not two."""
+        if ended and (done := await self._history_state(http, prompt_id)) is not None:
+            return done
         # Queue first, history second: ComfyUI writes the history entry before it drops a
         # prompt from the running list, so "in neither" seen in this order means lost.
         queue = await self._get(http, "/queue", "queue", prompt_id=prompt_id)
@@ -135,13 +141,17 @@ class ComfyUIClient:
                 return PromptState(
                     "queued", position=position, number=item[0], graph=_graph_of(item)
                 )
+        return await self._history_state(http, prompt_id) or PromptState("absent")
+
+    async def _history_state(self, http: httpx.AsyncClient, prompt_id: str) -> PromptState | None:
+        """The prompt done, from its `/history` entry; None where it has none."""
         path = f"/history/{quote(prompt_id, safe='')}"
         history = await self._get(http, path, path, prompt_id=prompt_id)
         entry = history.get(prompt_id) if isinstance(history, dict) else None
-        if isinstance(entry, dict):
-            prompt = entry.get("prompt") or [None]
-            return PromptState("done", number=prompt[0], entry=entry, graph=_graph_of(prompt))
-        return PromptState("absent")
+        if not isinstance(entry, dict):
+            return None
+        prompt = entry.get("prompt") or [None]
+        return PromptState("done", number=prompt[0], entry=entry, graph=_graph_of(prompt))
 
     async def result(self, prompt_id: str) -> PromptResult:
         """The finished prompt's outputs from `/history` (raises while it is not finished)."""

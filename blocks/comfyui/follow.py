@@ -182,7 +182,8 @@ def parse_event(message: dict[str, Any], prompt_id: str) -> tuple[ProgressEvent 
 
 class Follower:
     """The events of one prompt, from its socket and from `lookup` (where the prompt is, by
-    `/queue` then `/history`); `lost` is the error for a prompt found in neither."""
+    `/queue` then `/history`; `/history` first once the socket said the prompt ended); `lost`
+    is the error for a prompt found in neither."""
 
     def __init__(
         self,
@@ -190,7 +191,7 @@ class Follower:
         socket: PromptSocket,
         prompt_id: str,
         *,
-        lookup: Callable[[], Awaitable[PromptState]],
+        lookup: Callable[[bool], Awaitable[PromptState]],
         lost: Callable[[], ComfyUIError],
     ) -> None:
         self.transport = transport
@@ -230,7 +231,7 @@ class Follower:
             if loop.time() >= next_poll:
                 next_poll = loop.time() + self._poll_interval()
                 try:
-                    state = await self.lookup()
+                    state = await self.lookup(end_heard)
                     unreachable_since = None
                 except ComfyUIUnavailable as exc:
                     unreachable_since = unreachable_since or loop.time()
