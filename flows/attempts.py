@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from prefect import get_run_logger
+from prefect.utilities.annotations import quote
 
 from blocks.comfyui import ComfyUICancelled
 from db.vocabulary import JobStatus, Verdict
@@ -71,7 +72,8 @@ STOPPED = "stopped while rendering: the run ended (another job's error, or a can
 async def _render_and_store(request: RenderRequest, slot: Callable) -> list[str]:
     try:
         async with slot():
-            result = await render(request)
+            # Quoted: Prefect would walk the whole request looking for futures it cannot hold.
+            result = await render(quote(request))
     except ComfyUICancelled as exc:
         await record_cancelled(request.job_id, exc.detail)
         raise

@@ -14,6 +14,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import State
+from prefect.utilities.annotations import quote
 
 from blocks.comfyui import ComfyUICancelled
 from db.briefs import CutBrief
@@ -107,7 +108,9 @@ class CutAttempts:
         )
 
     async def judge(self, job_id: int, outputs: list[str]) -> Judgement:
-        return await judge_cut(job_id, outputs[0], self.brief, self.phase, self.settings)
+        # The brief and settings quoted, as the render's request: nothing in them to resolve.
+        brief, settings = quote(self.brief), quote(self.settings)
+        return await judge_cut(job_id, outputs[0], brief, self.phase, settings)
 
 
 @flow(
