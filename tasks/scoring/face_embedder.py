@@ -42,6 +42,10 @@ ImageInput = str | os.PathLike[str] | Image.Image | np.ndarray
 Device = Literal["auto", "cpu", "cuda"]
 
 DEFAULT_FACE_ROOT = "~/.insightface"
+# insightface.utils.storage.MODEL_ZOO_RELEASE_DOWNLOAD_URL, written out: importing insightface
+# for it, only to word the error of a missing pack, was 1.3 s of CPU in every run without one
+# (tests/quality/test_face_models.py checks the two agree).
+MODEL_ZOO_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo/"
 # The two files scoring needs from InsightFace's published packs (for error messages only;
 # any folder with one detection and one recognition model loads).
 KNOWN_PACK_FILES: dict[str, tuple[str, str]] = {
@@ -68,10 +72,8 @@ def _unavailable(face_model: str, folder: Path, problem: str) -> FaceModelUnavai
         files = "an SCRFD detection .onnx (with keypoints) and an ArcFace recognition .onnx"
     how = "Nothing is downloaded at scoring time: "
     if face_model in KNOWN_PACK_FILES:
-        from insightface.utils.storage import model_zoo_download_url
-
         how += (
-            f"download {model_zoo_download_url(face_model + '.zip')} where there is internet "
+            f"download {MODEL_ZOO_URL}{face_model}.zip where there is internet "
             f"and unzip it into {folder}/, or "
         )
     how += "set ScoringModels.face_model to a folder holding those two models."

@@ -119,10 +119,9 @@ def kit(models: ScoringModels) -> list[KitModel]:
     from tasks.scoring.loading.torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
-    from insightface.utils.storage import model_zoo_download_url
 
     from tasks.scoring.ccip import ccip_folder
-    from tasks.scoring.face_embedder import DEFAULT_FACE_ROOT, load_face_embedder
+    from tasks.scoring.face_embedder import DEFAULT_FACE_ROOT, MODEL_ZOO_URL, load_face_embedder
     from tasks.scoring.loading.aesthetic_head import load_aesthetic_head
     from tasks.scoring.loading.clip import load_clip
     from tasks.scoring.loading.dino import dino_weights_path, load_dino
@@ -171,7 +170,7 @@ def kit(models: ScoringModels) -> list[KitModel]:
         KitModel(
             "insightface",
             "face_similarity, sheet_consistency (face_embedder: insightface)",
-            [KitFile(model_zoo_download_url(f"{face_folder.name}.zip"), face_folder, unzip=True)],
+            [KitFile(f"{MODEL_ZOO_URL}{face_folder.name}.zip", face_folder, unzip=True)],
             lambda: load_face_embedder(as_insightface),
             used=models.face_embedder == "insightface",
         ),

@@ -14,6 +14,7 @@ import pytest
 from blocks.scoring import ScoringModels
 from tasks.scoring import face_embedder
 from tasks.scoring.face_embedder import (
+    MODEL_ZOO_URL,
     FaceEmbedder,
     FaceModelUnavailable,
     InsightFaceEmbedder,
@@ -21,6 +22,14 @@ from tasks.scoring.face_embedder import (
     onnx_providers,
 )
 from tasks.scoring.loading.errors import ModelUnavailable
+
+
+def test_the_pack_address_in_errors_is_insightfaces_own() -> None:
+    # Written out so that naming a missing pack does not import insightface (1.3 s of CPU).
+    import insightface.utils.storage as storage
+
+    assert MODEL_ZOO_URL == storage.MODEL_ZOO_RELEASE_DOWNLOAD_URL
+    assert f"{MODEL_ZOO_URL}buffalo_l.zip" == storage.model_zoo_download_url("buffalo_l.zip")
 
 
 @pytest.fixture
