@@ -77,6 +77,18 @@ async def test_render_reports_progress_and_downloads_a_real_png(
         assert image.getpixel((0, 0)) == (0xFF - 0x11, 0xFF - 0x22, 0xFF - 0x33)
 
 
+async def test_a_render_followed_by_its_socket_never_reads_the_queue(
+    comfy: ComfyUITestServer,
+) -> None:
+    # A new prompt (as an episode's renders are) is queued without a look first; the socket
+    # says when it ends and ComfyUI has written its history entry by then, so the result
+    # comes from /history alone, not from a /queue read first (a request a render fewer).
+    client = client_for(comfy, poll_interval_s=5.0)
+    result = await client.render(basic_graph(), "by-socket", new_prompt=True)
+    assert result.status == "success"
+    assert comfy.stats.queue_reads == 0
+
+
 async def test_follow_after_submit_reaches_the_same_result(comfy: ComfyUITestServer) -> None:
     client = client_for(comfy)
     submission = await client.submit(basic_graph(), "plain-id")
@@ -226,6 +238,7 @@ async def test_dropped_socket_that_cannot_reconnect_completes_by_polling(tmp_pat
         result = await asyncio.wait_for(render, 5)
         assert result.status == "success"
         assert comfy.stats.ws_connections == 1
+        assert comfy.stats.queue_reads >= 1  # without a socket, where it is: queue, history
         assert isinstance(events[-1], PromptDone)
 
 

@@ -55,6 +55,7 @@ def build_app(state: ComfyState, auth: tuple[str, str] | None = None) -> ASGIApp
         return JSONResponse({"exec_info": {"queue_remaining": state.queue_remaining()}})
 
     async def get_queue(request: Request) -> Response:
+        state.count(queue_reads=1)
         return JSONResponse(state.queue_snapshot())
 
     async def post_queue(request: Request) -> Response:

@@ -77,6 +77,7 @@ class ServerStats:
     interrupts: int = 0
     restarts: int = 0
     ws_connections: int = 0
+    queue_reads: int = 0  # GET /queue requests
     uploads: int = 0  # files written by POST /upload/image
 
 
