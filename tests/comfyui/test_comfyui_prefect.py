@@ -246,6 +246,41 @@ async def test_a_slot_given_back_in_process_is_taken_at_once_not_at_the_next_pol
         assert a.stats.max_in_flight == 1
 
 
+async def test_a_render_waiting_for_another_process_looks_less_and_less_often(
+    tmp_path: Path,
+) -> None:
+    from blocks.comfyui.leases import SlotLease
+
+    with ComfyUITestServer(tmp_path / "a") as a:
+        server = block_for(a, slots=1)
+        await ensure_concurrency_limits([server])
+        pool = ComfyUIPool([server], retry_interval_s=0.1, max_retry_interval_s=1.0)
+        looks: list[float] = []
+        look = pool._free_slots
+
+        async def counted(servers: Any) -> dict[str, float]:
+            looks.append(asyncio.get_running_loop().time())
+            return await look(servers)
+
+        pool._free_slots = counted  # type: ignore[method-assign]
+        # Another process's render holds the only slot: nothing in this process wakes ours.
+        elsewhere = await SlotLease.take(server.concurrency_limit, 60.0)
+
+        async def ours() -> str:
+            async with pool.slot() as got:
+                return got.base_url
+
+        waiting = asyncio.create_task(ours())
+        await asyncio.sleep(4.0)
+        assert not waiting.done()
+        # A look every 0.1 s (+-50%) would be 20 or more by now; pauses doubling up to 1 s
+        # (+-50%) are 12 at most, the last of them at least 0.4 s long.
+        assert 3 <= len(looks) <= 12
+        assert looks[-1] - looks[-2] >= 0.4
+        await elsewhere.give_back()  # freed there: seen by the next look
+        assert await asyncio.wait_for(waiting, timeout=10) == server.base_url
+
+
 async def test_pool_skips_a_dead_server_and_fails_when_all_are_dead(tmp_path: Path) -> None:
     with ComfyUITestServer(tmp_path / "gone") as gone:
         dead = block_for(gone, connect_timeout_s=0.3)
