@@ -414,14 +414,15 @@ async def test_a_slot_passes_to_the_next_render_of_the_process_not_back_to_prefe
         assert len(taken) == 3
 
 
+async def _active_slots(name: str) -> int:
+    """Slots of the limit `name` that Prefect counts as held."""
+    async with get_client() as client:
+        return (await client.read_global_concurrency_limit_by_name(name)).active_slots
+
+
 async def test_a_slot_freed_while_the_process_still_renders_waits_briefly_for_its_next_render(
     tmp_path: Path, taken: list[str]
 ) -> None:
-
-    async def active_slots(name: str) -> int:
-        async with get_client() as client:
-            return (await client.read_global_concurrency_limit_by_name(name)).active_slots
-
     with ComfyUITestServer(tmp_path / "a") as a:
         server = block_for(a, slots=2)
         name = server.concurrency_limit
@@ -430,26 +431,22 @@ async def test_a_slot_freed_while_the_process_still_renders_waits_briefly_for_it
         async with pool.slot():  # a long render of this process
             async with pool.slot():
                 pass  # a short one: its slot is kept for the next render
-            assert await active_slots(name) == 2
+            assert await _active_slots(name) == 2
             async with pool.slot():
                 pass  # took the kept slot, and keeps it again
-            assert len(taken) == 2 and await active_slots(name) == 2
+            assert len(taken) == 2 and await _active_slots(name) == 2
             await asyncio.sleep(1.0)  # nobody came within linger_s: given back
-            assert await active_slots(name) == 1
+            assert await _active_slots(name) == 1
             async with pool.slot():
                 pass
             assert len(taken) == 3
         # The process's last render ended: nothing is kept past it.
-        assert await active_slots(name) == 0
+        assert await _active_slots(name) == 0
 
 
 async def test_a_run_keeps_the_slot_of_its_only_render_for_its_next_one_until_it_ends(
     tmp_path: Path, taken: list[str]
 ) -> None:
-    async def active_slots(name: str) -> int:
-        async with get_client() as client:
-            return (await client.read_global_concurrency_limit_by_name(name)).active_slots
-
     with ComfyUITestServer(tmp_path / "a") as a:
         server = block_for(a, slots=2)
         name = server.concurrency_limit
@@ -459,12 +456,12 @@ async def test_a_run_keeps_the_slot_of_its_only_render_for_its_next_one_until_it
             for _ in range(3):  # one render after another: none of them overlaps the next
                 async with pool.slot():
                     pass
-                assert await active_slots(name) == 1  # kept for the run's next render
+                assert await _active_slots(name) == 1  # kept for the run's next render
             assert len(taken) == 1  # one lease from Prefect for the three renders
             await asyncio.sleep(1.0)  # no render came within linger_s: given back
-            assert await active_slots(name) == 0
+            assert await _active_slots(name) == 0
             async with pool.slot():
                 pass
             assert len(taken) == 2
         # The run ended: its kept slot went back with it.
-        assert await active_slots(name) == 0
+        assert await _active_slots(name) == 0
