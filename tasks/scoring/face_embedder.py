@@ -46,6 +46,13 @@ DEFAULT_FACE_ROOT = "~/.insightface"
 # for it, only to word the error of a missing pack, was 1.3 s of CPU in every run without one
 # (tests/quality/test_face_models.py checks the two agree).
 MODEL_ZOO_URL = "https://github.com/deepinsight/insightface/releases/download/model-zoo/"
+
+
+def pack_url(pack: str) -> str:
+    """Where InsightFace publishes the model pack `pack` (e.g. buffalo_l) as a zip."""
+    return f"{MODEL_ZOO_URL}{pack}.zip"
+
+
 # The two files scoring needs from InsightFace's published packs (for error messages only;
 # any folder with one detection and one recognition model loads).
 KNOWN_PACK_FILES: dict[str, tuple[str, str]] = {
@@ -73,7 +80,7 @@ def _unavailable(face_model: str, folder: Path, problem: str) -> FaceModelUnavai
     how = "Nothing is downloaded at scoring time: "
     if face_model in KNOWN_PACK_FILES:
         how += (
-            f"download {MODEL_ZOO_URL}{face_model}.zip where there is internet "
+            f"download {pack_url(face_model)} where there is internet "
             f"and unzip it into {folder}/, or "
         )
     how += "set ScoringModels.face_model to a folder holding those two models."

@@ -119,9 +119,8 @@ def kit(models: ScoringModels) -> list[KitModel]:
     from tasks.scoring.loading.torchvision_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
-
     from tasks.scoring.ccip import ccip_folder
-    from tasks.scoring.face_embedder import DEFAULT_FACE_ROOT, MODEL_ZOO_URL, load_face_embedder
+    from tasks.scoring.face_embedder import DEFAULT_FACE_ROOT, load_face_embedder, pack_url
     from tasks.scoring.loading.aesthetic_head import load_aesthetic_head
     from tasks.scoring.loading.clip import load_clip
     from tasks.scoring.loading.dino import dino_weights_path, load_dino
@@ -170,7 +169,7 @@ def kit(models: ScoringModels) -> list[KitModel]:
         KitModel(
             "insightface",
             "face_similarity, sheet_consistency (face_embedder: insightface)",
-            [KitFile(f"{MODEL_ZOO_URL}{face_folder.name}.zip", face_folder, unzip=True)],
+            [KitFile(pack_url(face_folder.name), face_folder, unzip=True)],
             lambda: load_face_embedder(as_insightface),
             used=models.face_embedder == "insightface",
         ),

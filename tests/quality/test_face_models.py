@@ -30,6 +30,7 @@ def test_the_pack_address_in_errors_is_insightfaces_own() -> None:
 
     assert MODEL_ZOO_URL == storage.MODEL_ZOO_RELEASE_DOWNLOAD_URL
     assert f"{MODEL_ZOO_URL}buffalo_l.zip" == storage.model_zoo_download_url("buffalo_l.zip")
+    assert face_embedder.pack_url("buffalo_l") == storage.model_zoo_download_url("buffalo_l.zip")
 
 
 @pytest.fixture
