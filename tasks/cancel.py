@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from prefect import get_run_logger
+
+# Prefect's own source of truth for a runner's stop (`flow_engine._termination_intent`):
+# private, so pinned with Prefect in pyproject.toml; tests/flows/test_cancel.py covers it.
+from prefect._internal.control_listener import get_intent
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -224,10 +228,27 @@ async def _end_episode_runs(project: str, episode: int, reason: str) -> dict[str
 
 async def ensure_not_cancelled(job_id: int, since: datetime | None = None) -> None:
     """Raise `ComfyUICancelled` for a job a person cancelled, or whose cut a cancellation made
-    since ``since`` (its run's start) covers: checked before it is submitted."""
+    since ``since`` (its run's start) covers, or whose process its runner is stopping:
+    checked before it is submitted."""
+    if (intent := runner_intent()) is not None:
+        raise ComfyUICancelled(
+            f"job {job_id} was not submitted: the runner is stopping this run ({intent})"
+        )
     reason = await in_session(db_cancellations.job_cancelled_since, job_id, since)
     if reason is not None:
         raise ComfyUICancelled(f"job {job_id} was cancelled before it was submitted ({reason})")
+
+
+def runner_intent() -> str | None:
+    """What the runner that started this process (a served deployment's, `anime server`) has
+    told it it is about to do: ``cancel`` on a Cancel in the UI, then it sends SIGTERM.
+
+    Prefect raises that signal in whichever coroutine runs at that moment: one render, say.
+    The others go on until the flow ends, and a render handed the stopped one's slot would
+    submit a prompt the cancel never withdraws (the run's own watch sees the cancel up to
+    `WATCH_INTERVAL_S` later). The intent is committed before the signal is sent, so no
+    render of this process submits once it is."""
+    return get_intent()
 
 
 @dataclass

@@ -173,6 +173,38 @@ async def test_a_cancelled_cut_without_a_job_is_not_submitted_by_a_run_under_way
         assert comfy.stats.prompts_executed == 1
 
 
+async def test_a_render_handed_a_slot_after_the_runner_said_cancel_submits_nothing(
+    small_production, save_blocks, tmp_path
+):
+    """A served run's runner commits its cancel to the process, then sends SIGTERM, which
+    Prefect raises in one coroutine; the run's other renders go on until the flow ends. One
+    that gets a slot meanwhile (the stopped render's) must not submit: its prompt would be
+    left on the server, as it once was in CI (5 prompts accepted, 2 before the cancel)."""
+    from prefect._internal import control_listener
+
+    _small_previews()
+    thresholds, models = await save_blocks(aesthetic=0.0)
+    with ComfyUITestServer(tmp_path / "comfy", render_time_s=0.05) as comfy:
+        name = await _server_block(comfy.url, slots=1)
+        settings = await resolve_settings("comfyui", [name], 1, thresholds, models)
+        with session_scope() as s:
+            cut_id = s.scalar(select(Cut.id).order_by(Cut.id).limit(1))
+        control_listener._set_intent("cancel")  # as the runner's control channel commits it
+        try:
+            state = await render_cut(cut_id, Phase.GENERATION, settings, return_state=True)
+        finally:
+            control_listener.clear_intent()
+        assert state.type is StateType.CANCELLED
+        outcome = await state.aresult(raise_on_failure=False)
+        assert "the runner is stopping this run (cancel)" in outcome.explanation
+        assert comfy.stats.prompts_posted == 0
+        with session_scope() as s:
+            assert [j.status for j in s.scalars(select(Job))] == [JobStatus.CANCELLED]
+
+        outcome = await render_cut(cut_id, Phase.GENERATION, settings)  # no stop: it renders
+        assert comfy.stats.prompts_executed == 1
+
+
 async def test_a_run_stopped_just_after_opening_a_job_leaves_nothing_running(production):
     """The runner's SIGTERM (a cancel in the UI of a served run) reaches the run as asyncio
     cancellation wherever it is: also in the moment after a job was marked running and before
