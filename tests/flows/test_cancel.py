@@ -5,6 +5,7 @@ slots are free, cuts not yet submitted never are, and the episode run ends Cance
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from datetime import UTC, datetime
@@ -49,6 +50,15 @@ async def _server_block(url: str, slots: int) -> str:
 def _small_previews() -> None:
     with session_scope() as s:
         s.execute(update(Cut).values(template="preview", overrides={"width": 64, "height": 64}))
+
+
+async def _one_slot_runs(comfy: ComfyUITestServer, save_blocks):
+    """Small previews, and a start of a run rendering on `comfy` with one slot and one
+    attempt: each call, the settings of a run started then."""
+    _small_previews()
+    thresholds, models = await save_blocks(aesthetic=0.0)
+    name = await _server_block(comfy.url, slots=1)
+    return functools.partial(resolve_settings, "comfyui", [name], 1, thresholds, models)
 
 
 async def _episode_run_id(project: str, since: datetime) -> uuid.UUID:
@@ -148,11 +158,9 @@ async def test_cancelling_the_episode_run_takes_it_off_the_server_and_ends_it_ca
 async def test_a_cancelled_cut_without_a_job_is_not_submitted_by_a_run_under_way(
     small_production, save_blocks, tmp_path
 ):
-    _small_previews()
-    thresholds, models = await save_blocks(aesthetic=0.0)
     with ComfyUITestServer(tmp_path / "comfy", render_time_s=0.05) as comfy:
-        name = await _server_block(comfy.url, slots=1)
-        under_way = await resolve_settings("comfyui", [name], 1, thresholds, models)
+        start_run = await _one_slot_runs(comfy, save_blocks)
+        under_way = await start_run()
         with session_scope() as s:
             cut_id = s.scalar(select(Cut.id).join(Scene).where(Scene.number == 1, Cut.number == 2))
         cancelled = await cancel_renders(small_production, 1, scene=1, cut=2)
@@ -167,7 +175,7 @@ async def test_a_cancelled_cut_without_a_job_is_not_submitted_by_a_run_under_way
             assert s.scalar(select(func.count()).select_from(Job)) == 0
 
         # A run started after the cancel renders the cut as usual.
-        later = await resolve_settings("comfyui", [name], 1, thresholds, models)
+        later = await start_run()
         outcome = await render_cut(cut_id, Phase.GENERATION, later)
         assert outcome.status in ("approved", "needs_review")
         assert comfy.stats.prompts_executed == 1
@@ -182,11 +190,9 @@ async def test_a_render_handed_a_slot_after_the_runner_said_cancel_submits_nothi
     left on the server, as it once was in CI (5 prompts accepted, 2 before the cancel)."""
     from prefect._internal import control_listener
 
-    _small_previews()
-    thresholds, models = await save_blocks(aesthetic=0.0)
     with ComfyUITestServer(tmp_path / "comfy", render_time_s=0.05) as comfy:
-        name = await _server_block(comfy.url, slots=1)
-        settings = await resolve_settings("comfyui", [name], 1, thresholds, models)
+        start_run = await _one_slot_runs(comfy, save_blocks)
+        settings = await start_run()
         with session_scope() as s:
             cut_id = s.scalar(select(Cut.id).order_by(Cut.id).limit(1))
         control_listener._set_intent("cancel")  # as the runner's control channel commits it
