@@ -230,25 +230,18 @@ async def ensure_not_cancelled(job_id: int, since: datetime | None = None) -> No
     """Raise `ComfyUICancelled` for a job a person cancelled, or whose cut a cancellation made
     since ``since`` (its run's start) covers, or whose process its runner is stopping:
     checked before it is submitted."""
-    if (intent := runner_intent()) is not None:
+    # A served run's runner commits its intent (``cancel`` on a Cancel in the UI) to the
+    # process, then sends SIGTERM, which Prefect raises in whichever coroutine runs then: one
+    # render, say. The others go on until the flow ends, and one handed the stopped render's
+    # slot would submit after the cancel: the run's own watch sees it up to
+    # `WATCH_INTERVAL_S` later, and only then records it.
+    if (intent := get_intent()) is not None:
         raise ComfyUICancelled(
             f"job {job_id} was not submitted: the runner is stopping this run ({intent})"
         )
     reason = await in_session(db_cancellations.job_cancelled_since, job_id, since)
     if reason is not None:
         raise ComfyUICancelled(f"job {job_id} was cancelled before it was submitted ({reason})")
-
-
-def runner_intent() -> str | None:
-    """What the runner that started this process (a served deployment's, `anime server`) has
-    told it it is about to do: ``cancel`` on a Cancel in the UI, then it sends SIGTERM.
-
-    Prefect raises that signal in whichever coroutine runs at that moment: one render, say.
-    The others go on until the flow ends, and a render handed the stopped one's slot would
-    submit a prompt the cancel never withdraws (the run's own watch sees the cancel up to
-    `WATCH_INTERVAL_S` later). The intent is committed before the signal is sent, so no
-    render of this process submits once it is."""
-    return get_intent()
 
 
 @dataclass

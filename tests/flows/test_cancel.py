@@ -207,7 +207,7 @@ async def test_a_render_handed_a_slot_after_the_runner_said_cancel_submits_nothi
         with session_scope() as s:
             assert [j.status for j in s.scalars(select(Job))] == [JobStatus.CANCELLED]
 
-        outcome = await render_cut(cut_id, Phase.GENERATION, settings)  # no stop: it renders
+        await render_cut(cut_id, Phase.GENERATION, settings)  # no stop: it renders
         assert comfy.stats.prompts_executed == 1
 
 
