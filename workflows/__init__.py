@@ -3,7 +3,8 @@
 Public API::
 
     list_templates() -> list[str]
-    load_template(name) -> WorkflowTemplate
+    load_template(name) -> WorkflowTemplate       # a copy of its own, to change
+    template_manifest(name) -> TemplateManifest   # shared, to read
     render_template(name, params, *, object_info=None) -> dict   # API-format graph
     validate_graph(graph, object_info, template=None, *, ignore=()) -> None
     find_problems(graph, object_info, template=None) -> list[GraphProblem]
@@ -46,6 +47,7 @@ from workflows.templating import (
     load_template,
     rebind_parameter,
     render_template,
+    template_manifest,
     template_origin,
 )
 from workflows.ui_import import ui_to_api
@@ -92,6 +94,7 @@ __all__ = [
     "rebind_parameter",
     "render_template",
     "studio_templates_dir",
+    "template_manifest",
     "template_origin",
     "ui_to_api",
     "validate_graph",

@@ -102,7 +102,28 @@ def _names_in(root: Path) -> list[str]:
 
 
 def load_template(name: str, directory: str | Path | None = None) -> WorkflowTemplate:
-    """Load and check one template; raises UnknownTemplateError or ManifestError."""
+    """Load and check one template, a copy of its own for the caller to change; raises
+    UnknownTemplateError or ManifestError."""
+    template = _checked(name, directory)
+    return WorkflowTemplate(
+        name=template.name,
+        manifest=template.manifest.model_copy(deep=True),
+        graph=copy.deepcopy(template.graph),
+        graph_path=template.graph_path,
+        manifest_path=template.manifest_path,
+    )
+
+
+def template_manifest(name: str, directory: str | Path | None = None) -> TemplateManifest:
+    """The checked manifest of template ``name``, shared by every caller: to read (its
+    parameters, version, outputs), never to change. A render reads it several times a cut,
+    and a deep copy each time was a millisecond and more of the orchestrator's CPU per cut
+    (docs/benchmarks.md); `load_template` gives a copy to change. Raises as it does."""
+    return _checked(name, directory).manifest
+
+
+def _checked(name: str, directory: str | Path | None) -> WorkflowTemplate:
+    """The cached, checked template (shared: never change it)."""
     root = template_root(name, directory) if isinstance(name, str) else None
     if root is None:
         raise UnknownTemplateError(str(name), list_templates(directory))
@@ -112,14 +133,7 @@ def load_template(name: str, directory: str | Path | None = None) -> WorkflowTem
         for p in (root / f"{name}{suffix}" for suffix in (".json", *_MANIFEST_SUFFIXES))
         if p.is_file()
     )
-    template = _load_checked(str(root.resolve()), name, stamps)
-    return WorkflowTemplate(
-        name=template.name,
-        manifest=template.manifest.model_copy(deep=True),
-        graph=copy.deepcopy(template.graph),
-        graph_path=template.graph_path,
-        manifest_path=template.manifest_path,
-    )
+    return _load_checked(str(root.resolve()), name, stamps)
 
 
 @lru_cache(maxsize=64)
@@ -310,11 +324,11 @@ def render_template(
     ``object_info`` the result is also validated against that server's catalogue
     (raising ``GraphValidationError``) before it is returned.
     """
-    template = load_template(name, directory)
+    template = _checked(name, directory)
     if params is not None and not isinstance(params, Mapping):
         raise TemplateParameterError(name, "*", f"parameters must be a mapping, got {params!r}")
     values = _resolve_values(template, params or {})
-    graph = template.graph  # already a private copy
+    graph = copy.deepcopy(template.graph)  # the cached template's own is shared
     to_bypass: list[str] = []
     for pname, spec in template.parameters.items():
         value = values[pname]
@@ -349,8 +363,7 @@ def rebind_parameter(name: str, graph: ApiGraph, parameter: str, value: Any) -> 
     """A copy of `graph`, rendered from template `name`, with one plain parameter (str, int,
     float) written anew wherever the template binds it: for what is known only once the
     rest is rendered (the output prefix, named after the render's prompt id)."""
-    template = load_template(name)
-    spec = template.parameters.get(parameter)
+    spec = template_manifest(name).parameters.get(parameter)
     if spec is None or spec.type in ("loras", "controlnet"):
         raise TemplateParameterError(name, parameter, "is not a plain parameter of the template")
     try:

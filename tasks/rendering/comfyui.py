@@ -48,9 +48,9 @@ from workflows import (
     extract_params,
     find_problems,
     graph_sha256,
-    load_template,
     rebind_parameter,
     render_template,
+    template_manifest,
 )
 
 _catalogues: dict[str, tuple[float, dict[str, Any]]] = {}
@@ -150,7 +150,7 @@ def probe_graph(template: str) -> dict[str, Any]:
     """The template as a cut renders it by default, required parameters filled with stand-ins:
     what `anime comfyui check` validates against a server."""
     stand_ins = {"str": "check", "int": 0, "float": 0.0, "bool": False, "image": "check.png"}
-    spec = load_template(template).parameters
+    spec = template_manifest(template).parameters
     required = {name: stand_ins.get(p.type, "check") for name, p in spec.items() if p.required}
     return render_template(template, required)
 
@@ -194,7 +194,7 @@ async def servers_loaded_meanwhile(server_names: list[str]) -> AsyncIterator[Non
 
 def bind_parameters(template: str, wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Keep the parameters the template declares; return them and the names it ignores."""
-    declared = set(load_template(template).parameters)
+    declared = set(template_manifest(template).parameters)
     kept = {k: v for k, v in wanted.items() if k in declared and v is not None}
     return kept, sorted(k for k in wanted if k not in declared and wanted[k] is not None)
 
@@ -226,7 +226,7 @@ def template_inputs(
     (content-addressed name -> file): every image parameter (and a ControlNet's image) that
     names a local file is given by its content-addressed name instead."""
     assert request.template is not None
-    spec = load_template(request.template).parameters
+    spec = template_manifest(request.template).parameters
     offered = {k: v for k, v in pipeline_images(request).items() if k in spec}
     params, ignored = bind_parameters(
         request.template, {**offered, **request.parameters, "seed": request.seed}
@@ -407,7 +407,7 @@ def with_output_prefix(
     rendered again. A template without a `filename_prefix` parameter keeps its names (and
     its prompts cannot be found that way)."""
     assert request.template is not None
-    if "filename_prefix" not in load_template(request.template).parameters:
+    if "filename_prefix" not in template_manifest(request.template).parameters:
         return workflow
     prefix = output_prefix(output_stem(request), prompt_id)
     return rebind_parameter(request.template, workflow, "filename_prefix", prefix)
@@ -425,7 +425,7 @@ def _graph_params(graph: dict[str, Any], template: str | None) -> dict[str, Any]
     }
     if template:
         params["template"] = template
-        params["template_version"] = str(load_template(template).manifest.version)
+        params["template_version"] = str(template_manifest(template).version)
     return params
 
 

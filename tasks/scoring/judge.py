@@ -135,13 +135,13 @@ def clip_loops(brief: CutBrief, override: str | None = None) -> bool:
     its ``closed_loop`` parameter, as the cut's overrides or the template's default set it.
     ``override``: the run's one template for every cut, when it has one."""
     from workflows.errors import WorkflowError
-    from workflows.templating import load_template
+    from workflows.templating import template_manifest
 
     try:
-        template = load_template(brief.template_for(Phase.ANIMATION, override))
+        manifest = template_manifest(brief.template_for(Phase.ANIMATION, override))
     except (WorkflowError, OSError, ValueError):
         return False  # the render itself reports an unknown template
-    spec = template.parameters.get("closed_loop")
+    spec = manifest.parameters.get("closed_loop")
     if spec is None:
         return False
     return bool(brief.overrides.get("closed_loop", spec.default))
