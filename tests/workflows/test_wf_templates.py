@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -15,6 +16,7 @@ from workflows import (
     list_templates,
     load_template,
     render_template,
+    template_manifest,
 )
 from workflows.templating import TEMPLATES_DIR
 
@@ -94,6 +96,23 @@ def test_rendering_is_deterministic_and_leaves_the_template_untouched(full_param
     second = render_template("keyframe", full_params["keyframe"])
     assert graph_sha256(first) == graph_sha256(second)
     assert load_template("keyframe").graph == before
+
+
+def test_a_template_edited_on_disk_is_read_anew_and_a_loaded_copy_changes_nothing(tmp_path):
+    root = _copy_templates(tmp_path)
+    assert template_manifest("preview", directory=root).version == 1
+    mine = load_template("preview", directory=root)
+    mine.manifest.version = 7  # a caller's own copy
+    mine.parameters["frames"].default = 2
+    assert template_manifest("preview", directory=root).version == 1
+    assert render_template("preview", {"seed": 1}, directory=root) == render_template(
+        "preview", {"seed": 1}
+    )
+    manifest = root / "preview.manifest.yaml"
+    manifest.write_text(manifest.read_text().replace("version: 1", "version: 2"))
+    stamp = manifest.stat().st_mtime_ns + 1_000_000  # a new stamp even on a coarse clock
+    os.utime(manifest, ns=(stamp, stamp))
+    assert template_manifest("preview", directory=root).version == 2
 
 
 def test_preview_colour_and_grain_follow_the_seed():
